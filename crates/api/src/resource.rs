@@ -1,0 +1,398 @@
+//! Resource documents: `Cluster`, `ClusterGroup`, `Bundle`, `RegistrationToken`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::selector::LabelSelector;
+
+/// Kubernetes-style object metadata. `name` and `labels` are the user's; the rest is set by the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Incremented by the server on every change of `spec` (or labels, for clusters).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+    /// The store revision of the last write; opaque to clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// RFC 3339 time the object was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// A flotilla resource document: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Object<Spec, Status> {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Spec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+pub type Cluster = Object<ClusterSpec, ClusterStatus>;
+pub type ClusterGroup = Object<ClusterGroupSpec, ClusterGroupStatus>;
+pub type Bundle = Object<BundleSpec, BundleStatus>;
+pub type RegistrationToken = Object<RegistrationTokenSpec, RegistrationTokenStatus>;
+
+/// The kinds the admin API serves, with their URL collection names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Cluster,
+    ClusterGroup,
+    Bundle,
+    RegistrationToken,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::Cluster,
+        Kind::ClusterGroup,
+        Kind::Bundle,
+        Kind::RegistrationToken,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cluster => "Cluster",
+            Kind::ClusterGroup => "ClusterGroup",
+            Kind::Bundle => "Bundle",
+            Kind::RegistrationToken => "RegistrationToken",
+        }
+    }
+
+    /// The plural, lower-case collection name used in URLs (`/api/v1/bundles`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Cluster => "clusters",
+            Kind::ClusterGroup => "clustergroups",
+            Kind::Bundle => "bundles",
+            Kind::RegistrationToken => "registrationtokens",
+        }
+    }
+
+    /// Parses a kind the way kubectl does: singular, plural, short name, any case.
+    pub fn parse(text: &str) -> Option<Kind> {
+        match text.to_ascii_lowercase().as_str() {
+            "cluster" | "clusters" => Some(Kind::Cluster),
+            "clustergroup" | "clustergroups" | "cg" => Some(Kind::ClusterGroup),
+            "bundle" | "bundles" => Some(Kind::Bundle),
+            "registrationtoken" | "registrationtokens" | "token" | "tokens" => {
+                Some(Kind::RegistrationToken)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+/// Clusters are created by agent registration; admins edit only their labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClusterState {
+    /// Registered, never synced yet.
+    #[default]
+    Pending,
+    Online,
+    Offline,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::Pending => "Pending",
+            ClusterState::Online => "Online",
+            ClusterState::Offline => "Offline",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ClusterState> {
+        match text.to_ascii_lowercase().as_str() {
+            "pending" => Some(ClusterState::Pending),
+            "online" => Some(ClusterState::Online),
+            "offline" => Some(ClusterState::Offline),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    pub state: ClusterState,
+    /// RFC 3339 time of the last sync the server saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// RFC 3339 time of registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<String>,
+    #[serde(flatten)]
+    pub facts: ClusterFacts,
+    /// The state of each bundle deployed to this cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<ClusterBundleStatus>,
+}
+
+/// What an agent reports about its cluster; sent on registration and whenever it changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeCounts>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capacity: BTreeMap<String, String>,
+    /// The agent's sync interval in seconds; the server uses it to decide when a cluster is Offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCounts {
+    pub total: u32,
+    pub ready: u32,
+}
+
+/// One bundle's state on one cluster, as shown on the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterBundleStatus {
+    pub bundle: String,
+    pub state: BundleState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The state of one bundle on one cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BundleState {
+    /// Targeted, but the cluster has not reported the current revision yet.
+    #[default]
+    Pending,
+    Ready,
+    NotReady,
+    /// Live objects differ from what the bundle says (drift).
+    Modified,
+    /// Apply failed; the message says why.
+    Error,
+}
+
+impl BundleState {
+    pub const ALL: [BundleState; 5] = [
+        BundleState::Pending,
+        BundleState::Ready,
+        BundleState::NotReady,
+        BundleState::Modified,
+        BundleState::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BundleState::Pending => "Pending",
+            BundleState::Ready => "Ready",
+            BundleState::NotReady => "NotReady",
+            BundleState::Modified => "Modified",
+            BundleState::Error => "Error",
+        }
+    }
+
+    /// A problem state is one a user should look at: not Ready and not merely waiting.
+    pub fn is_problem(self) -> bool {
+        matches!(
+            self,
+            BundleState::NotReady | BundleState::Modified | BundleState::Error
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClusterGroup
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterGroupSpec {
+    /// Clusters whose labels match belong to the group. An empty selector matches every cluster.
+    #[serde(default)]
+    pub selector: LabelSelector,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterGroupStatus {
+    pub cluster_count: u64,
+    pub online_count: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundle
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleSpec {
+    /// Inline Kubernetes manifests.
+    #[serde(default)]
+    pub resources: Vec<Value>,
+    /// Where the bundle goes. A cluster is targeted when any target matches it; the first matching
+    /// target's customization applies.
+    #[serde(default)]
+    pub targets: Vec<BundleTarget>,
+    /// A paused bundle keeps its last rolled-out revision on clusters; spec changes wait.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Leave the objects on clusters when the bundle is deleted or stops targeting them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_resources: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// One targeting rule of a bundle. At least one of `clusterSelector`, `clusterGroup` or
+/// `clusterName` must be set; when several are set, a cluster must match all of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Customization::is_empty")]
+    pub customization: Customization,
+}
+
+/// Per-target changes made to the manifests before they are applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Customization {
+    /// Namespace for namespaced objects that do not name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels added to every object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// JSON merge patches (RFC 7386) applied to matching objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Patch>,
+    /// Values for `${values.KEY}` placeholders.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+}
+
+impl Customization {
+    pub fn is_empty(&self) -> bool {
+        self == &Customization::default()
+    }
+}
+
+/// A JSON merge patch and the objects it applies to (all objects when no selector field is set).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Patch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub patch: Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleStatus {
+    /// The spec generation that is rolled out (differs from `metadata.generation` while paused).
+    pub observed_generation: u64,
+    /// Content digest of the rolled-out resources.
+    pub digest: String,
+    pub summary: BundleSummary,
+    /// Up to a few clusters in a problem state, to start looking from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problem_clusters: Vec<ProblemCluster>,
+}
+
+/// Counts of targeted clusters by the state of this bundle on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleSummary {
+    pub desired: u64,
+    pub ready: u64,
+    pub not_ready: u64,
+    pub modified: u64,
+    pub error: u64,
+    pub pending: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemCluster {
+    pub name: String,
+    pub state: BundleState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// RegistrationToken
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistrationTokenSpec {
+    /// RFC 3339 expiry; never expires when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Lifetime from creation, e.g. `1h`; converted to `expiresAt` by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// How many clusters may register with it; unlimited when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u64>,
+    /// Labels stamped on every cluster that registers with this token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationTokenStatus {
+    pub uses: u64,
+    /// `Active`, `Expired` or `UsedUp`.
+    pub state: String,
+    /// The secret token. Present only in the response that created it; the server keeps a hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
