@@ -1,7 +1,12 @@
 //! Pure flotilla domain logic: label selectors, targeting, manifest customization, digests and
-//! etags, status roll-up and the agent sync machine.
+//! etags, and the agent sync machine.
 //!
-//! Invariant: this crate does no IO and knows no async runtime or clock; time is passed in.
+//! Invariant: this crate does no IO and knows no async runtime or clock; time and randomness are
+//! passed in.
 
 pub mod customize;
+pub mod digest;
 pub mod selector;
+pub mod sync;
+pub mod targeting;
+pub mod validate;

@@ -1,1 +1,93 @@
-//! placeholder
+//! The durable store behind the flotilla server: the [`Store`] contract and its embedded SQLite
+//! backend.
+//!
+//! The server keeps the whole fleet in memory (the read model) and uses the store as its durable
+//! log: every acknowledged mutation is committed here first, and at start-up the server loads
+//! everything back in one bulk pass ([`Store::load`]). Documents are opaque bytes to the store; the
+//! server owns their format.
+//!
+//! Invariant: when a future returned by [`Store::commit`] resolves `Ok`, its operations are on disk
+//! (fsynced) and will be returned by the next [`Store::load`], whatever happens to the process.
+
+mod sqlite;
+
+use std::{future::Future, pin::Pin};
+
+pub use sqlite::SqliteStore;
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// A namespace for names: a resource kind, or an internal record family.
+    pub kind: String,
+    pub name: String,
+    /// Store-wide revision of the write that produced this version (monotonic).
+    pub revision: u64,
+    pub doc: Vec<u8>,
+}
+
+/// One write. A commit applies a list of operations atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Creates or replaces a document.
+    Put {
+        kind: String,
+        name: String,
+        doc: Vec<u8>,
+    },
+    /// Removes a document; removing a missing one is not an error.
+    Delete { kind: String, name: String },
+    /// Stores immutable content under its digest; storing an existing digest again is a no-op.
+    PutContent { digest: String, body: Vec<u8> },
+    /// Adds `by` to a named counter (created at zero). Increments commute, so concurrent
+    /// writers never lose counts.
+    Increment { counter: String, by: i64 },
+    /// Removes a counter.
+    DeleteCounter { counter: String },
+}
+
+/// Everything the store holds except content, as loaded at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub records: Vec<Record>,
+    pub counters: Vec<(String, i64)>,
+    /// The highest revision ever assigned.
+    pub revision: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("store commit failed: {0}")]
+    Commit(String),
+    #[error("store is closed")]
+    Closed,
+    #[error("store I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A future resolving once a commit is durable.
+pub type CommitFuture = Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
+
+/// The durable store contract shared by every backend.
+pub trait Store: Send + Sync + 'static {
+    /// Loads every record and counter in one pass.
+    fn load(&self) -> Result<Snapshot>;
+
+    /// Reads content by digest.
+    fn content(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Commits `ops` atomically; resolves with the commit's revision once durable. Concurrent
+    /// commits are grouped into one transaction and one fsync (group commit).
+    fn commit(&self, ops: Vec<Op>) -> CommitFuture;
+
+    /// Queues `ops` for the next group commit without waiting: for soft state (heartbeats,
+    /// agent status) that agents re-send if it is lost. Failures are logged, not returned.
+    fn submit(&self, ops: Vec<Op>);
+}
+
+#[cfg(test)]
+mod conformance;

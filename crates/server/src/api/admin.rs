@@ -1,0 +1,814 @@
+//! `/api/v1`: create, replace, get, list and delete for every kind. Every write is committed to
+//! the store before memory changes and before the response.
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use flotilla_api::{
+    API_VERSION, Bundle, Cluster, ClusterGroup, ClusterState, Kind, List, ObjectMeta,
+    RegistrationToken,
+};
+use flotilla_core::{
+    customize::validate_manifests,
+    digest::{canonical_content, content_digest},
+    selector::{Selector, validate_label_key, validate_label_value},
+    validate::{validate_dns_label, validate_dns_subdomain},
+};
+use flotilla_store::Op;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    body::{RawBody, typed},
+    render,
+};
+use crate::{
+    auth::{bearer, hash_secret, new_secret, secret_matches},
+    error::{ApiError, ApiResult},
+    fleet::{BundleEntry, TokenEntry, live_revision},
+    metrics::ResultLabel,
+    records::{self, BundleRecord, ClusterRecord, GroupRecord, LiveRecord, TokenRecord},
+    state::{SharedState, now_seconds},
+};
+
+/// Most items one list page returns; keeps a page's latency and size bounded at any fleet size.
+const MAX_PAGE: usize = 5_000;
+const DEFAULT_PAGE: usize = 500;
+
+pub fn require_admin(state: &SharedState, headers: &HeaderMap) -> ApiResult<()> {
+    let token = bearer(headers.get(header::AUTHORIZATION)).unwrap_or("");
+    if token.is_empty() || !secret_matches(token, &state.admin_token_hash) {
+        return Err(ApiError::Unauthorized(
+            "missing or invalid admin token; pass --token or set FLOTILLA_TOKEN (the server wrote one to <data-dir>/admin-token)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn kind_of(plural: &str) -> ApiResult<Kind> {
+    Kind::ALL
+        .into_iter()
+        .find(|kind| kind.plural() == plural)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no resource collection {plural:?}; use one of clusters, clustergroups, bundles, registrationtokens"
+            ))
+        })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    label_selector: Option<String>,
+    state: Option<String>,
+    sort: Option<String>,
+    limit: Option<usize>,
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+}
+
+fn encode_cursor(name: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
+}
+
+fn decode_cursor(cursor: &str) -> ApiResult<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "invalid continue token; pass back the value of `continue` from the previous page"
+                    .into(),
+            )
+        })
+}
+
+/// Walks names in order (or reverse) after a cursor, keeping those `keep` accepts, up to `limit`.
+fn page<'a, T>(
+    names: impl DoubleEndedIterator<Item = (&'a str, T)>,
+    descending: bool,
+    after: Option<&str>,
+    limit: usize,
+    mut keep: impl FnMut(&str, &T) -> bool,
+) -> (Vec<T>, Option<String>) {
+    let iter: Box<dyn Iterator<Item = (&str, T)>> = if descending {
+        Box::new(names.rev().filter(move |(name, _)| after.is_none_or(|a| *name < a)))
+    } else {
+        Box::new(names.filter(move |(name, _)| after.is_none_or(|a| *name > a)))
+    };
+    let mut items = Vec::new();
+    let mut last = None;
+    for (name, item) in iter {
+        if !keep(name, &item) {
+            continue;
+        }
+        if items.len() == limit {
+            return (items, last.map(|n: &str| encode_cursor(n)));
+        }
+        last = Some(name);
+        items.push(item);
+    }
+    (items, None)
+}
+
+fn parse_sort(sort: Option<&str>) -> ApiResult<bool> {
+    match sort.unwrap_or("name") {
+        "name" => Ok(false),
+        "-name" => Ok(true),
+        other => Err(ApiError::BadRequest(format!(
+            "cannot sort by {other:?}; use sort=name or sort=-name"
+        ))),
+    }
+}
+
+fn parse_selector(text: Option<&str>) -> ApiResult<Option<Selector>> {
+    text.filter(|t| !t.trim().is_empty())
+        .map(|t| Selector::parse(t).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .transpose()
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(plural): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Response> {
+    require_admin(&state, &headers)?;
+    let kind = kind_of(&plural)?;
+    let selector = parse_selector(query.label_selector.as_deref())?;
+    let descending = parse_sort(query.sort.as_deref())?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let after = query.continue_token.as_deref().map(decode_cursor).transpose()?;
+    let after = after.as_deref();
+    let now = now_seconds();
+    let fleet = state.fleet.read();
+    let items_json = |items: Vec<Value>, next: Option<String>, total: Option<u64>| {
+        Json(List {
+            items,
+            continue_token: next,
+            total,
+        })
+        .into_response()
+    };
+    match kind {
+        Kind::Cluster => {
+            let wanted_state = query
+                .state
+                .as_deref()
+                .map(|s| {
+                    ClusterState::parse(s).ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "unknown cluster state {s:?}; use Online, Offline or Pending"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let mut matching = match &selector {
+                Some(selector) => fleet.index.select(selector, &fleet.interner, &fleet.all),
+                None => fleet.all.clone(),
+            };
+            if wanted_state == Some(ClusterState::Online) {
+                matching &= &fleet.online;
+            }
+            let total = (wanted_state.is_none() || wanted_state == Some(ClusterState::Online))
+                .then(|| matching.len());
+            let names = fleet.cluster_names.iter().map(|(name, ord)| (&**name, *ord));
+            let (ordinals, next) = page(names, descending, after, limit, |_, ordinal| {
+                matching.contains(*ordinal)
+                    && wanted_state.is_none_or(|wanted| {
+                        fleet.cluster(*ordinal).is_some_and(|c| c.state == wanted)
+                    })
+            });
+            let items = ordinals
+                .into_iter()
+                .filter_map(|ordinal| render::cluster(&fleet, ordinal))
+                .map(|c| serde_json::to_value(c).unwrap_or_default())
+                .collect();
+            Ok(items_json(items, next, total))
+        }
+        Kind::Bundle => {
+            let names = fleet.bundle_names.iter().map(|(name, ord)| (name.as_str(), *ord));
+            let (ordinals, next) = page(names, descending, after, limit, |_, ordinal| {
+                fleet.bundle(*ordinal).is_some_and(|bundle| {
+                    selector
+                        .as_ref()
+                        .is_none_or(|s| s.matches_map(&bundle.metadata.labels))
+                        && query.state.as_deref().is_none_or(|wanted| {
+                            render::bundle_state(&fleet, bundle).eq_ignore_ascii_case(wanted)
+                        })
+                })
+            });
+            let items = ordinals
+                .into_iter()
+                .filter_map(|ordinal| fleet.bundle(ordinal))
+                .map(|bundle| serde_json::to_value(render::bundle(&fleet, bundle)).unwrap_or_default())
+                .collect();
+            Ok(items_json(items, next, Some(fleet.bundle_names.len() as u64)))
+        }
+        Kind::ClusterGroup => {
+            let names = fleet.groups.iter().map(|(name, group)| (name.as_str(), group));
+            let (groups, next) = page(names, descending, after, limit, |_, group| {
+                selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches_map(&group.metadata.labels))
+            });
+            let items = groups
+                .into_iter()
+                .map(|group| {
+                    serde_json::to_value(render::group(&fleet, &group.metadata.name, group))
+                        .unwrap_or_default()
+                })
+                .collect();
+            Ok(items_json(items, next, Some(fleet.groups.len() as u64)))
+        }
+        Kind::RegistrationToken => {
+            let names = fleet.tokens.iter().map(|(name, token)| (name.as_str(), token));
+            let (tokens, next) = page(names, descending, after, limit, |_, token| {
+                selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches_map(&token.metadata.labels))
+                    && query.state.as_deref().is_none_or(|wanted| {
+                        render::token_state(token, now).eq_ignore_ascii_case(wanted)
+                    })
+            });
+            let items = tokens
+                .into_iter()
+                .map(|token| serde_json::to_value(render::token(token, now, None)).unwrap_or_default())
+                .collect();
+            Ok(items_json(items, next, Some(fleet.tokens.len() as u64)))
+        }
+    }
+}
+
+pub async fn get(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((plural, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    require_admin(&state, &headers)?;
+    let kind = kind_of(&plural)?;
+    let fleet = state.fleet.read();
+    let not_found = || ApiError::NotFound(format!("{kind} {name:?} not found"));
+    let value = match kind {
+        Kind::Cluster => {
+            let (ordinal, _) = fleet.cluster_by_name(&name).ok_or_else(not_found)?;
+            serde_json::to_value(render::cluster(&fleet, ordinal).ok_or_else(not_found)?)
+        }
+        Kind::Bundle => {
+            let (_, bundle) = fleet.bundle_by_name(&name).ok_or_else(not_found)?;
+            serde_json::to_value(render::bundle(&fleet, bundle))
+        }
+        Kind::ClusterGroup => {
+            let group = fleet.groups.get(&name).ok_or_else(not_found)?;
+            serde_json::to_value(render::group(&fleet, &name, group))
+        }
+        Kind::RegistrationToken => {
+            let token = fleet.tokens.get(&name).ok_or_else(not_found)?;
+            serde_json::to_value(render::token(token, now_seconds(), None))
+        }
+    }
+    .map_err(ApiError::internal)?;
+    Ok(Json(value).into_response())
+}
+
+/// How a write treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// POST: the object must not exist.
+    Create,
+    /// PUT / apply: create or replace.
+    Upsert,
+}
+
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(plural): Path<String>,
+    body: RawBody,
+) -> ApiResult<Response> {
+    require_admin(&state, &headers)?;
+    let kind = kind_of(&plural)?;
+    let document = body.document()?;
+    write(&state, Some(kind), None, document, Mode::Create).await
+}
+
+pub async fn replace(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((plural, name)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Response> {
+    require_admin(&state, &headers)?;
+    let kind = kind_of(&plural)?;
+    let document = body.document()?;
+    write(&state, Some(kind), Some(name), document, Mode::Upsert).await
+}
+
+/// `POST /api/v1/apply`: creates or replaces a document of any kind.
+pub async fn apply(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> ApiResult<Response> {
+    require_admin(&state, &headers)?;
+    let document = body.document()?;
+    write(&state, None, None, document, Mode::Upsert).await
+}
+
+async fn write(
+    state: &SharedState,
+    expected: Option<Kind>,
+    url_name: Option<String>,
+    document: Value,
+    mode: Mode,
+) -> ApiResult<Response> {
+    let result = write_inner(state, expected, url_name, document, mode).await;
+    let label = if result.is_ok() { "ok" } else { "rejected" };
+    state
+        .metrics
+        .admin_writes
+        .get_or_create(&ResultLabel { result: label })
+        .inc();
+    result
+}
+
+async fn write_inner(
+    state: &SharedState,
+    expected: Option<Kind>,
+    url_name: Option<String>,
+    document: Value,
+    mode: Mode,
+) -> ApiResult<Response> {
+    let Value::Object(object) = &document else {
+        return Err(ApiError::BadRequest(
+            "expected a document (a mapping with apiVersion, kind, metadata and spec)".into(),
+        ));
+    };
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if api_version != API_VERSION {
+        return Err(ApiError::BadRequest(format!(
+            "apiVersion {api_version:?} is not served here; use apiVersion: {API_VERSION}"
+        )));
+    }
+    let kind_text = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind_text)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown kind {kind_text:?}; flotilla serves Cluster, ClusterGroup, Bundle and RegistrationToken"
+            ))
+        })?;
+    if let Some(expected) = expected
+        && expected != kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "a {kind} does not belong at /api/v1/{}; send it to /api/v1/{}",
+            expected.plural(),
+            kind.plural()
+        )));
+    }
+    let name = object
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if let Some(url_name) = &url_name
+        && url_name != &name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "metadata.name {name:?} does not match the name in the URL {url_name:?}"
+        )));
+    }
+    let _serialized = state.admin_lock.lock().await;
+    match kind {
+        Kind::Bundle => write_bundle(state, typed(document)?, mode).await,
+        Kind::ClusterGroup => write_group(state, typed(document)?, mode).await,
+        Kind::RegistrationToken => write_token(state, typed(document)?, mode).await,
+        Kind::Cluster => write_cluster(state, typed(document)?, mode).await,
+    }
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
+    for (key, value) in labels {
+        validate_label_key(key)
+            .and_then(|()| validate_label_value(value))
+            .map_err(|e| ApiError::Unprocessable(format!("metadata.labels {key}={value}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Checks `metadata.resourceVersion` when the client sent one (optimistic concurrency).
+fn check_version(sent: &Option<String>, current: Option<&str>, what: &str) -> ApiResult<()> {
+    if let Some(sent) = sent
+        && current != Some(sent.as_str())
+    {
+        return Err(ApiError::Conflict(format!(
+            "{what} was changed since you read it (resourceVersion {sent} is not current); read it again and retry"
+        )));
+    }
+    Ok(())
+}
+
+fn exists_error(kind: Kind, name: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "{kind} {name:?} already exists; use `flotilla apply` to replace it"
+    ))
+}
+
+async fn commit(state: &SharedState, ops: Vec<Op>) -> ApiResult<u64> {
+    let started = Instant::now();
+    let revision = state.store.commit(ops).await?;
+    state
+        .metrics
+        .store_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(revision)
+}
+
+fn respond<T: serde::Serialize>(created: bool, object: &T) -> ApiResult<Response> {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(serde_json::to_value(object).map_err(ApiError::internal)?)).into_response())
+}
+
+fn fresh_metadata(metadata: &ObjectMeta, old: Option<&ObjectMeta>, changed: bool, now: u64) -> ObjectMeta {
+    ObjectMeta {
+        name: metadata.name.clone(),
+        labels: metadata.labels.clone(),
+        annotations: metadata.annotations.clone(),
+        generation: match old {
+            Some(old) if changed => old.generation + 1,
+            Some(old) => old.generation,
+            None => 1,
+        },
+        resource_version: None,
+        creation_timestamp: old
+            .and_then(|o| o.creation_timestamp.clone())
+            .or_else(|| Some(crate::state::rfc3339(now))),
+    }
+}
+
+async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiResult<Response> {
+    let name = bundle.metadata.name.clone();
+    validate_dns_subdomain(&name).map_err(|e| ApiError::Unprocessable(format!("bundle {e}")))?;
+    validate_labels(&bundle.metadata.labels)?;
+    validate_manifests(&bundle.spec.resources)
+        .map_err(|e| ApiError::Unprocessable(format!("spec.resources: {e}")))?;
+    let content = canonical_content(&bundle.spec.resources);
+    let spec_digest = content_digest(&content);
+    // Validate targets now, whether or not this revision goes live.
+    live_revision(0, spec_digest.clone(), &bundle.spec.resources, &bundle.spec.targets, false)
+        .map_err(ApiError::Unprocessable)?;
+    let now = now_seconds();
+    let (old_meta, old_live, spec_changed) = {
+        let fleet = state.fleet.read();
+        match fleet.bundle_by_name(&name) {
+            Some((_, old)) => {
+                if mode == Mode::Create {
+                    return Err(exists_error(Kind::Bundle, &name));
+                }
+                check_version(
+                    &bundle.metadata.resource_version,
+                    old.metadata.resource_version.as_deref(),
+                    "the bundle",
+                )?;
+                let old_live = old.live.as_ref().map(|live| LiveRecord {
+                    generation: live.generation,
+                    digest: live.digest.clone(),
+                    targets: old.live_targets.clone(),
+                    keep_resources: live.keep_resources,
+                });
+                (Some(old.metadata.clone()), old_live, old.spec != bundle.spec)
+            }
+            None => (None, None, true),
+        }
+    };
+    let metadata = fresh_metadata(&bundle.metadata, old_meta.as_ref(), spec_changed, now);
+    let live = if bundle.spec.paused {
+        old_live
+    } else {
+        Some(LiveRecord {
+            generation: metadata.generation,
+            digest: spec_digest.clone(),
+            targets: bundle.spec.targets.clone(),
+            keep_resources: bundle.spec.keep_resources,
+        })
+    };
+    let mut stored_spec = bundle.spec.clone();
+    stored_spec.resources = Vec::new();
+    let record = BundleRecord {
+        metadata: metadata.clone(),
+        spec: stored_spec,
+        spec_digest: spec_digest.clone(),
+        live: live.clone(),
+    };
+    let ops = vec![
+        Op::PutContent {
+            digest: spec_digest.clone(),
+            body: content.clone(),
+        },
+        records::put(records::BUNDLE, &name, &record),
+    ];
+    let revision = commit(state, ops).await?;
+    let mut fleet = state.fleet.write();
+    fleet
+        .contents
+        .entry(spec_digest.clone())
+        .or_insert_with(|| Arc::new(content));
+    let live_revision = match &live {
+        Some(live) => {
+            let resources: Vec<Value> = match fleet.contents.get(&live.digest) {
+                Some(bytes) => serde_json::from_slice(bytes).map_err(ApiError::internal)?,
+                None => Vec::new(),
+            };
+            Some(
+                live_revision(
+                    live.generation,
+                    live.digest.clone(),
+                    &resources,
+                    &live.targets,
+                    live.keep_resources,
+                )
+                .map_err(ApiError::internal)?,
+            )
+        }
+        None => None,
+    };
+    let mut metadata = metadata;
+    metadata.resource_version = Some(revision.to_string());
+    let ordinal = fleet.upsert_bundle(BundleEntry {
+        name: name.clone(),
+        metadata,
+        spec: bundle.spec,
+        spec_digest,
+        live: live_revision,
+        live_targets: live.map(|l| l.targets).unwrap_or_default(),
+        targeted: Default::default(),
+        counts: [0; 5],
+        problems: Default::default(),
+    });
+    let referenced = fleet.referenced_digests();
+    fleet.contents.retain(|digest, _| referenced.contains(digest));
+    let rendered = fleet
+        .bundle(ordinal)
+        .map(|bundle| render::bundle(&fleet, bundle))
+        .ok_or_else(|| ApiError::internal("bundle vanished after write"))?;
+    respond(old_meta.is_none(), &rendered)
+}
+
+async fn write_group(state: &SharedState, group: ClusterGroup, mode: Mode) -> ApiResult<Response> {
+    let name = group.metadata.name.clone();
+    validate_dns_subdomain(&name).map_err(|e| ApiError::Unprocessable(format!("cluster group {e}")))?;
+    validate_labels(&group.metadata.labels)?;
+    let selector = Selector::from_api(&group.spec.selector)
+        .map_err(|e| ApiError::Unprocessable(format!("spec.selector: {e}")))?;
+    let now = now_seconds();
+    let old = {
+        let fleet = state.fleet.read();
+        match fleet.groups.get(&name) {
+            Some(old) => {
+                if mode == Mode::Create {
+                    return Err(exists_error(Kind::ClusterGroup, &name));
+                }
+                check_version(
+                    &group.metadata.resource_version,
+                    old.metadata.resource_version.as_deref(),
+                    "the cluster group",
+                )?;
+                Some((old.metadata.clone(), old.selector != selector))
+            }
+            None => None,
+        }
+    };
+    let changed = old.as_ref().is_none_or(|(_, changed)| *changed);
+    let mut metadata = fresh_metadata(&group.metadata, old.as_ref().map(|(m, _)| m), changed, now);
+    let record = GroupRecord {
+        metadata: metadata.clone(),
+        spec: group.spec.clone(),
+    };
+    let revision = commit(state, vec![records::put(records::GROUP, &name, &record)]).await?;
+    metadata.resource_version = Some(revision.to_string());
+    let mut fleet = state.fleet.write();
+    fleet.upsert_group(&name, metadata, selector);
+    let entry = fleet.groups.get(&name).ok_or_else(|| ApiError::internal("group vanished"))?;
+    respond(old.is_none(), &render::group(&fleet, &name, entry))
+}
+
+async fn write_token(
+    state: &SharedState,
+    token: RegistrationToken,
+    mode: Mode,
+) -> ApiResult<Response> {
+    let mut name = token.metadata.name.clone();
+    if name.is_empty() {
+        name = format!("token-{}", &new_secret()[..10]);
+    }
+    validate_dns_label(&name).map_err(|e| ApiError::Unprocessable(format!("registration token {e}")))?;
+    validate_labels(&token.metadata.labels)?;
+    validate_labels(&token.spec.labels).map_err(|e| {
+        ApiError::Unprocessable(e.to_string().replace("metadata.labels", "spec.labels"))
+    })?;
+    let now = now_seconds();
+    let expires_at = match (&token.spec.ttl, &token.spec.expires_at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Unprocessable(
+                "set either spec.ttl or spec.expiresAt, not both".into(),
+            ));
+        }
+        (Some(ttl), None) => {
+            let ttl = humantime::parse_duration(ttl).map_err(|e| {
+                ApiError::Unprocessable(format!("spec.ttl {ttl:?}: {e}; write e.g. 1h or 30m"))
+            })?;
+            Some(now + ttl.as_secs().max(1))
+        }
+        (None, Some(at)) => {
+            let at = humantime::parse_rfc3339_weak(at).map_err(|e| {
+                ApiError::Unprocessable(format!(
+                    "spec.expiresAt {at:?}: {e}; write an RFC 3339 time such as 2030-01-01T00:00:00Z"
+                ))
+            })?;
+            Some(
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            )
+        }
+        (None, None) => None,
+    };
+    let old = {
+        let fleet = state.fleet.read();
+        match fleet.tokens.get(&name) {
+            Some(old) => {
+                if mode == Mode::Create {
+                    return Err(exists_error(Kind::RegistrationToken, &name));
+                }
+                check_version(
+                    &token.metadata.resource_version,
+                    old.metadata.resource_version.as_deref(),
+                    "the registration token",
+                )?;
+                Some((old.metadata.clone(), old.secret_hash, old.uses))
+            }
+            None => None,
+        }
+    };
+    // A new token gets a secret; replacing a token keeps its secret and its use count.
+    let secret = old.is_none().then(new_secret);
+    let secret_hash = match (&secret, &old) {
+        (Some(secret), _) => hash_secret(secret),
+        (None, Some((_, hash, _))) => *hash,
+        (None, None) => return Err(ApiError::internal("token has neither old nor new secret")),
+    };
+    let mut spec = token.spec.clone();
+    spec.ttl = None;
+    spec.expires_at = None;
+    let mut metadata = fresh_metadata(
+        &ObjectMeta {
+            name: name.clone(),
+            ..token.metadata.clone()
+        },
+        old.as_ref().map(|(m, _, _)| m),
+        true,
+        now,
+    );
+    let record = TokenRecord {
+        metadata: metadata.clone(),
+        spec: spec.clone(),
+        secret_hash: hex::encode(secret_hash),
+        expires_at,
+    };
+    let revision = commit(state, vec![records::put(records::TOKEN, &name, &record)]).await?;
+    metadata.resource_version = Some(revision.to_string());
+    let entry = TokenEntry {
+        metadata,
+        spec,
+        secret_hash,
+        expires_at,
+        uses: old.as_ref().map_or(0, |(_, _, uses)| *uses),
+        reserved: 0,
+    };
+    let rendered = render::token(
+        &entry,
+        now,
+        secret.map(|secret| format!("{name}.{secret}")),
+    );
+    let mut fleet = state.fleet.write();
+    let reserved = fleet.tokens.get(&name).map_or(0, |t| t.reserved);
+    fleet.tokens.insert(name, TokenEntry { reserved, ..entry });
+    respond(old.is_none(), &rendered)
+}
+
+async fn write_cluster(state: &SharedState, cluster: Cluster, mode: Mode) -> ApiResult<Response> {
+    let name = cluster.metadata.name.clone();
+    if mode == Mode::Create {
+        return Err(ApiError::MethodNotAllowed(
+            "clusters are created by agent registration: create a token with `flotilla token create` and run `flotilla agent --token …`".into(),
+        ));
+    }
+    validate_labels(&cluster.metadata.labels)?;
+    let (created, generation) = {
+        let fleet = state.fleet.read();
+        let (_, existing) = fleet.cluster_by_name(&name).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "cluster {name:?} not found; clusters are created by agent registration"
+            ))
+        })?;
+        check_version(
+            &cluster.metadata.resource_version,
+            Some(existing.revision.to_string().as_str()),
+            "the cluster",
+        )?;
+        let changed = fleet.labels_map(&existing.labels) != cluster.metadata.labels;
+        (
+            existing.created,
+            existing.generation + u64::from(changed),
+        )
+    };
+    let record = ClusterRecord {
+        labels: cluster.metadata.labels.clone(),
+        generation,
+        created,
+    };
+    let revision = commit(state, vec![records::put(records::CLUSTER, &name, &record)]).await?;
+    let mut fleet = state.fleet.write();
+    let (ordinal, _) = fleet
+        .cluster_by_name(&name)
+        .ok_or_else(|| ApiError::Conflict(format!("cluster {name:?} was deleted meanwhile")))?;
+    fleet.relabel_cluster(ordinal, &cluster.metadata.labels, generation, revision);
+    let rendered = render::cluster(&fleet, ordinal).ok_or_else(|| ApiError::internal("cluster vanished"))?;
+    respond(false, &rendered)
+}
+
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((plural, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    require_admin(&state, &headers)?;
+    let kind = kind_of(&plural)?;
+    let _serialized = state.admin_lock.lock().await;
+    let exists = {
+        let fleet = state.fleet.read();
+        match kind {
+            Kind::Cluster => fleet.cluster_by_name(&name).is_some(),
+            Kind::Bundle => fleet.bundle_by_name(&name).is_some(),
+            Kind::ClusterGroup => fleet.groups.contains_key(&name),
+            Kind::RegistrationToken => fleet.tokens.contains_key(&name),
+        }
+    };
+    if !exists {
+        return Err(ApiError::NotFound(format!("{kind} {name:?} not found")));
+    }
+    let ops = match kind {
+        Kind::Cluster => vec![
+            records::delete(records::CLUSTER, &name),
+            records::delete(records::CREDENTIAL, &name),
+            records::delete(records::REPORT, &name),
+        ],
+        Kind::Bundle => vec![records::delete(records::BUNDLE, &name)],
+        Kind::ClusterGroup => vec![records::delete(records::GROUP, &name)],
+        Kind::RegistrationToken => vec![
+            records::delete(records::TOKEN, &name),
+            Op::DeleteCounter {
+                counter: records::token_uses_counter(&name),
+            },
+        ],
+    };
+    commit(&state, ops).await?;
+    let mut fleet = state.fleet.write();
+    match kind {
+        Kind::Cluster => {
+            if let Some((ordinal, _)) = fleet.cluster_by_name(&name) {
+                fleet.remove_cluster(ordinal);
+            }
+        }
+        Kind::Bundle => {
+            fleet.remove_bundle(&name);
+            let referenced = fleet.referenced_digests();
+            fleet.contents.retain(|digest, _| referenced.contains(digest));
+        }
+        Kind::ClusterGroup => fleet.remove_group(&name),
+        Kind::RegistrationToken => {
+            fleet.tokens.remove(&name);
+        }
+    }
+    tracing::info!(%kind, %name, "deleted");
+    Ok(Json(serde_json::json!({
+        "kind": "Status",
+        "status": "Success",
+        "message": format!("{kind} {name:?} deleted"),
+    }))
+    .into_response())
+}

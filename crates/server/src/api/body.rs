@@ -1,0 +1,84 @@
+//! Request body extraction with errors that say what to fix: size limits, YAML or JSON.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::header,
+};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The raw request body; a body over the limit is a 413 naming the limit.
+pub struct RawBody {
+    pub bytes: Bytes,
+    pub content_type: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<RawBody, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(
+                    "request body is larger than the server accepts (--max-body-bytes); split the \
+                     bundle into several, or move large content to a git source"
+                        .into(),
+                )
+            } else {
+                ApiError::BadRequest(format!("could not read the request body: {rejection}"))
+            }
+        })?;
+        Ok(RawBody {
+            bytes,
+            content_type,
+        })
+    }
+}
+
+impl RawBody {
+    /// Parses the body as one YAML or JSON document into a JSON value.
+    pub fn document(&self) -> Result<serde_json::Value, ApiError> {
+        let text = std::str::from_utf8(&self.bytes)
+            .map_err(|_| ApiError::BadRequest("request body is not UTF-8 text".into()))?;
+        if text.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "request body is empty; send one YAML or JSON document".into(),
+            ));
+        }
+        let is_json = self
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/json"))
+            || text.trim_start().starts_with('{');
+        if is_json {
+            serde_json::from_str(text)
+                .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
+        } else {
+            serde_saphyr::from_str(text)
+                .map_err(|error| ApiError::BadRequest(format!("malformed YAML: {error}")))
+        }
+    }
+
+    /// Parses a JSON body into `T`, naming the path of any field that does not fit.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(&self.bytes);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            ApiError::BadRequest(format!("invalid request at {}: {}", error.path(), error.inner()))
+        })
+    }
+}
+
+/// Converts a JSON value into `T`, naming the path of any field that does not fit.
+pub fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        ApiError::Unprocessable(format!("invalid document at {path}: {}", error.inner()))
+    })
+}

@@ -1,0 +1,163 @@
+//! Renders in-memory entries as API documents.
+
+use flotilla_api::{
+    API_VERSION, Bundle, BundleState, BundleStatus, Cluster, ClusterBundleStatus, ClusterGroup,
+    ClusterGroupSpec, ClusterGroupStatus, ClusterSpec, ClusterStatus, ObjectMeta, ProblemCluster,
+    RegistrationToken, RegistrationTokenStatus,
+};
+
+use crate::{
+    fleet::{BundleEntry, Fleet, GroupEntry, TokenEntry},
+    state::rfc3339,
+};
+
+/// How many problem clusters a bundle's status lists; the summary counts the rest.
+pub const PROBLEM_CLUSTERS_SHOWN: usize = 10;
+
+pub fn cluster(fleet: &Fleet, ordinal: u32) -> Option<Cluster> {
+    let entry = fleet.cluster(ordinal)?;
+    let last_seen = entry.last_seen.load(std::sync::atomic::Ordering::Relaxed);
+    let bundles = entry
+        .deployments
+        .iter()
+        .filter_map(|deployment| {
+            let bundle = fleet.bundle(deployment.bundle)?;
+            let current = bundle
+                .live
+                .as_ref()
+                .is_some_and(|live| live.epoch == deployment.counted_epoch);
+            let state = if current {
+                deployment.counted
+            } else {
+                BundleState::Pending
+            };
+            let message = deployment
+                .report
+                .as_ref()
+                .filter(|_| state != BundleState::Pending)
+                .and_then(|report| report.message.clone());
+            Some(ClusterBundleStatus {
+                bundle: bundle.name.clone(),
+                state,
+                message,
+            })
+        })
+        .collect();
+    Some(Cluster {
+        api_version: API_VERSION.into(),
+        kind: "Cluster".into(),
+        metadata: ObjectMeta {
+            name: entry.name.to_string(),
+            labels: fleet.labels_map(&entry.labels),
+            generation: entry.generation,
+            resource_version: Some(entry.revision.to_string()),
+            creation_timestamp: Some(rfc3339(entry.created)),
+            ..ObjectMeta::default()
+        },
+        spec: ClusterSpec {},
+        status: Some(ClusterStatus {
+            state: entry.state,
+            last_seen: (last_seen > 0).then(|| rfc3339(last_seen)),
+            registered_at: Some(rfc3339(entry.created)),
+            facts: entry.facts.clone(),
+            bundles,
+        }),
+    })
+}
+
+pub fn bundle(fleet: &Fleet, entry: &BundleEntry) -> Bundle {
+    let problem_clusters = entry
+        .problems
+        .iter()
+        .take(PROBLEM_CLUSTERS_SHOWN)
+        .filter_map(|ordinal| {
+            let cluster = fleet.cluster(ordinal)?;
+            let deployment = cluster
+                .deployments
+                .iter()
+                .find(|d| fleet.bundle(d.bundle).is_some_and(|b| b.name == entry.name))?;
+            Some(ProblemCluster {
+                name: cluster.name.to_string(),
+                state: deployment.counted,
+                message: deployment.report.as_ref().and_then(|r| r.message.clone()),
+            })
+        })
+        .collect();
+    Bundle {
+        api_version: API_VERSION.into(),
+        kind: "Bundle".into(),
+        metadata: entry.metadata.clone(),
+        spec: entry.spec.clone(),
+        status: Some(BundleStatus {
+            observed_generation: entry.live.as_ref().map_or(0, |live| live.generation),
+            digest: entry
+                .live
+                .as_ref()
+                .map(|live| live.digest.clone())
+                .unwrap_or_default(),
+            summary: fleet.summary(entry),
+            problem_clusters,
+        }),
+    }
+}
+
+/// A bundle's overall state, for listing and filtering.
+pub fn bundle_state(fleet: &Fleet, entry: &BundleEntry) -> &'static str {
+    let summary = fleet.summary(entry);
+    if entry.live.is_none() {
+        "Paused"
+    } else if summary.error > 0 {
+        "Error"
+    } else if summary.modified > 0 {
+        "Modified"
+    } else if summary.not_ready > 0 {
+        "NotReady"
+    } else if summary.pending > 0 {
+        "Pending"
+    } else {
+        "Ready"
+    }
+}
+
+pub fn group(fleet: &Fleet, name: &str, entry: &GroupEntry) -> ClusterGroup {
+    let mut metadata = entry.metadata.clone();
+    metadata.name = name.to_string();
+    ClusterGroup {
+        api_version: API_VERSION.into(),
+        kind: "ClusterGroup".into(),
+        metadata,
+        spec: ClusterGroupSpec {
+            selector: entry.selector.to_api(),
+        },
+        status: Some(ClusterGroupStatus {
+            cluster_count: entry.members.len(),
+            online_count: entry.members.intersection_len(&fleet.online),
+        }),
+    }
+}
+
+pub fn token_state(entry: &TokenEntry, now: u64) -> &'static str {
+    if entry.expires_at.is_some_and(|at| at <= now) {
+        "Expired"
+    } else if entry.spec.max_uses.is_some_and(|max| entry.uses >= max) {
+        "UsedUp"
+    } else {
+        "Active"
+    }
+}
+
+pub fn token(entry: &TokenEntry, now: u64, secret: Option<String>) -> RegistrationToken {
+    let mut spec = entry.spec.clone();
+    spec.expires_at = entry.expires_at.map(rfc3339);
+    RegistrationToken {
+        api_version: API_VERSION.into(),
+        kind: "RegistrationToken".into(),
+        metadata: entry.metadata.clone(),
+        spec,
+        status: Some(RegistrationTokenStatus {
+            uses: entry.uses,
+            state: token_state(entry, now).into(),
+            token: secret,
+        }),
+    }
+}

@@ -1,0 +1,414 @@
+//! Bundles and groups in the fleet model: targeting through the label index, per-cluster
+//! deployments, the desired set an agent receives, and incremental summaries.
+
+use std::collections::BTreeSet;
+
+use flotilla_api::{
+    BundleState, BundleSummary, ObjectMeta,
+    agent::{DesiredBundle, DeployOptions},
+};
+use flotilla_core::{
+    digest::{deployment_id, desired_etag, options_hash},
+    selector::Selector,
+    customize::referenced_vars,
+    targeting::{ClusterView, Target, compile_targets, deploy_options, first_match},
+};
+use roaring::RoaringBitmap;
+
+use super::{
+    BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, labels::label_value, state_index,
+};
+
+impl Fleet {
+    /// Creates or replaces a bundle. `live` is the revision to roll out (unchanged while paused);
+    /// its epoch is set here.
+    pub fn upsert_bundle(&mut self, mut entry: BundleEntry) -> u32 {
+        let name = entry.name.clone();
+        match self.bundle_names.get(&name).copied() {
+            Some(ordinal) => {
+                let old_live = self.bundle(ordinal).and_then(|b| b.live.as_ref());
+                if let Some(live) = entry.live.as_mut() {
+                    live.epoch = match old_live {
+                        Some(old) if old.digest == live.digest => old.epoch,
+                        Some(old) => old.epoch + 1,
+                        None => 1,
+                    };
+                }
+                let old = self.bundles[ordinal as usize]
+                    .replace(entry)
+                    .expect("named bundles exist");
+                let bundle = self.bundles[ordinal as usize].as_mut().expect("just set");
+                bundle.targeted = old.targeted;
+                bundle.counts = old.counts;
+                bundle.problems = old.problems;
+                let targeting_changed = match (&old.live, &bundle.live) {
+                    (Some(old), Some(new)) => {
+                        old.targets != new.targets
+                            || old.keep_resources != new.keep_resources
+                            || old.vars != new.vars
+                    }
+                    (None, None) => false,
+                    _ => true,
+                };
+                let epoch_changed = old.live.as_ref().map(|l| l.epoch)
+                    != bundle.live.as_ref().map(|l| l.epoch);
+                if epoch_changed {
+                    // Every deployment now counts as Pending until its cluster reports the new
+                    // revision; counted generations tell old reports apart without a scan.
+                    bundle.counts = [0; 5];
+                    bundle.counts[state_index(BundleState::Pending)] = bundle.targeted.len();
+                    bundle.problems.clear();
+                }
+                if targeting_changed {
+                    self.retarget_bundle(ordinal);
+                }
+                ordinal
+            }
+            None => {
+                if let Some(live) = entry.live.as_mut() {
+                    live.epoch = 1;
+                }
+                let ordinal = match self.free_bundles.pop() {
+                    Some(ordinal) => ordinal,
+                    None => {
+                        self.bundles.push(None);
+                        (self.bundles.len() - 1) as u32
+                    }
+                };
+                self.bundles[ordinal as usize] = Some(entry);
+                self.bundle_names.insert(name, ordinal);
+                self.retarget_bundle(ordinal);
+                ordinal
+            }
+        }
+    }
+
+    pub fn remove_bundle(&mut self, name: &str) {
+        let Some(ordinal) = self.bundle_names.remove(name) else {
+            return;
+        };
+        let targeted = self.bundles[ordinal as usize]
+            .as_ref()
+            .map(|b| b.targeted.clone())
+            .unwrap_or_default();
+        for cluster in &targeted {
+            if let Some(cluster) = self.cluster_mut(cluster) {
+                cluster.deployments.retain(|d| d.bundle != ordinal);
+            }
+        }
+        self.bundles[ordinal as usize] = None;
+        self.free_bundles.push(ordinal);
+    }
+
+    /// The clusters a target selects, by bitmap algebra.
+    fn select_target(&self, target: &Target) -> RoaringBitmap {
+        let mut selected = match &target.selector {
+            Some(selector) => self.index.select(selector, &self.interner, &self.all),
+            None => self.all.clone(),
+        };
+        if let Some(group) = &target.group {
+            match self.groups.get(group) {
+                Some(group) => selected &= &group.members,
+                None => selected.clear(),
+            }
+        }
+        if let Some(name) = &target.cluster_name {
+            let only: RoaringBitmap = self.cluster_names.get(name.as_str()).copied().into_iter().collect();
+            selected &= only;
+        }
+        selected
+    }
+
+    /// Recomputes which clusters a bundle targets (O(clusters it targets), after a change of its
+    /// targets or of a group it names).
+    pub fn retarget_bundle(&mut self, ordinal: u32) {
+        let Some(bundle) = self.bundle(ordinal) else {
+            return;
+        };
+        let mut targeted = RoaringBitmap::new();
+        if let Some(live) = &bundle.live {
+            for target in &live.targets {
+                targeted |= self.select_target(target);
+            }
+        }
+        let old = bundle.targeted.clone();
+        for cluster in &(&old - &targeted) {
+            self.drop_deployment(cluster, ordinal);
+        }
+        for cluster in &targeted {
+            self.place_deployment(cluster, ordinal);
+        }
+    }
+
+    /// Re-evaluates every bundle for one cluster (after it registered or its labels changed).
+    pub fn retarget_cluster(&mut self, cluster: u32) {
+        let ordinals: Vec<u32> = self.bundle_names.values().copied().collect();
+        for bundle in ordinals {
+            if self.matching_target(cluster, bundle).is_some() {
+                self.place_deployment(cluster, bundle);
+            } else {
+                self.drop_deployment(cluster, bundle);
+            }
+        }
+    }
+
+    /// The index of the first target of the bundle's live revision matching the cluster.
+    fn matching_target(&self, cluster: u32, bundle: u32) -> Option<usize> {
+        let live = self.bundle(bundle)?.live.as_ref()?;
+        let entry = self.cluster(cluster)?;
+        let interner = &self.interner;
+        let labels = &entry.labels;
+        let view = ClusterView {
+            name: &entry.name,
+            label: |key: &str| label_value(labels, interner, key),
+        };
+        let groups = |name: &str| self.groups.get(name).map(|group| &group.selector);
+        first_match(&live.targets, &view, &groups)
+    }
+
+    /// The options a cluster receives for a bundle under the given target.
+    pub fn options_for(&self, cluster: u32, bundle: u32, target: usize) -> Option<DeployOptions> {
+        let live = self.bundle(bundle)?.live.as_ref()?;
+        let entry = self.cluster(cluster)?;
+        let interner = &self.interner;
+        let labels = &entry.labels;
+        let view = ClusterView {
+            name: &entry.name,
+            label: |key: &str| label_value(labels, interner, key),
+        };
+        let customization = &live.targets.get(target)?.customization;
+        Some(deploy_options(customization, live.keep_resources, &live.vars, &view))
+    }
+
+    /// Makes sure the cluster has a deployment of the bundle with current target and options.
+    fn place_deployment(&mut self, cluster: u32, bundle: u32) {
+        let Some(target) = self.matching_target(cluster, bundle) else {
+            self.drop_deployment(cluster, bundle);
+            return;
+        };
+        let Some(options) = self.options_for(cluster, bundle, target) else {
+            return;
+        };
+        let hash = options_hash(&options);
+        let Some((epoch, digest)) = self
+            .bundle(bundle)
+            .and_then(|b| b.live.as_ref())
+            .map(|live| (live.epoch, live.digest.clone()))
+        else {
+            return;
+        };
+        let expected = deployment_id(&digest, hash);
+        let Some(entry) = self.cluster(cluster) else {
+            return;
+        };
+        let existing = entry.deployments.iter().position(|d| d.bundle == bundle);
+        match existing {
+            Some(position) => {
+                let deployment = entry.deployments[position].clone();
+                if deployment.target as usize == target && deployment.options_hash == hash {
+                    return;
+                }
+                // New options mean a new deployment id: the report counts only if it is for it.
+                self.uncount(cluster, &deployment);
+                let counted = match &deployment.report {
+                    Some(report) if report.deployment == expected => report.state,
+                    _ => BundleState::Pending,
+                };
+                let updated = Deployment {
+                    target: target as u16,
+                    options_hash: hash,
+                    counted_epoch: epoch,
+                    counted,
+                    ..deployment
+                };
+                self.count(cluster, &updated);
+                if let Some(entry) = self.cluster_mut(cluster) {
+                    entry.deployments[position] = updated;
+                }
+            }
+            None => {
+                let deployment = Deployment {
+                    bundle,
+                    target: target as u16,
+                    options_hash: hash,
+                    counted_epoch: epoch,
+                    counted: BundleState::Pending,
+                    report: None,
+                };
+                self.count(cluster, &deployment);
+                let name = self.bundle(bundle).map(|b| b.name.clone()).unwrap_or_default();
+                let names: Vec<String> = self
+                    .cluster(cluster)
+                    .map(|entry| {
+                        entry
+                            .deployments
+                            .iter()
+                            .map(|d| self.bundle(d.bundle).map(|b| b.name.clone()).unwrap_or_default())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let position = names.partition_point(|existing| existing < &name);
+                if let Some(bundle) = self.bundles[bundle as usize].as_mut() {
+                    bundle.targeted.insert(cluster);
+                }
+                if let Some(entry) = self.cluster_mut(cluster) {
+                    entry.deployments.insert(position, deployment);
+                }
+            }
+        }
+    }
+
+    fn drop_deployment(&mut self, cluster: u32, bundle: u32) {
+        let Some(entry) = self.cluster(cluster) else {
+            return;
+        };
+        let Some(position) = entry.deployments.iter().position(|d| d.bundle == bundle) else {
+            return;
+        };
+        let deployment = entry.deployments[position].clone();
+        self.uncount(cluster, &deployment);
+        if let Some(entry) = self.cluster_mut(cluster) {
+            entry.deployments.remove(position);
+        }
+        if let Some(bundle) = self.bundles[bundle as usize].as_mut() {
+            bundle.targeted.remove(cluster);
+        }
+    }
+
+    /// Creates or replaces a group and re-targets the bundles that name it.
+    pub fn upsert_group(&mut self, name: &str, metadata: ObjectMeta, selector: Selector) {
+        let members = self.index.select(&selector, &self.interner, &self.all);
+        self.groups.insert(
+            name.to_string(),
+            GroupEntry {
+                metadata,
+                selector,
+                members,
+            },
+        );
+        self.retarget_bundles_naming_group(name);
+    }
+
+    pub fn remove_group(&mut self, name: &str) {
+        if self.groups.remove(name).is_some() {
+            self.retarget_bundles_naming_group(name);
+        }
+    }
+
+    fn retarget_bundles_naming_group(&mut self, group: &str) {
+        let naming: Vec<u32> = self
+            .bundle_names
+            .values()
+            .copied()
+            .filter(|&ordinal| {
+                self.bundle(ordinal)
+                    .and_then(|b| b.live.as_ref())
+                    .is_some_and(|live| {
+                        live.targets
+                            .iter()
+                            .any(|t| t.group.as_deref() == Some(group))
+                    })
+            })
+            .collect();
+        for ordinal in naming {
+            self.retarget_bundle(ordinal);
+        }
+    }
+
+    /// The etag of a cluster's current desired set (cheap: a hash over its few deployments).
+    pub fn desired_etag(&self, cluster: u32) -> String {
+        let Some(entry) = self.cluster(cluster) else {
+            return desired_etag([]);
+        };
+        let ids: Vec<(&str, String)> = entry
+            .deployments
+            .iter()
+            .filter_map(|d| {
+                let bundle = self.bundle(d.bundle)?;
+                let live = bundle.live.as_ref()?;
+                Some((bundle.name.as_str(), deployment_id(&live.digest, d.options_hash)))
+            })
+            .collect();
+        desired_etag(ids.iter().map(|(name, id)| (*name, id.as_str())))
+    }
+
+    /// The full desired set of a cluster.
+    pub fn desired_set(&self, cluster: u32) -> Vec<DesiredBundle> {
+        let Some(entry) = self.cluster(cluster) else {
+            return Vec::new();
+        };
+        entry
+            .deployments
+            .iter()
+            .filter_map(|d| {
+                let bundle = self.bundle(d.bundle)?;
+                let live = bundle.live.as_ref()?;
+                let options = self.options_for(cluster, d.bundle, d.target as usize)?;
+                Some(DesiredBundle {
+                    name: bundle.name.clone(),
+                    deployment: deployment_id(&live.digest, d.options_hash),
+                    digest: live.digest.clone(),
+                    options,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `digest` is referenced by the cluster's current desired set.
+    pub fn cluster_may_read(&self, cluster: u32, digest: &str) -> bool {
+        self.cluster(cluster).is_some_and(|entry| {
+            entry.deployments.iter().any(|d| {
+                self.bundle(d.bundle)
+                    .and_then(|b| b.live.as_ref())
+                    .is_some_and(|live| live.digest == digest)
+            })
+        })
+    }
+
+    pub fn summary(&self, bundle: &BundleEntry) -> BundleSummary {
+        BundleSummary {
+            desired: bundle.targeted.len(),
+            pending: bundle.counts[state_index(BundleState::Pending)],
+            ready: bundle.counts[state_index(BundleState::Ready)],
+            not_ready: bundle.counts[state_index(BundleState::NotReady)],
+            modified: bundle.counts[state_index(BundleState::Modified)],
+            error: bundle.counts[state_index(BundleState::Error)],
+        }
+    }
+
+    /// Digests referenced by any bundle (live or latest spec): content the server must keep.
+    pub fn referenced_digests(&self) -> BTreeSet<String> {
+        self.bundles
+            .iter()
+            .flatten()
+            .flat_map(|b| {
+                std::iter::once(b.spec_digest.clone())
+                    .chain(b.live.as_ref().map(|l| l.digest.clone()))
+            })
+            .collect()
+    }
+}
+
+/// Builds the live revision of a bundle spec: validates its targets and finds the placeholders
+/// its resources and patches use.
+pub fn live_revision(
+    generation: u64,
+    digest: String,
+    resources: &[serde_json::Value],
+    targets: &[flotilla_api::BundleTarget],
+    keep_resources: bool,
+) -> Result<LiveRevision, String> {
+    let compiled = compile_targets(targets)?;
+    let patches: Vec<_> = targets
+        .iter()
+        .flat_map(|t| t.customization.patches.iter().cloned())
+        .collect();
+    Ok(LiveRevision {
+        generation,
+        epoch: 0,
+        digest,
+        targets: compiled,
+        keep_resources,
+        vars: referenced_vars(resources, &patches),
+    })
+}

@@ -1,0 +1,298 @@
+//! Cluster lifecycle in the fleet model: insert, relabel, remove, state changes and the intake
+//! of agent reports.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use flotilla_api::{
+    BundleState, ClusterFacts, ClusterState,
+    agent::{BundleReport, SyncRequest},
+};
+use flotilla_core::digest::deployment_id;
+
+use super::{ClusterEntry, Fleet, cluster_state_index, state_index};
+
+/// The durable facts of a cluster, as registered and labelled.
+pub struct NewCluster {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub credential_hash: [u8; 32],
+    pub client_id: String,
+    pub generation: u64,
+    pub revision: u64,
+    pub created: u64,
+}
+
+/// What the intake of a sync request found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Intake {
+    /// The server's copy of the report was stale: ask the agent for a full one.
+    pub resync: bool,
+    /// Something changed that must be persisted.
+    pub changed: bool,
+}
+
+impl Fleet {
+    /// Adds a cluster and targets it. Returns its ordinal.
+    pub fn insert_cluster(&mut self, new: NewCluster) -> u32 {
+        let labels = self.intern_labels(&new.labels);
+        let ordinal = match self.free_clusters.pop() {
+            Some(ordinal) => ordinal,
+            None => {
+                self.clusters.push(None);
+                (self.clusters.len() - 1) as u32
+            }
+        };
+        self.index.insert(ordinal, &labels);
+        self.all.insert(ordinal);
+        self.cluster_names.insert(new.name.as_str().into(), ordinal);
+        self.clusters[ordinal as usize] = Some(ClusterEntry {
+            name: new.name.into(),
+            labels,
+            credential_hash: new.credential_hash,
+            client_id: new.client_id.into(),
+            generation: new.generation,
+            revision: new.revision,
+            created: new.created,
+            last_seen: AtomicU64::new(0),
+            dirty: AtomicBool::new(false),
+            state: ClusterState::Pending,
+            facts: ClusterFacts::default(),
+            report_digest: None,
+            deployments: Vec::new(),
+        });
+        self.cluster_counts[cluster_state_index(ClusterState::Pending)] += 1;
+        self.update_memberships(ordinal);
+        self.retarget_cluster(ordinal);
+        ordinal
+    }
+
+    /// Removes a cluster from every index, group and bundle.
+    pub fn remove_cluster(&mut self, ordinal: u32) {
+        let Some(cluster) = self.clusters.get_mut(ordinal as usize).and_then(Option::take) else {
+            return;
+        };
+        for deployment in &cluster.deployments {
+            self.uncount(ordinal, deployment);
+            if let Some(bundle) = self.bundles[deployment.bundle as usize].as_mut() {
+                bundle.targeted.remove(ordinal);
+            }
+        }
+        self.index.remove(ordinal, &cluster.labels);
+        self.all.remove(ordinal);
+        self.online.remove(ordinal);
+        for group in self.groups.values_mut() {
+            group.members.remove(ordinal);
+        }
+        self.cluster_counts[cluster_state_index(cluster.state)] -= 1;
+        self.cluster_names.remove(&cluster.name);
+        self.free_clusters.push(ordinal);
+    }
+
+    /// Replaces a cluster's labels and re-targets that cluster only.
+    pub fn relabel_cluster(
+        &mut self,
+        ordinal: u32,
+        labels: &std::collections::BTreeMap<String, String>,
+        generation: u64,
+        revision: u64,
+    ) {
+        let labels = self.intern_labels(labels);
+        let Some(cluster) = self.cluster_mut(ordinal) else {
+            return;
+        };
+        let old = std::mem::replace(&mut cluster.labels, labels.clone());
+        cluster.generation = generation;
+        cluster.revision = revision;
+        self.index.remove(ordinal, &old);
+        self.index.insert(ordinal, &labels);
+        self.update_memberships(ordinal);
+        self.retarget_cluster(ordinal);
+    }
+
+    fn update_memberships(&mut self, ordinal: u32) {
+        let Some(cluster) = self.clusters[ordinal as usize].as_ref() else {
+            return;
+        };
+        let interner = &self.interner;
+        let labels = &cluster.labels;
+        for group in self.groups.values_mut() {
+            if group
+                .selector
+                .matches(|key| super::labels::label_value(labels, interner, key))
+            {
+                group.members.insert(ordinal);
+            } else {
+                group.members.remove(ordinal);
+            }
+        }
+    }
+
+    /// Moves a cluster to `state`, keeping the counters and the online set in step.
+    pub fn set_cluster_state(&mut self, ordinal: u32, state: ClusterState) -> bool {
+        let Some(cluster) = self.clusters.get_mut(ordinal as usize).and_then(Option::as_mut) else {
+            return false;
+        };
+        if cluster.state == state {
+            return false;
+        }
+        self.cluster_counts[cluster_state_index(cluster.state)] -= 1;
+        self.cluster_counts[cluster_state_index(state)] += 1;
+        cluster.state = state;
+        Fleet::mark_dirty(cluster);
+        if state == ClusterState::Online {
+            self.online.insert(ordinal);
+        } else {
+            self.online.remove(ordinal);
+        }
+        true
+    }
+
+    /// Whether a sync request carries anything that needs the write lock.
+    pub fn intake_needs_write(cluster: &ClusterEntry, request: &SyncRequest) -> bool {
+        cluster.state != ClusterState::Online
+            || request.full
+            || request.facts.is_some()
+            || !request.bundles.is_empty()
+            || !request.removed.is_empty()
+            || cluster.report_digest.as_deref() != Some(request.report_digest.as_str())
+    }
+
+    /// Applies an agent's report to the model (write lock held).
+    pub fn intake(&mut self, ordinal: u32, request: &SyncRequest) -> Intake {
+        let mut intake = Intake::default();
+        let Some(cluster) = self.cluster(ordinal) else {
+            return intake;
+        };
+        let held = cluster.report_digest.clone();
+        let base_matches = request.full || request.base_digest == held;
+        let has_changes = request.full
+            || request.facts.is_some()
+            || !request.bundles.is_empty()
+            || !request.removed.is_empty();
+        if !has_changes && held.as_deref() != Some(request.report_digest.as_str()) {
+            intake.resync = true;
+        }
+        if has_changes && !base_matches {
+            intake.resync = true;
+        }
+        if let Some(facts) = &request.facts {
+            let cluster = self.cluster_mut(ordinal).expect("checked above");
+            if &cluster.facts != facts {
+                cluster.facts = facts.clone();
+                intake.changed = true;
+            }
+        }
+        if request.full {
+            // A full report replaces every report the server holds.
+            let held_bundles: Vec<u32> = self
+                .cluster(ordinal)
+                .map(|c| c.deployments.iter().map(|d| d.bundle).collect())
+                .unwrap_or_default();
+            for bundle in held_bundles {
+                let name = self.bundle(bundle).map(|b| b.name.clone()).unwrap_or_default();
+                if !request.bundles.iter().any(|report| report.bundle == name) {
+                    intake.changed |= self.record_report(ordinal, bundle, None);
+                }
+            }
+        }
+        for report in &request.bundles {
+            if let Some(&bundle) = self.bundle_names.get(&report.bundle) {
+                intake.changed |= self.record_report(ordinal, bundle, Some(report));
+            }
+        }
+        for name in &request.removed {
+            if let Some(&bundle) = self.bundle_names.get(name) {
+                intake.changed |= self.record_report(ordinal, bundle, None);
+            }
+        }
+        let cluster = self.cluster_mut(ordinal).expect("checked above");
+        if !intake.resync && cluster.report_digest.as_deref() != Some(&request.report_digest) {
+            cluster.report_digest = Some(request.report_digest.clone());
+            intake.changed = true;
+        } else if intake.resync && cluster.report_digest.is_some() {
+            cluster.report_digest = None;
+            intake.changed = true;
+        }
+        if intake.changed {
+            Fleet::mark_dirty(cluster);
+        }
+        intake
+    }
+
+    /// Records (or clears) a cluster's report for one bundle and moves the bundle's counters.
+    /// Returns whether anything changed.
+    pub fn record_report(&mut self, ordinal: u32, bundle: u32, report: Option<&BundleReport>) -> bool {
+        let Some(live) = self.bundle(bundle).and_then(|b| b.live.as_ref()) else {
+            return false;
+        };
+        let epoch = live.epoch;
+        let digest = live.digest.clone();
+        let Some(cluster) = self.cluster(ordinal) else {
+            return false;
+        };
+        let Some(position) = cluster.deployments.iter().position(|d| d.bundle == bundle) else {
+            return false;
+        };
+        let deployment = cluster.deployments[position].clone();
+        if deployment.report.as_deref() == report {
+            return false;
+        }
+        let expected = deployment_id(&digest, deployment.options_hash);
+        let counted = match report {
+            Some(report) if report.deployment == expected => report.state,
+            _ => BundleState::Pending,
+        };
+        self.uncount(ordinal, &deployment);
+        let updated = super::Deployment {
+            counted_epoch: epoch,
+            counted,
+            report: report.map(|r| Box::new(r.clone())),
+            ..deployment
+        };
+        self.count(ordinal, &updated);
+        if let Some(cluster) = self.cluster_mut(ordinal) {
+            cluster.deployments[position] = updated;
+        }
+        true
+    }
+
+    /// Removes a deployment's contribution from its bundle's counters.
+    pub(super) fn uncount(&mut self, ordinal: u32, deployment: &super::Deployment) {
+        let Some(bundle) = self.bundles[deployment.bundle as usize].as_mut() else {
+            return;
+        };
+        let current = bundle
+            .live
+            .as_ref()
+            .is_some_and(|live| live.epoch == deployment.counted_epoch);
+        let state = if current {
+            deployment.counted
+        } else {
+            BundleState::Pending
+        };
+        bundle.counts[state_index(state)] = bundle.counts[state_index(state)].saturating_sub(1);
+        if current && state.is_problem() {
+            bundle.problems.remove(ordinal);
+        }
+    }
+
+    /// Adds a deployment's contribution to its bundle's counters.
+    pub(super) fn count(&mut self, ordinal: u32, deployment: &super::Deployment) {
+        let Some(bundle) = self.bundles[deployment.bundle as usize].as_mut() else {
+            return;
+        };
+        let current = bundle
+            .live
+            .as_ref()
+            .is_some_and(|live| live.epoch == deployment.counted_epoch);
+        let state = if current {
+            deployment.counted
+        } else {
+            BundleState::Pending
+        };
+        bundle.counts[state_index(state)] += 1;
+        if current && state.is_problem() {
+            bundle.problems.insert(ordinal);
+        }
+    }
+}

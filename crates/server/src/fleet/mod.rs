@@ -1,0 +1,210 @@
+//! The in-memory fleet: the server's read model. Agent syncs and admin reads are answered from
+//! here; every mutation reaches it only after the store has made it durable.
+//!
+//! Invariant: no operation here walks the whole fleet per event. Selectors are evaluated with the
+//! label index, a label change re-targets only its cluster, bundle summaries are counters kept up
+//! to date incrementally, and a content-only bundle change touches no cluster at all.
+
+mod bundles;
+pub mod clusters;
+pub mod labels;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use flotilla_api::{
+    BundleSpec, BundleState, ClusterFacts, ClusterState, ObjectMeta, RegistrationTokenSpec,
+    agent::BundleReport,
+};
+use flotilla_core::{selector::Selector, targeting::Target};
+use roaring::RoaringBitmap;
+
+pub use self::{
+    bundles::live_revision,
+    labels::{Interner, LabelIndex, Labels},
+};
+
+/// One registered cluster.
+#[derive(Debug)]
+pub struct ClusterEntry {
+    pub name: Box<str>,
+    pub labels: Labels,
+    pub credential_hash: [u8; 32],
+    pub client_id: Box<str>,
+    pub generation: u64,
+    pub revision: u64,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds of the last sync; updated under the read lock.
+    pub last_seen: AtomicU64,
+    /// Set when soft state changed and must be written by the next flush.
+    pub dirty: AtomicBool,
+    pub state: ClusterState,
+    pub facts: ClusterFacts,
+    /// Digest of the agent report the server holds (see `SyncRequest::report_digest`).
+    pub report_digest: Option<String>,
+    /// Deployments on this cluster, sorted by bundle name.
+    pub deployments: Vec<Deployment>,
+}
+
+/// One bundle targeted at one cluster, and what the cluster last said about it.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub bundle: u32,
+    /// Index of the bundle target whose customization applies.
+    pub target: u16,
+    pub options_hash: u64,
+    /// The bundle's live content epoch when `counted` was last set; when it is older the
+    /// deployment counts as Pending.
+    pub counted_epoch: u64,
+    pub counted: BundleState,
+    pub report: Option<Box<BundleReport>>,
+}
+
+/// The revision of a bundle that is rolled out (differs from the spec while paused).
+#[derive(Debug, Clone)]
+pub struct LiveRevision {
+    /// The spec generation rolled out.
+    pub generation: u64,
+    /// Bumped whenever `digest` changes: every deployment id changes with it, so reports counted
+    /// in an older epoch count as Pending.
+    pub epoch: u64,
+    pub digest: String,
+    pub targets: Vec<Target>,
+    pub keep_resources: bool,
+    /// Placeholders the content and patches use, resolved per cluster.
+    pub vars: BTreeSet<String>,
+}
+
+/// One bundle with its targeting and incremental summary.
+#[derive(Debug)]
+pub struct BundleEntry {
+    pub name: String,
+    pub metadata: ObjectMeta,
+    /// The latest spec, `resources` included (what GET returns).
+    pub spec: BundleSpec,
+    pub spec_digest: String,
+    pub live: Option<LiveRevision>,
+    /// The live revision's targets as written (kept to persist them again while paused).
+    pub live_targets: Vec<flotilla_api::BundleTarget>,
+    pub targeted: RoaringBitmap,
+    /// Counts of targeted clusters by state, indexed by `state_index`.
+    pub counts: [u64; 5],
+    /// Clusters whose current deployment is in a problem state.
+    pub problems: RoaringBitmap,
+}
+
+#[derive(Debug)]
+pub struct GroupEntry {
+    pub metadata: ObjectMeta,
+    pub selector: Selector,
+    pub members: RoaringBitmap,
+}
+
+#[derive(Debug)]
+pub struct TokenEntry {
+    pub metadata: ObjectMeta,
+    pub spec: RegistrationTokenSpec,
+    pub secret_hash: [u8; 32],
+    /// Unix seconds; none for tokens that never expire.
+    pub expires_at: Option<u64>,
+    pub uses: u64,
+    /// Registrations in flight that hold a use of this token.
+    pub reserved: u64,
+}
+
+/// The whole fleet.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    pub interner: Interner,
+    pub index: LabelIndex,
+    pub clusters: Vec<Option<ClusterEntry>>,
+    free_clusters: Vec<u32>,
+    pub cluster_names: BTreeMap<Box<str>, u32>,
+    pub all: RoaringBitmap,
+    pub online: RoaringBitmap,
+    pub bundles: Vec<Option<BundleEntry>>,
+    free_bundles: Vec<u32>,
+    pub bundle_names: BTreeMap<String, u32>,
+    pub groups: BTreeMap<String, GroupEntry>,
+    pub tokens: BTreeMap<String, TokenEntry>,
+    /// Content of live and latest bundle specs, by digest.
+    pub contents: BTreeMap<String, Arc<Vec<u8>>>,
+    /// Names of clusters whose registration is being committed.
+    pub pending_registrations: HashSet<String>,
+    /// Clusters by state, indexed by `cluster_state_index`.
+    pub cluster_counts: [u64; 3],
+}
+
+pub fn cluster_state_index(state: ClusterState) -> usize {
+    match state {
+        ClusterState::Pending => 0,
+        ClusterState::Online => 1,
+        ClusterState::Offline => 2,
+    }
+}
+
+pub fn state_index(state: BundleState) -> usize {
+    match state {
+        BundleState::Pending => 0,
+        BundleState::Ready => 1,
+        BundleState::NotReady => 2,
+        BundleState::Modified => 3,
+        BundleState::Error => 4,
+    }
+}
+
+impl Fleet {
+    pub fn cluster(&self, ordinal: u32) -> Option<&ClusterEntry> {
+        self.clusters.get(ordinal as usize).and_then(Option::as_ref)
+    }
+
+    pub fn cluster_mut(&mut self, ordinal: u32) -> Option<&mut ClusterEntry> {
+        self.clusters.get_mut(ordinal as usize).and_then(Option::as_mut)
+    }
+
+    pub fn cluster_by_name(&self, name: &str) -> Option<(u32, &ClusterEntry)> {
+        let ordinal = *self.cluster_names.get(name)?;
+        self.cluster(ordinal).map(|cluster| (ordinal, cluster))
+    }
+
+    pub fn bundle(&self, ordinal: u32) -> Option<&BundleEntry> {
+        self.bundles.get(ordinal as usize).and_then(Option::as_ref)
+    }
+
+    pub fn bundle_by_name(&self, name: &str) -> Option<(u32, &BundleEntry)> {
+        let ordinal = *self.bundle_names.get(name)?;
+        self.bundle(ordinal).map(|bundle| (ordinal, bundle))
+    }
+
+    /// Interns a label map into the compact sorted form.
+    pub fn intern_labels(&mut self, labels: &BTreeMap<String, String>) -> Labels {
+        let mut pairs: Vec<(u32, u32)> = labels
+            .iter()
+            .map(|(key, value)| (self.interner.intern(key), self.interner.intern(value)))
+            .collect();
+        pairs.sort_unstable();
+        pairs.into()
+    }
+
+    pub fn labels_map(&self, labels: &[(u32, u32)]) -> BTreeMap<String, String> {
+        labels
+            .iter()
+            .map(|(key, value)| {
+                (
+                    self.interner.resolve(*key).to_string(),
+                    self.interner.resolve(*value).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn mark_dirty(cluster: &ClusterEntry) -> bool {
+        !cluster.dirty.swap(true, Ordering::AcqRel)
+    }
+}

@@ -1,0 +1,85 @@
+//! Shared server state: the fleet behind one lock, the store, and the bookkeeping of the
+//! background workers (offline deadlines, soft-state flushing).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use flotilla_store::Store;
+use parking_lot::{Mutex, RwLock};
+
+use crate::{fleet::Fleet, metrics::Metrics};
+
+/// Tunables of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A cluster turns Offline after this many missed sync intervals.
+    pub offline_missed_intervals: u32,
+    /// Sync interval assumed for agents that do not report theirs.
+    pub default_sync_interval: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How often batched soft state (heartbeats' consequences, agent status) is written.
+    pub flush_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            offline_missed_intervals: 3,
+            default_sync_interval: Duration::from_secs(30),
+            // 4 MiB holds bundles of hundreds of manifests; larger ones belong in git sources.
+            max_body_bytes: 4 << 20,
+            flush_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct AppState {
+    pub fleet: RwLock<Fleet>,
+    pub store: Arc<dyn Store>,
+    /// Serializes admin mutations so the store's commit order is the memory's apply order.
+    pub admin_lock: tokio::sync::Mutex<()>,
+    pub admin_token_hash: [u8; 32],
+    pub settings: Settings,
+    pub metrics: Metrics,
+    /// Offline deadlines: unix second → clusters to check then. Each online cluster is in here
+    /// once; the sweeper re-checks it lazily against its last-seen time, so a sync never touches
+    /// this map.
+    pub deadlines: Mutex<BTreeMap<u64, Vec<u32>>>,
+    /// Clusters whose soft state must be written by the next flush.
+    pub dirty: Mutex<Vec<u32>>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Unix seconds now.
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// RFC 3339 text of unix seconds.
+pub fn rfc3339(seconds: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+        .to_string()
+}
+
+impl AppState {
+    /// The deadline after which a cluster with this sync interval counts as Offline.
+    pub fn offline_after(&self, interval_seconds: Option<u32>) -> u64 {
+        let interval = interval_seconds
+            .map(u64::from)
+            .filter(|i| *i > 0)
+            .unwrap_or(self.settings.default_sync_interval.as_secs().max(1));
+        interval * u64::from(self.settings.offline_missed_intervals.max(1)) + 1
+    }
+
+    pub fn schedule_deadline(&self, ordinal: u32, at: u64) {
+        self.deadlines.lock().entry(at).or_default().push(ordinal);
+    }
+
+    pub fn note_dirty(&self, ordinal: u32) {
+        self.dirty.lock().push(ordinal);
+    }
+}

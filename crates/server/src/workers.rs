@@ -1,0 +1,138 @@
+//! Background work: the offline sweeper and the soft-state flusher.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use flotilla_api::ClusterState;
+use flotilla_store::Op;
+
+use crate::{
+    records::{self, ReportRecord},
+    state::{SharedState, now_seconds},
+};
+
+/// Most soft-state records one flush writes; the rest wait for the next tick, so a burst never
+/// builds one giant transaction.
+const MAX_FLUSH_RECORDS: usize = 50_000;
+
+/// Marks clusters Offline when their deadline passes without a sync. Each online cluster sits in
+/// the deadline map once; when its slot comes due it is re-checked against its last sync and
+/// either rescheduled (it synced meanwhile) or marked Offline. Work is O(clusters due), never a
+/// scan of the fleet.
+pub async fn offline_sweeper(state: SharedState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        sweep_offline(&state, now_seconds());
+    }
+}
+
+pub fn sweep_offline(state: &SharedState, now: u64) {
+    let due: Vec<u32> = {
+        let mut deadlines = state.deadlines.lock();
+        let later = deadlines.split_off(&(now + 1));
+        let due = std::mem::replace(&mut *deadlines, later);
+        due.into_values().flatten().collect()
+    };
+    if due.is_empty() {
+        return;
+    }
+    let mut offline = Vec::new();
+    {
+        let fleet = state.fleet.read();
+        for &ordinal in &due {
+            let Some(cluster) = fleet.cluster(ordinal) else {
+                continue;
+            };
+            if cluster.state != ClusterState::Online {
+                continue;
+            }
+            let last_seen = cluster.last_seen.load(Ordering::Relaxed);
+            let deadline = last_seen + state.offline_after(cluster.facts.sync_interval_seconds);
+            if deadline > now {
+                state.schedule_deadline(ordinal, deadline);
+            } else {
+                offline.push(ordinal);
+            }
+        }
+    }
+    if offline.is_empty() {
+        return;
+    }
+    let mut fleet = state.fleet.write();
+    for ordinal in offline {
+        // Re-check under the write lock: a sync may have landed since the read.
+        let Some(cluster) = fleet.cluster(ordinal) else {
+            continue;
+        };
+        let last_seen = cluster.last_seen.load(Ordering::Relaxed);
+        let deadline = last_seen + state.offline_after(cluster.facts.sync_interval_seconds);
+        if deadline > now {
+            state.schedule_deadline(ordinal, deadline);
+            continue;
+        }
+        if fleet.set_cluster_state(ordinal, ClusterState::Offline) {
+            tracing::info!(cluster = %fleet.cluster(ordinal).map(|c| c.name.to_string()).unwrap_or_default(), "cluster offline");
+            state.note_dirty(ordinal);
+        }
+    }
+}
+
+/// Writes batched soft state (cluster state, facts, bundle reports) every flush interval.
+pub async fn soft_state_flusher(state: SharedState) {
+    let mut tick = tokio::time::interval(state.settings.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        flush_soft_state(&state, false).await;
+    }
+}
+
+/// Flushes dirty soft state; with `wait`, returns once it is durable (used at shutdown).
+pub async fn flush_soft_state(state: &SharedState, wait: bool) {
+    let dirty: Vec<u32> = {
+        let mut dirty = state.dirty.lock();
+        if dirty.len() > MAX_FLUSH_RECORDS {
+            let rest = dirty.split_off(MAX_FLUSH_RECORDS);
+            std::mem::replace(&mut *dirty, rest)
+        } else {
+            std::mem::take(&mut *dirty)
+        }
+    };
+    if dirty.is_empty() {
+        return;
+    }
+    let ops: Vec<Op> = {
+        let fleet = state.fleet.read();
+        dirty
+            .into_iter()
+            .filter_map(|ordinal| {
+                let cluster = fleet.cluster(ordinal)?;
+                // Clear the flag first: a change after this read marks it dirty again.
+                if !cluster.dirty.swap(false, Ordering::AcqRel) {
+                    return None;
+                }
+                let record = ReportRecord {
+                    state: cluster.state,
+                    last_seen: cluster.last_seen.load(Ordering::Relaxed),
+                    facts: cluster.facts.clone(),
+                    report_digest: cluster.report_digest.clone(),
+                    reports: cluster
+                        .deployments
+                        .iter()
+                        .filter_map(|d| d.report.as_deref().cloned())
+                        .collect(),
+                };
+                Some(records::put(records::REPORT, &cluster.name, &record))
+            })
+            .collect()
+    };
+    state.metrics.soft_state_writes.inc_by(ops.len() as u64);
+    if wait {
+        if let Err(error) = state.store.commit(ops).await {
+            tracing::error!(%error, "final soft-state flush failed");
+        }
+    } else {
+        state.store.submit(ops);
+    }
+}

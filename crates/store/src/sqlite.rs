@@ -1,0 +1,272 @@
+//! The embedded store: one SQLite database in WAL mode, written by one thread with group commit.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::mpsc,
+    thread,
+};
+
+use read_connection::ReadConnection;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::{CommitFuture, Op, Record, Result, Snapshot, Store, StoreError};
+
+/// Most operations one transaction takes before it commits; bounds commit latency under a flood
+/// while still amortizing one fsync over thousands of writes.
+const MAX_OPS_PER_TRANSACTION: usize = 16_384;
+
+const SCHEMA_VERSION: i64 = 1;
+
+struct Request {
+    ops: Vec<Op>,
+    reply: Option<oneshot::Sender<Result<u64>>>,
+}
+
+/// SQLite-backed [`Store`]. Writes go through a dedicated writer thread that groups concurrent
+/// commits into one transaction; reads use their own connection.
+pub struct SqliteStore {
+    writer: mpsc::Sender<Request>,
+    reader: ReadConnection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let connection = open_connection(path)?;
+        migrate(&connection)?;
+        let revision: u64 = connection
+            .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .optional()?
+            .unwrap_or(0) as u64;
+        let (writer, requests) = mpsc::channel();
+        thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(connection, requests, revision))?;
+        Ok(SqliteStore {
+            writer,
+            reader: ReadConnection::new(open_connection(path)?),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let connection = Connection::open(path)?;
+    // WAL lets readers run beside the writer; synchronous=FULL fsyncs the WAL at every commit, so
+    // a commit that returned is on disk.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(connection)
+}
+
+fn migrate(connection: &Connection) -> Result<()> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version < 1 {
+        connection.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS objects (
+                 kind TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 revision INTEGER NOT NULL,
+                 doc BLOB NOT NULL,
+                 PRIMARY KEY (kind, name)
+             );
+             CREATE TABLE IF NOT EXISTS contents (digest TEXT PRIMARY KEY, body BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             COMMIT;",
+        )?;
+    }
+    connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}
+
+fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut revision: u64) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        let mut op_count = batch[0].ops.len();
+        while op_count < MAX_OPS_PER_TRANSACTION {
+            match requests.try_recv() {
+                Ok(request) => {
+                    op_count += request.ops.len();
+                    batch.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let start_revision = revision;
+        match apply_batch(&mut connection, &batch, &mut revision) {
+            Ok(revisions) => {
+                for (request, committed) in batch.into_iter().zip(revisions) {
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(Ok(committed));
+                    }
+                }
+            }
+            Err(error) => {
+                revision = start_revision;
+                tracing::error!(%error, requests = batch.len(), "store commit failed");
+                for request in batch {
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(Err(StoreError::Commit(error.to_string())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies every request of a batch in one transaction; returns each request's revision.
+fn apply_batch(
+    connection: &mut Connection,
+    batch: &[Request],
+    revision: &mut u64,
+) -> rusqlite::Result<Vec<u64>> {
+    let transaction = connection.transaction()?;
+    let mut revisions = Vec::with_capacity(batch.len());
+    {
+        let mut put = transaction.prepare_cached(
+            "INSERT INTO objects (kind, name, revision, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, name) DO UPDATE SET revision = excluded.revision, doc = excluded.doc",
+        )?;
+        let mut delete =
+            transaction.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND name = ?2")?;
+        let mut put_content = transaction
+            .prepare_cached("INSERT OR IGNORE INTO contents (digest, body) VALUES (?1, ?2)")?;
+        let mut increment = transaction.prepare_cached(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        )?;
+        let mut delete_counter = transaction.prepare_cached("DELETE FROM counters WHERE name = ?1")?;
+        for request in batch {
+            *revision += 1;
+            for op in &request.ops {
+                match op {
+                    Op::Put { kind, name, doc } => {
+                        put.execute(params![kind, name, *revision as i64, doc])?;
+                    }
+                    Op::Delete { kind, name } => {
+                        delete.execute(params![kind, name])?;
+                    }
+                    Op::PutContent { digest, body } => {
+                        put_content.execute(params![digest, body])?;
+                    }
+                    Op::Increment { counter, by } => {
+                        increment.execute(params![counter, by])?;
+                    }
+                    Op::DeleteCounter { counter } => {
+                        delete_counter.execute(params![counter])?;
+                    }
+                }
+            }
+            revisions.push(*revision);
+        }
+        transaction.execute(
+            "INSERT INTO meta (key, value) VALUES ('revision', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![*revision as i64],
+        )?;
+    }
+    transaction.commit()?;
+    Ok(revisions)
+}
+
+impl Store for SqliteStore {
+    fn load(&self) -> Result<Snapshot> {
+        self.reader.with(|connection| {
+            let mut records = Vec::new();
+            let mut statement =
+                connection.prepare("SELECT kind, name, revision, doc FROM objects")?;
+            let rows = statement.query_map([], |row| {
+                Ok(Record {
+                    kind: row.get(0)?,
+                    name: row.get(1)?,
+                    revision: row.get::<_, i64>(2)? as u64,
+                    doc: row.get(3)?,
+                })
+            })?;
+            for row in rows {
+                records.push(row?);
+            }
+            let mut counters = Vec::new();
+            let mut statement = connection.prepare("SELECT name, value FROM counters")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            for row in rows {
+                counters.push(row?);
+            }
+            let revision = connection
+                .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .optional()?
+                .unwrap_or(0) as u64;
+            Ok(Snapshot {
+                records,
+                counters,
+                revision,
+            })
+        })
+    }
+
+    fn content(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        self.reader.with(|connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT body FROM contents WHERE digest = ?1",
+                    params![digest],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> CommitFuture {
+        let (reply, receiver) = oneshot::channel();
+        let sent = self.writer.send(Request {
+            ops,
+            reply: Some(reply),
+        });
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            receiver.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn submit(&self, ops: Vec<Op>) {
+        if self.writer.send(Request { ops, reply: None }).is_err() {
+            tracing::error!("store writer is gone; soft state dropped");
+        }
+    }
+}
+
+mod read_connection {
+    //! A read connection shared behind a mutex (reads are rare: start-up and content misses).
+    use std::sync::Mutex;
+
+    use rusqlite::Connection;
+
+    pub struct ReadConnection(Mutex<Connection>);
+
+    impl ReadConnection {
+        pub fn new(connection: Connection) -> ReadConnection {
+            ReadConnection(Mutex::new(connection))
+        }
+
+        pub fn with<T>(&self, read: impl FnOnce(&Connection) -> T) -> T {
+            let guard = match self.0.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            read(&guard)
+        }
+    }
+}
