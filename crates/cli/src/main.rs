@@ -1,1 +1,437 @@
-fn main() {}
+//! `flotilla`: the one binary. Parses arguments and calls the library crates.
+
+mod admin_client;
+mod demo;
+mod documents;
+mod output;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use flotilla_api::Kind;
+use serde_json::{Value, json};
+
+use crate::{
+    admin_client::{AdminClient, ListOptions},
+    output::Format,
+};
+
+#[derive(Parser)]
+#[command(name = "flotilla", version, about = "GitOps management for fleets of Kubernetes clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Connection {
+    /// URL of the flotilla server.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    server: String,
+    /// Admin API token (default: the contents of ./flotilla-data/admin-token, if present).
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the management plane.
+    Server(ServerArgs),
+    /// Run an agent for one cluster (`flotilla agent --simulated` for an in-memory cluster).
+    Agent(AgentArgs),
+    /// Start a server and a simulated fleet with example bundles, and print where to look.
+    Demo(demo::DemoArgs),
+    /// Create or replace objects from files, folders or standard input (-).
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List objects, or show one.
+    Get {
+        /// clusters, bundles, clustergroups or tokens.
+        kind: String,
+        name: Option<String>,
+        /// Label selector, e.g. `env=prod,tier in (a,b),!canary`.
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// Only objects in this state (clusters: Online, Offline, Pending; bundles: Ready, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// name or -name.
+        #[arg(long)]
+        sort: Option<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show one object in detail.
+    Describe {
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete an object.
+    Delete {
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Add, change (with --overwrite) or remove (`key-`) labels, like kubectl label.
+    Label {
+        kind: String,
+        name: String,
+        /// `key=value` to set, `key-` to remove.
+        #[arg(required = true)]
+        changes: Vec<String>,
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Registration tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a registration token and print it (only the token, on standard output).
+    Create {
+        /// Labels stamped on clusters that register with it: k=v,k2=v2.
+        #[arg(long, value_parser = parse_labels, default_value = "")]
+        labels: BTreeMap<String, String>,
+        /// Lifetime, e.g. 1h or 7d; never expires when unset.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// How many clusters may register with it.
+        #[arg(long)]
+        max_uses: Option<u64>,
+        /// Token name (default: generated).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[arg(long, env = "FLOTILLA_DATA_DIR", default_value = "./flotilla-data")]
+    data_dir: PathBuf,
+    /// A cluster turns Offline after this many missed sync intervals.
+    #[arg(long, default_value_t = 3)]
+    offline_missed_intervals: u32,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body_bytes: usize,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    #[arg(long, env = "FLOTILLA_SERVER")]
+    server: String,
+    /// Registration token (needed until the agent has registered; then its credential is kept
+    /// in the state dir).
+    #[arg(long, env = "FLOTILLA_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Cluster name (a DNS label).
+    #[arg(long, env = "FLOTILLA_CLUSTER_NAME")]
+    name: String,
+    /// Labels the cluster asks for: k=v,k2=v2 (labels of the token win).
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    labels: BTreeMap<String, String>,
+    /// Manage an in-memory simulated cluster instead of a Kubernetes cluster.
+    #[arg(long)]
+    simulated: bool,
+    /// Nodes of the simulated cluster.
+    #[arg(long, default_value_t = 3)]
+    nodes: u32,
+    #[arg(long, env = "FLOTILLA_STATE_DIR", default_value = "./flotilla-agent")]
+    state_dir: PathBuf,
+    /// Sync interval (jittered ±10%).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+}
+
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("label {pair:?} has no '='; write key=value"))?;
+        flotilla_core::selector::validate_label_key(key)?;
+        flotilla_core::selector::validate_label_value(value)?;
+        labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(labels)
+}
+
+fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let quiet = !matches!(cli.command, Command::Server(_) | Command::Agent(_) | Command::Demo(_));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn admin(connection: &Connection) -> anyhow::Result<AdminClient> {
+    let token = match &connection.token {
+        Some(token) => token.clone(),
+        None => std::fs::read_to_string("flotilla-data/admin-token")
+            .map(|t| t.trim().to_string())
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no admin token: pass --token or set FLOTILLA_TOKEN (the server wrote one to <data-dir>/admin-token)"
+                )
+            })?,
+    };
+    AdminClient::new(&connection.server, &token)
+}
+
+fn kind(text: &str) -> anyhow::Result<Kind> {
+    Kind::parse(text).with_context(|| {
+        format!("unknown kind {text:?}; use clusters, bundles, clustergroups or tokens")
+    })
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Server(ServerArgs {
+            listen,
+            data_dir,
+            offline_missed_intervals,
+            max_body_bytes,
+        }) => {
+            let settings = flotilla_server::Settings {
+                offline_missed_intervals,
+                max_body_bytes,
+                ..flotilla_server::Settings::default()
+            };
+            let server = flotilla_server::start(flotilla_server::ServerConfig {
+                listen,
+                data_dir,
+                settings,
+            })
+            .await?;
+            server.run_until(shutdown_signal()).await
+        }
+        Command::Agent(AgentArgs {
+            server,
+            token,
+            name,
+            labels,
+            simulated,
+            nodes,
+            state_dir,
+            interval,
+        }) => {
+            if !simulated {
+                bail!(
+                    "only simulated clusters are supported by this build: pass --simulated (the Kubernetes driver is tracked in issue 5)"
+                );
+            }
+            let driver = flotilla_agent::simulated::SimulatedCluster::new(
+                nodes,
+                interval.as_secs() as u32,
+                Some(state_dir.join("simulated-cluster.json")),
+            );
+            let config = flotilla_agent::AgentConfig {
+                server,
+                token,
+                name,
+                labels,
+                interval,
+            };
+            flotilla_agent::run(config, &state_dir, driver, shutdown_signal()).await
+        }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Apply { files, connection } => {
+            let client = admin(&connection)?;
+            let mut documents = Vec::new();
+            for file in &files {
+                documents.extend(documents::read(file)?);
+            }
+            let mut failures = 0;
+            for document in documents {
+                let label = format!(
+                    "{}/{}",
+                    document.value["kind"].as_str().unwrap_or("?").to_ascii_lowercase(),
+                    document.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?")
+                );
+                match client.apply(&document.value).await {
+                    Ok((true, _)) => output::out(&format!("{label} created\n"))?,
+                    Ok((false, _)) => output::out(&format!("{label} configured\n"))?,
+                    Err(error) => {
+                        failures += 1;
+                        eprintln!("error: {}: {label}: {error:#}", document.source);
+                    }
+                }
+            }
+            if failures > 0 {
+                bail!("{failures} document(s) were not applied");
+            }
+            Ok(())
+        }
+        Command::Get {
+            kind: kind_text,
+            name,
+            selector,
+            state,
+            sort,
+            output,
+            connection,
+        } => {
+            let kind = kind(&kind_text)?;
+            let client = admin(&connection)?;
+            match name {
+                Some(name) => output::print_one(kind, &client.get(kind, &name).await?, output),
+                None => {
+                    let options = ListOptions {
+                        label_selector: selector,
+                        state,
+                        sort,
+                    };
+                    let items = client.list_all(kind, &options).await?;
+                    output::print_list(kind, &items, output)
+                }
+            }
+        }
+        Command::Describe {
+            kind: kind_text,
+            name,
+            connection,
+        } => {
+            let kind = kind(&kind_text)?;
+            let item = admin(&connection)?.get(kind, &name).await?;
+            output::describe(kind, &item)
+        }
+        Command::Delete {
+            kind: kind_text,
+            name,
+            connection,
+        } => {
+            let kind = kind(&kind_text)?;
+            admin(&connection)?.delete(kind, &name).await?;
+            output::out(&format!("{}/{name} deleted\n", kind.as_str().to_ascii_lowercase()))?;
+            Ok(())
+        }
+        Command::Label {
+            kind: kind_text,
+            name,
+            changes,
+            overwrite,
+            connection,
+        } => {
+            let kind = kind(&kind_text)?;
+            let client = admin(&connection)?;
+            let mut object = client.get(kind, &name).await?;
+            let labels = object
+                .pointer_mut("/metadata")
+                .and_then(Value::as_object_mut)
+                .context("server returned an object without metadata")?
+                .entry("labels")
+                .or_insert_with(|| json!({}));
+            let labels = labels.as_object_mut().context("labels are not a mapping")?;
+            for change in &changes {
+                if let Some(key) = change.strip_suffix('-') {
+                    if labels.remove(key).is_none() {
+                        eprintln!("label {key:?} not found");
+                    }
+                    continue;
+                }
+                let (key, value) = change
+                    .split_once('=')
+                    .with_context(|| format!("{change:?}: write key=value to set a label, key- to remove one"))?;
+                if let Some(existing) = labels.get(key)
+                    && existing.as_str() != Some(value)
+                    && !overwrite
+                {
+                    bail!(
+                        "label {key:?} already has a value ({}); pass --overwrite to change it",
+                        existing.as_str().unwrap_or_default()
+                    );
+                }
+                labels.insert(key.to_string(), Value::String(value.to_string()));
+            }
+            if let Some(object) = object.as_object_mut() {
+                object.remove("status");
+            }
+            client.replace(kind, &name, &object).await?;
+            output::out(&format!("{}/{name} labeled\n", kind.as_str().to_ascii_lowercase()))?;
+            Ok(())
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    labels,
+                    ttl,
+                    max_uses,
+                    name,
+                    connection,
+                },
+        } => {
+            let document = json!({
+                "apiVersion": flotilla_api::API_VERSION,
+                "kind": "RegistrationToken",
+                "metadata": {"name": name.unwrap_or_default()},
+                "spec": {"labels": labels, "ttl": ttl, "maxUses": max_uses},
+            });
+            let created = admin(&connection)?
+                .create(Kind::RegistrationToken, &strip_nulls(document))
+                .await?;
+            let token = created
+                .pointer("/status/token")
+                .and_then(Value::as_str)
+                .context("server did not return the token")?;
+            output::out(&format!("{token}\n"))
+        }
+    }
+}
+
+/// Drops null fields (optional flags not given).
+fn strip_nulls(mut value: Value) -> Value {
+    if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.retain(|_, v| !v.is_null());
+    }
+    value
+}

@@ -1,0 +1,331 @@
+//! The agent loop: register, sync on a jittered interval, fetch content by digest, apply and
+//! prune through the driver, report, and keep enforcing from the state dir while the server is
+//! unreachable.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::Context;
+use flotilla_api::{
+    BundleState,
+    agent::{BundleReport, DesiredBundle, RegisterRequest},
+};
+use flotilla_core::{
+    customize::{customize, is_cluster_scoped},
+    digest::verify_content,
+    sync::{Backoff, Plan, SyncMachine, jittered_millis},
+};
+use rand::RngExt;
+use serde_json::Value;
+
+use crate::{
+    BUNDLE_LABEL, DEPLOYMENT_ANNOTATION,
+    client::{ClientError, ServerClient},
+    driver::ClusterDriver,
+    state_dir::{CachedDesired, Identity, StateDir},
+};
+
+/// Jitter spread of the sync interval, in percent either way.
+const INTERVAL_JITTER_PERCENT: u64 = 10;
+/// Retry backoff: from 1 s, doubling, capped at 2 minutes.
+const BACKOFF_BASE_MILLIS: u64 = 1_000;
+const BACKOFF_CAP_MILLIS: u64 = 120_000;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub token: Option<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub interval: Duration,
+}
+
+struct Agent<D> {
+    config: AgentConfig,
+    client: ServerClient,
+    state: StateDir,
+    driver: D,
+    machine: SyncMachine,
+    credential: Option<String>,
+    client_id: String,
+    /// Bundles whose deployment could not be applied at all (bad content or customization).
+    failures: BTreeMap<String, BundleReport>,
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run<D: ClusterDriver>(
+    config: AgentConfig,
+    state_dir: &std::path::Path,
+    driver: D,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = StateDir::open(state_dir)?;
+    let identity = state.identity()?;
+    let (client_id, credential) = match identity {
+        Some(identity) if identity.name == config.name && identity.server == config.server => {
+            (identity.client_id, identity.credential)
+        }
+        _ => (hex::encode(rand::rng().random::<[u8; 16]>()), None),
+    };
+    let machine = match state.desired()? {
+        Some(cached) => SyncMachine::resume(cached.etag, cached.bundles),
+        None => SyncMachine::new(),
+    };
+    let mut agent = Agent {
+        client: ServerClient::new(&config.server)?,
+        config,
+        state,
+        driver,
+        machine,
+        credential,
+        client_id,
+        failures: BTreeMap::new(),
+    };
+    tokio::select! {
+        result = agent.run_loop() => result,
+        () = shutdown => Ok(()),
+    }
+}
+
+impl<D: ClusterDriver> Agent<D> {
+    async fn run_loop(&mut self) -> anyhow::Result<()> {
+        let mut backoff = Backoff::new(BACKOFF_BASE_MILLIS, BACKOFF_CAP_MILLIS);
+        // Enforce the cached desired set before talking to anyone: a restart while the server is
+        // down must not leave the cluster unmanaged.
+        self.enforce().await;
+        loop {
+            if self.credential.is_none() {
+                match self.register().await {
+                    Ok(()) => backoff.reset(),
+                    Err(error) => {
+                        let delay = backoff.next_delay_millis(entropy());
+                        tracing::warn!(%error, retry_in_ms = delay, "registration failed");
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        continue;
+                    }
+                }
+            }
+            match self.sync_once().await {
+                Ok(again) => {
+                    backoff.reset();
+                    if again {
+                        continue;
+                    }
+                    let delay = jittered_millis(
+                        self.config.interval.as_millis() as u64,
+                        INTERVAL_JITTER_PERCENT,
+                        entropy(),
+                    );
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                Err(error) => {
+                    self.machine.on_failure();
+                    let mut delay = backoff.next_delay_millis(entropy());
+                    match &error {
+                        ClientError::Unauthorized(message) => {
+                            tracing::warn!(%message, "credential refused; registering again");
+                            self.credential = None;
+                        }
+                        ClientError::Busy(wait) => {
+                            delay = delay.max(wait.as_millis() as u64);
+                        }
+                        ClientError::Rejected { .. } => {
+                            tracing::error!(%error, "server rejected the sync");
+                        }
+                        ClientError::Unreachable(_) => {
+                            tracing::warn!(%error, retry_in_ms = delay, "server unreachable; enforcing the cached desired set");
+                            self.enforce().await;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+            }
+        }
+    }
+
+    async fn register(&mut self) -> anyhow::Result<()> {
+        let token = self
+            .config
+            .token
+            .clone()
+            .context("no credential in the state dir and no --token to register with")?;
+        let facts = self.driver.facts().await;
+        let response = self
+            .client
+            .register(&RegisterRequest {
+                token,
+                name: self.config.name.clone(),
+                client_id: self.client_id.clone(),
+                labels: self.config.labels.clone(),
+                facts,
+            })
+            .await?;
+        self.state.save_identity(&Identity {
+            server: self.config.server.clone(),
+            name: response.name.clone(),
+            client_id: self.client_id.clone(),
+            credential: Some(response.credential.clone()),
+        })?;
+        self.credential = Some(response.credential);
+        tracing::info!(cluster = %response.name, "registered");
+        Ok(())
+    }
+
+    /// One sync; returns whether to sync again right away (to report what just changed).
+    async fn sync_once(&mut self) -> Result<bool, ClientError> {
+        let credential = self.credential.clone().unwrap_or_default();
+        let facts = self.driver.facts().await;
+        let reports = self.reports().await;
+        let request = self.machine.request(&facts, &reports);
+        let reply = self.client.sync(&credential, &request).await?;
+        let outcome = self.machine.on_reply(reply);
+        if outcome.desired_changed {
+            let cached = CachedDesired {
+                etag: self.machine.etag().unwrap_or_default().to_string(),
+                bundles: self.machine.desired().to_vec(),
+            };
+            if let Err(error) = self.state.save_desired(&cached) {
+                tracing::warn!(%error, "could not cache the desired set");
+            }
+        }
+        let changed = self.enforce().await;
+        Ok(changed || outcome.sync_again)
+    }
+
+    async fn reports(&mut self) -> Vec<BundleReport> {
+        let mut reports: BTreeMap<String, BundleReport> = self
+            .driver
+            .reports()
+            .await
+            .into_iter()
+            .map(|r| (r.bundle.clone(), r))
+            .collect();
+        for (name, failure) in &self.failures {
+            reports.insert(name.clone(), failure.clone());
+        }
+        reports.into_values().collect()
+    }
+
+    /// Brings the cluster to the desired set; returns whether anything changed.
+    async fn enforce(&mut self) -> bool {
+        let mut applied = self.driver.applied();
+        self.failures
+            .retain(|name, _| self.machine.desired().iter().any(|b| &b.name == name));
+        for (name, failure) in &self.failures {
+            applied.insert(name.clone(), failure.deployment.clone());
+        }
+        let Plan { apply, remove } = self.machine.plan(&applied);
+        if apply.is_empty() && remove.is_empty() {
+            return false;
+        }
+        for name in remove {
+            self.failures.remove(&name);
+            if let Err(error) = self.driver.remove(&name).await {
+                tracing::warn!(bundle = %name, %error, "could not remove bundle");
+            } else {
+                tracing::info!(bundle = %name, "removed bundle");
+            }
+        }
+        for bundle in apply {
+            match self.manifests(&bundle).await {
+                Ok(manifests) => {
+                    self.failures.remove(&bundle.name);
+                    self.driver.apply(&bundle, manifests).await;
+                    tracing::info!(bundle = %bundle.name, deployment = %bundle.deployment, "applied bundle");
+                }
+                Err(Failure::Permanent(message)) => {
+                    tracing::warn!(bundle = %bundle.name, %message, "cannot apply bundle");
+                    self.failures.insert(
+                        bundle.name.clone(),
+                        BundleReport {
+                            bundle: bundle.name.clone(),
+                            deployment: bundle.deployment.clone(),
+                            state: BundleState::Error,
+                            message: Some(message),
+                            problems: Vec::new(),
+                            more_problems: 0,
+                        },
+                    );
+                }
+                Err(Failure::Transient(message)) => {
+                    tracing::warn!(bundle = %bundle.name, %message, "content unavailable; will retry");
+                }
+            }
+        }
+        let keep: Vec<&str> = self
+            .machine
+            .desired()
+            .iter()
+            .map(|b| b.digest.as_str())
+            .collect();
+        self.state.prune_content(&keep);
+        true
+    }
+
+    /// The bundle's manifests, customized for this cluster and stamped with ownership.
+    async fn manifests(&self, bundle: &DesiredBundle) -> Result<Vec<Value>, Failure> {
+        let bytes = match self.state.content(&bundle.digest) {
+            Some(bytes) => bytes,
+            None => {
+                let credential = self
+                    .credential
+                    .as_deref()
+                    .ok_or_else(|| Failure::Transient("not registered yet".into()))?;
+                let bytes = self
+                    .client
+                    .content(credential, &bundle.digest)
+                    .await
+                    .map_err(|e| Failure::Transient(e.to_string()))?;
+                if !verify_content(&bundle.digest, &bytes) {
+                    return Err(Failure::Transient(format!(
+                        "content for {} does not match its digest",
+                        bundle.digest
+                    )));
+                }
+                if let Err(error) = self.state.save_content(&bundle.digest, &bytes) {
+                    tracing::warn!(%error, "could not cache content");
+                }
+                bytes
+            }
+        };
+        let manifests: Vec<Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| Failure::Permanent(format!("bundle content is not a manifest list: {e}")))?;
+        let mut customized = customize(&manifests, &bundle.options, &|api_version, kind| {
+            !is_cluster_scoped(api_version, kind)
+        })
+        .map_err(|e| Failure::Permanent(e.to_string()))?;
+        for manifest in &mut customized {
+            stamp(manifest, &bundle.name, &bundle.deployment);
+        }
+        Ok(customized)
+    }
+}
+
+enum Failure {
+    /// Retrying may help (the content could not be fetched).
+    Transient(String),
+    /// Retrying the same deployment will not help.
+    Permanent(String),
+}
+
+/// Marks an object as owned by a bundle deployment.
+fn stamp(manifest: &mut Value, bundle: &str, deployment: &str) {
+    let Some(metadata) = manifest.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let labels = metadata
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert(BUNDLE_LABEL.into(), Value::String(bundle.into()));
+    }
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(annotations) = annotations.as_object_mut() {
+        annotations.insert(DEPLOYMENT_ANNOTATION.into(), Value::String(deployment.into()));
+    }
+}
+
+fn entropy() -> u64 {
+    rand::rng().random()
+}
