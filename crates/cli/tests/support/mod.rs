@@ -1,0 +1,292 @@
+//! Test support for end-to-end tests: real `flotilla` processes on 127.0.0.1 with temporary
+//! data dirs, driven through the real CLI.
+
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `condition` until it returns `Some`, or panics naming `what` after `DEADLINE`.
+pub fn wait_for<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port that was free a moment ago (kept for restarts of the same server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub admin_token: String,
+    extra_args: Vec<String>,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> ServerProcess {
+        let port = free_port();
+        let mut server = ServerProcess {
+            child: None,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            admin_token: String::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.data_dir.with_extension("server.log"))
+            .expect("create server log");
+        let child = Command::new(BIN)
+            .arg("server")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn flotilla server");
+        self.child = Some(child);
+        let token_file = self.data_dir.join("admin-token");
+        self.admin_token = wait_for("the admin token file", || {
+            std::fs::read_to_string(&token_file)
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        });
+        wait_for("the server to answer /healthz", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .ok()
+                .and_then(|_| self.cli(&["get", "bundles", "-o", "json"]).status.success().then_some(()))
+        });
+    }
+
+    /// SIGKILL: no shutdown hook runs, nothing is flushed.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill server");
+            child.wait().expect("reap server");
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill_9();
+        self.spawn();
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("FLOTILLA_SERVER", &self.url)
+            .env("FLOTILLA_TOKEN", &self.admin_token)
+            .output()
+            .expect("run flotilla CLI")
+    }
+
+    /// Runs the CLI, asserting success; returns standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "flotilla {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Applies YAML through `flotilla apply -f -`.
+    pub fn apply(&self, yaml: &str) {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(["apply", "-f", "-"])
+            .env("FLOTILLA_SERVER", &self.url)
+            .env("FLOTILLA_TOKEN", &self.admin_token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run flotilla apply");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("wait apply");
+        assert!(
+            output.status.success(),
+            "apply failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `flotilla get KIND NAME -o json`, or None when it fails (e.g. not found).
+    pub fn get(&self, kind: &str, name: &str) -> Option<Value> {
+        let output = self.cli(&["get", kind, name, "-o", "json"]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).expect("JSON from get"))
+    }
+
+    pub fn list(&self, kind: &str, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["get", kind, "-o", "json"];
+        args.extend_from_slice(extra);
+        let value: Value = serde_json::from_str(&self.ok(&args)).expect("JSON list");
+        value["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn new_token(&self) -> String {
+        self.ok(&["token", "create"]).trim().to_string()
+    }
+
+    /// Waits until a bundle's summary has `desired` clusters all Ready.
+    pub fn wait_bundle_ready(&self, bundle: &str, desired: u64) {
+        wait_for(&format!("bundle {bundle} Ready on {desired} clusters"), || {
+            let summary = self.get("bundle", bundle)?["status"]["summary"].clone();
+            (summary["desired"] == desired && summary["ready"] == desired).then_some(())
+        });
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+pub struct AgentProcess {
+    child: Option<Child>,
+    pub name: String,
+    pub state_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl AgentProcess {
+    /// Starts a simulated agent syncing every second.
+    pub fn start(server: &ServerProcess, token: &str, name: &str, labels: &str, root: &Path) -> AgentProcess {
+        let state_dir = root.join(name);
+        let args = vec![
+            "agent".to_string(),
+            "--simulated".into(),
+            "--server".into(),
+            server.url.clone(),
+            "--token".into(),
+            token.into(),
+            "--name".into(),
+            name.into(),
+            "--labels".into(),
+            labels.into(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "--interval".into(),
+            "1s".into(),
+        ];
+        let mut agent = AgentProcess {
+            child: None,
+            name: name.to_string(),
+            state_dir,
+            args,
+        };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.state_dir).expect("state dir");
+        let log = std::fs::File::create(self.state_dir.with_extension("agent.log")).expect("agent log");
+        self.child = Some(
+            Command::new(BIN)
+                .args(&self.args)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn agent"),
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill agent");
+            child.wait().expect("reap agent");
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Objects on the simulated cluster as `Kind/name` strings, per bundle.
+    pub fn objects(&self) -> Vec<String> {
+        let Ok(bytes) = std::fs::read(self.state_dir.join("simulated-cluster.json")) else {
+            return Vec::new();
+        };
+        let inventory: flotilla_agent::simulated::SimInventory =
+            serde_json::from_slice(&bytes).expect("inventory JSON");
+        inventory
+            .objects()
+            .into_iter()
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect()
+    }
+
+    pub fn wait_objects(&self, what: &str, check: impl Fn(&[String]) -> bool) {
+        wait_for(&format!("{what} on {}", self.name), || {
+            let objects = self.objects();
+            check(&objects).then_some(())
+        });
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A bundle of config maps named `names`, targeted by `selector` (string form).
+pub fn config_map_bundle(bundle: &str, names: &[&str], selector: &str, extra_spec: &str) -> String {
+    let resources: String = names
+        .iter()
+        .map(|name| {
+            format!(
+                "    - apiVersion: v1\n      kind: ConfigMap\n      metadata: {{name: {name}, namespace: apps}}\n      data: {{cluster: \"${{cluster.name}}\"}}\n"
+            )
+        })
+        .collect();
+    let selector = flotilla_core::selector::Selector::parse(selector).expect("selector");
+    let selector = serde_json::to_string(&selector.to_api()).expect("selector JSON");
+    format!(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: {bundle}\nspec:\n  resources:\n{resources}  targets:\n    - clusterSelector: {selector}\n{extra_spec}"
+    )
+}
