@@ -50,7 +50,10 @@ impl ServerClient {
         &self.base
     }
 
-    pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
+    pub async fn register(
+        &self,
+        request: &RegisterRequest,
+    ) -> Result<RegisterResponse, ClientError> {
         let response = self
             .http
             .post(format!("{}{REGISTER_PATH}", self.base))

@@ -287,8 +287,9 @@ impl<D: ClusterDriver> Agent<D> {
                 bytes
             }
         };
-        let manifests: Vec<Value> = serde_json::from_slice(&bytes)
-            .map_err(|e| Failure::Permanent(format!("bundle content is not a manifest list: {e}")))?;
+        let manifests: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::Permanent(format!("bundle content is not a manifest list: {e}"))
+        })?;
         let mut customized = customize(&manifests, &bundle.options, &|api_version, kind| {
             !is_cluster_scoped(api_version, kind)
         })
@@ -322,7 +323,10 @@ fn stamp(manifest: &mut Value, bundle: &str, deployment: &str) {
         .entry("annotations")
         .or_insert_with(|| Value::Object(Default::default()));
     if let Some(annotations) = annotations.as_object_mut() {
-        annotations.insert(DEPLOYMENT_ANNOTATION.into(), Value::String(deployment.into()));
+        annotations.insert(
+            DEPLOYMENT_ANNOTATION.into(),
+            Value::String(deployment.into()),
+        );
     }
 }
 

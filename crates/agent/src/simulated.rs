@@ -146,7 +146,10 @@ pub fn simulate(bundle: &DesiredBundle, manifests: &[Value]) -> BundleReport {
     }
     let (state, problems, message) = if !failed.is_empty() {
         let first = &failed[0];
-        let message = format!("apply failed for {}/{}: simulated apply failure", first.kind, first.name);
+        let message = format!(
+            "apply failed for {}/{}: simulated apply failure",
+            first.kind, first.name
+        );
         (BundleState::Error, failed, Some(message))
     } else if !not_ready.is_empty() {
         let message = format!("{} object(s) not ready", not_ready.len());

@@ -194,7 +194,9 @@ pub struct ClusterBundleStatus {
 }
 
 /// The state of one bundle on one cluster.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum BundleState {
     /// Targeted, but the cluster has not reported the current revision yet.
     #[default]

@@ -34,7 +34,12 @@ impl AdminClient {
         })
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         self.send_query(method, path, &[], body).await
     }
 
@@ -54,10 +59,12 @@ impl AdminClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("reach the flotilla server at {} (is it running? set --server or FLOTILLA_SERVER)", self.base))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "reach the flotilla server at {} (is it running? set --server or FLOTILLA_SERVER)",
+                self.base
+            )
+        })?;
         let status = response.status();
         let bytes = response.bytes().await.context("read server reply")?;
         if !status.is_success() {
@@ -76,7 +83,9 @@ impl AdminClient {
 
     /// Creates or replaces any document; returns whether it was created.
     pub async fn apply(&self, document: &Value) -> anyhow::Result<(bool, Value)> {
-        let (status, value) = self.send(Method::POST, "/api/v1/apply", Some(document)).await?;
+        let (status, value) = self
+            .send(Method::POST, "/api/v1/apply", Some(document))
+            .await?;
         Ok((status == StatusCode::CREATED, value))
     }
 
@@ -133,5 +142,9 @@ impl AdminClient {
 
 /// Names are DNS labels or subdomains, but a user may type anything: keep the path intact.
 fn encode(segment: &str) -> String {
-    segment.replace('%', "%25").replace('/', "%2F").replace('?', "%3F").replace('#', "%23")
+    segment
+        .replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('#', "%23")
 }

@@ -74,8 +74,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for index in 0..clusters {
         let name = format!("store-{index:04}");
         let labels = BTreeMap::from([
-            ("region".to_string(), REGIONS[index % REGIONS.len()].to_string()),
-            ("env".to_string(), ENVS[(index / REGIONS.len()) % ENVS.len()].to_string()),
+            (
+                "region".to_string(),
+                REGIONS[index % REGIONS.len()].to_string(),
+            ),
+            (
+                "env".to_string(),
+                ENVS[(index / REGIONS.len()) % ENVS.len()].to_string(),
+            ),
             ("store".to_string(), format!("{index:04}")),
         ]);
         let state_dir = agents_dir.join(&name);

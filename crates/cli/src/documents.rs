@@ -31,7 +31,8 @@ pub fn read(path: &str) -> anyhow::Result<Vec<Document>> {
     }
     let mut documents = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
         documents.extend(parse(&file.display().to_string(), &text)?);
     }
     Ok(documents)
@@ -64,14 +65,15 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 /// Parses one file's text: a JSON document, or a stream of YAML documents (empty ones skipped).
 pub fn parse(source: &str, text: &str) -> anyhow::Result<Vec<Document>> {
     if text.trim_start().starts_with('{') {
-        let value: Value = serde_json::from_str(text).with_context(|| format!("{source}: malformed JSON"))?;
+        let value: Value =
+            serde_json::from_str(text).with_context(|| format!("{source}: malformed JSON"))?;
         return Ok(vec![Document {
             source: source.to_string(),
             value,
         }]);
     }
-    let values: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| anyhow::anyhow!("{source}: malformed YAML: {e}"))?;
+    let values: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| anyhow::anyhow!("{source}: malformed YAML: {e}"))?;
     Ok(values
         .into_iter()
         .filter(|v| !v.is_null())
@@ -96,7 +98,10 @@ mod tests {
 
     #[test]
     fn malformed_yaml_names_the_source() {
-        let error = parse("bundle.yaml", "a: [1, 2\n").err().unwrap().to_string();
+        let error = parse("bundle.yaml", "a: [1, 2\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("bundle.yaml"), "{error}");
     }
 }

@@ -18,7 +18,11 @@ use crate::{
 };
 
 #[derive(Parser)]
-#[command(name = "flotilla", version, about = "GitOps management for fleets of Kubernetes clusters")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "GitOps management for fleets of Kubernetes clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +31,12 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Connection {
     /// URL of the flotilla server.
-    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "FLOTILLA_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     /// Admin API token (default: the contents of ./flotilla-data/admin-token, if present).
     #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true, global = true)]
@@ -179,7 +188,10 @@ fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
 fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Server(_) | Command::Agent(_) | Command::Demo(_));
+    let quiet = !matches!(
+        cli.command,
+        Command::Server(_) | Command::Agent(_) | Command::Demo(_)
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
     });
@@ -295,8 +307,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for document in documents {
                 let label = format!(
                     "{}/{}",
-                    document.value["kind"].as_str().unwrap_or("?").to_ascii_lowercase(),
-                    document.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?")
+                    document.value["kind"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_ascii_lowercase(),
+                    document
+                        .value
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
                 );
                 match client.apply(&document.value).await {
                     Ok((true, _)) => output::out(&format!("{label} created\n"))?,
@@ -352,7 +371,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let kind = kind(&kind_text)?;
             admin(&connection)?.delete(kind, &name).await?;
-            output::out(&format!("{}/{name} deleted\n", kind.as_str().to_ascii_lowercase()))?;
+            output::out(&format!(
+                "{}/{name} deleted\n",
+                kind.as_str().to_ascii_lowercase()
+            ))?;
             Ok(())
         }
         Command::Label {
@@ -379,9 +401,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     }
                     continue;
                 }
-                let (key, value) = change
-                    .split_once('=')
-                    .with_context(|| format!("{change:?}: write key=value to set a label, key- to remove one"))?;
+                let (key, value) = change.split_once('=').with_context(|| {
+                    format!("{change:?}: write key=value to set a label, key- to remove one")
+                })?;
                 if let Some(existing) = labels.get(key)
                     && existing.as_str() != Some(value)
                     && !overwrite
@@ -397,7 +419,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 object.remove("status");
             }
             client.replace(kind, &name, &object).await?;
-            output::out(&format!("{}/{name} labeled\n", kind.as_str().to_ascii_lowercase()))?;
+            output::out(&format!(
+                "{}/{name} labeled\n",
+                kind.as_str().to_ascii_lowercase()
+            ))?;
             Ok(())
         }
         Command::Token {

@@ -116,8 +116,26 @@ fn row(kind: Kind, item: &Value) -> Vec<String> {
 
 fn headers(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Cluster => &["NAME", "STATE", "BUNDLES-READY", "NODES", "KUBERNETES", "LAST-SEEN", "LABELS"],
-        Kind::Bundle => &["NAME", "STATE", "DESIRED", "READY", "NOT-READY", "MODIFIED", "ERROR", "PENDING", "AGE"],
+        Kind::Cluster => &[
+            "NAME",
+            "STATE",
+            "BUNDLES-READY",
+            "NODES",
+            "KUBERNETES",
+            "LAST-SEEN",
+            "LABELS",
+        ],
+        Kind::Bundle => &[
+            "NAME",
+            "STATE",
+            "DESIRED",
+            "READY",
+            "NOT-READY",
+            "MODIFIED",
+            "ERROR",
+            "PENDING",
+            "AGE",
+        ],
         Kind::ClusterGroup => &["NAME", "CLUSTERS", "ONLINE", "SELECTOR"],
         Kind::RegistrationToken => &["NAME", "STATE", "USES", "MAX-USES", "EXPIRES", "AGE"],
     }
@@ -130,7 +148,12 @@ fn bundle_state(item: &Value) -> String {
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };
-    if item.pointer("/status/digest").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if item
+        .pointer("/status/digest")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
         "Paused".into()
     } else if count("error") > 0 {
         "Error".into()

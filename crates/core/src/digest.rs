@@ -111,10 +111,7 @@ mod tests {
 
     #[test]
     fn etag_distinguishes_entry_boundaries() {
-        assert_ne!(
-            desired_etag([("ab", "c")]),
-            desired_etag([("a", "bc")])
-        );
+        assert_ne!(desired_etag([("ab", "c")]), desired_etag([("a", "bc")]));
         assert_ne!(desired_etag([]), desired_etag([("a", "b")]));
     }
 }

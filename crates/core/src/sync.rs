@@ -287,7 +287,10 @@ mod tests {
     fn acknowledged_status_is_not_sent_again() {
         let mut machine = SyncMachine::new();
         let facts = ClusterFacts::default();
-        let reports = [report("a", BundleState::Ready), report("b", BundleState::Ready)];
+        let reports = [
+            report("a", BundleState::Ready),
+            report("b", BundleState::Ready),
+        ];
         machine.request(&facts, &reports);
         machine.on_reply(None);
         let request = machine.request(&facts, &reports);
@@ -295,7 +298,10 @@ mod tests {
         assert!(request.facts.is_none());
         assert!(request.bundles.is_empty());
         assert!(request.removed.is_empty());
-        assert_eq!(request.base_digest.as_deref(), Some(request.report_digest.as_str()));
+        assert_eq!(
+            request.base_digest.as_deref(),
+            Some(request.report_digest.as_str())
+        );
     }
 
     #[test]
@@ -304,15 +310,24 @@ mod tests {
         let facts = ClusterFacts::default();
         machine.request(
             &facts,
-            &[report("a", BundleState::Ready), report("b", BundleState::Pending)],
+            &[
+                report("a", BundleState::Ready),
+                report("b", BundleState::Pending),
+            ],
         );
         machine.on_reply(None);
         let request = machine.request(
             &facts,
-            &[report("a", BundleState::Ready), report("b", BundleState::Ready)],
+            &[
+                report("a", BundleState::Ready),
+                report("b", BundleState::Ready),
+            ],
         );
         assert_eq!(request.bundles, vec![report("b", BundleState::Ready)]);
-        assert_ne!(request.base_digest.as_deref(), Some(request.report_digest.as_str()));
+        assert_ne!(
+            request.base_digest.as_deref(),
+            Some(request.report_digest.as_str())
+        );
     }
 
     #[test]
@@ -378,8 +393,13 @@ mod tests {
     #[test]
     fn backoff_grows_to_its_cap_and_resets() {
         let mut backoff = Backoff::new(100, 1_000);
-        let delays: Vec<u64> = (0..6).map(|_| backoff.next_delay_millis(u64::MAX)).collect();
-        assert!(delays.windows(2).all(|pair| pair[0] <= pair[1]), "{delays:?}");
+        let delays: Vec<u64> = (0..6)
+            .map(|_| backoff.next_delay_millis(u64::MAX))
+            .collect();
+        assert!(
+            delays.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{delays:?}"
+        );
         assert!(delays.iter().all(|delay| *delay <= 1_000));
         assert_eq!(*delays.last().unwrap(), 1_000);
         for entropy in 0..50 {

@@ -31,7 +31,8 @@ pub fn validate_dns_subdomain(name: &str) -> Result<(), String> {
 }
 
 fn check_dns_characters(name: &str, dots: bool) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.');
+    let allowed =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.');
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !name.chars().all(allowed) || !edge(name.chars().next()) || !edge(name.chars().last()) {
         let what = if dots {

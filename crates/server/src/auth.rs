@@ -27,7 +27,11 @@ pub fn split_credential(credential: &str) -> Option<(&str, &str)> {
 
 /// The bearer token of an `Authorization` header value.
 pub fn bearer(header: Option<&axum::http::HeaderValue>) -> Option<&str> {
-    header?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    header?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 #[cfg(test)]

@@ -83,7 +83,9 @@ impl ApiError {
 impl From<flotilla_store::StoreError> for ApiError {
     fn from(error: flotilla_store::StoreError) -> ApiError {
         tracing::error!(%error, "store write failed");
-        ApiError::Unavailable(format!("the store could not commit the change ({error}); nothing was changed, retry"))
+        ApiError::Unavailable(format!(
+            "the store could not commit the change ({error}); nothing was changed, retry"
+        ))
     }
 }
 
@@ -99,7 +101,9 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::Overloaded { retry_after_seconds } = self
+        if let ApiError::Overloaded {
+            retry_after_seconds,
+        } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -160,7 +160,10 @@ impl Server {
     }
 
     /// Serves until the future completes (e.g. Ctrl-C), then shuts down cleanly.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         stop.await;
         tracing::info!("shutting down");
         self.shutdown().await

@@ -34,7 +34,11 @@ impl Default for Metrics {
     fn default() -> Metrics {
         let mut registry = Registry::with_prefix("flotilla");
         let syncs = Family::<ResultLabel, Counter>::default();
-        registry.register("agent_syncs", "Agent sync requests by result", syncs.clone());
+        registry.register(
+            "agent_syncs",
+            "Agent sync requests by result",
+            syncs.clone(),
+        );
         // Buckets from 10 µs to ~1.3 s: sync latency is tens of microseconds when healthy.
         let sync_seconds = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(1e-5, 2.0, 18),

@@ -123,7 +123,10 @@ pub fn load(snapshot: Snapshot, store: &dyn Store) -> anyhow::Result<Loaded> {
     let mut admin_token_hash = None;
     let mut by_kind: BTreeMap<&str, Vec<&flotilla_store::Record>> = BTreeMap::new();
     for record in &snapshot.records {
-        by_kind.entry(record.kind.as_str()).or_default().push(record);
+        by_kind
+            .entry(record.kind.as_str())
+            .or_default()
+            .push(record);
     }
     let counters: BTreeMap<&str, i64> = snapshot
         .counters
@@ -174,7 +177,12 @@ pub fn load(snapshot: Snapshot, store: &dyn Store) -> anyhow::Result<Loaded> {
         .get(CREDENTIAL)
         .into_iter()
         .flatten()
-        .map(|record| Ok((record.name.as_str(), decode(CREDENTIAL, &record.name, &record.doc)?)))
+        .map(|record| {
+            Ok((
+                record.name.as_str(),
+                decode(CREDENTIAL, &record.name, &record.doc)?,
+            ))
+        })
         .collect::<anyhow::Result<_>>()?;
     for record in by_kind.get(CLUSTER).into_iter().flatten() {
         let cluster: ClusterRecord = decode(CLUSTER, &record.name, &record.doc)?;
@@ -215,7 +223,9 @@ pub fn load(snapshot: Snapshot, store: &dyn Store) -> anyhow::Result<Loaded> {
             }
         }
         if let Some(cluster) = fleet.cluster(ordinal) {
-            cluster.dirty.store(false, std::sync::atomic::Ordering::Relaxed);
+            cluster
+                .dirty
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
     }
     Ok(Loaded {
@@ -246,7 +256,11 @@ fn bundle_entry(
     let spec_bytes = content(&stored.spec_digest)?;
     let mut spec = stored.spec;
     spec.resources = serde_json::from_slice(&spec_bytes)?;
-    let live_targets = stored.live.as_ref().map(|l| l.targets.clone()).unwrap_or_default();
+    let live_targets = stored
+        .live
+        .as_ref()
+        .map(|l| l.targets.clone())
+        .unwrap_or_default();
     let live = match stored.live {
         Some(live) => {
             let live_bytes = content(&live.digest)?;
@@ -278,4 +292,3 @@ fn bundle_entry(
         problems: Default::default(),
     })
 }
-

@@ -38,8 +38,14 @@ pub async fn committed_put_is_loaded(store: Arc<dyn Store>) {
 }
 
 pub async fn put_replaces_and_delete_removes(store: Arc<dyn Store>) {
-    store.commit(vec![put("Bundle", "a", "1")]).await.expect("commit");
-    store.commit(vec![put("Bundle", "a", "2")]).await.expect("commit");
+    store
+        .commit(vec![put("Bundle", "a", "1")])
+        .await
+        .expect("commit");
+    store
+        .commit(vec![put("Bundle", "a", "2")])
+        .await
+        .expect("commit");
     store
         .commit(vec![put("Bundle", "b", "3"), put("ClusterGroup", "a", "4")])
         .await
@@ -52,12 +58,21 @@ pub async fn put_replaces_and_delete_removes(store: Arc<dyn Store>) {
         .await
         .expect("commit");
     assert_eq!(docs_of(&*store, "Bundle"), vec![("a".into(), "2".into())]);
-    assert_eq!(docs_of(&*store, "ClusterGroup"), vec![("a".into(), "4".into())]);
+    assert_eq!(
+        docs_of(&*store, "ClusterGroup"),
+        vec![("a".into(), "4".into())]
+    );
 }
 
 pub async fn revisions_increase_with_every_commit(store: Arc<dyn Store>) {
-    let first = store.commit(vec![put("K", "a", "1")]).await.expect("commit");
-    let second = store.commit(vec![put("K", "b", "1")]).await.expect("commit");
+    let first = store
+        .commit(vec![put("K", "a", "1")])
+        .await
+        .expect("commit");
+    let second = store
+        .commit(vec![put("K", "b", "1")])
+        .await
+        .expect("commit");
     assert!(second > first, "{second} > {first}");
     let snapshot = store.load().expect("load");
     assert_eq!(snapshot.revision, second);
@@ -103,7 +118,10 @@ pub async fn concurrent_increments_are_never_lost(store: Arc<dyn Store>) {
 
 pub async fn submitted_soft_writes_land_before_later_commits(store: Arc<dyn Store>) {
     store.submit(vec![put("Soft", "a", "1")]);
-    store.commit(vec![put("K", "b", "1")]).await.expect("commit");
+    store
+        .commit(vec![put("K", "b", "1")])
+        .await
+        .expect("commit");
     assert_eq!(docs_of(&*store, "Soft"), vec![("a".into(), "1".into())]);
 }
 
@@ -160,12 +178,18 @@ async fn sqlite_commits_survive_reopen() {
     let path = dir.path().join("store.db");
     let revision = {
         let store = crate::SqliteStore::open(&path).expect("open");
-        store.commit(vec![put("K", "a", "1")]).await.expect("commit")
+        store
+            .commit(vec![put("K", "a", "1")])
+            .await
+            .expect("commit")
     };
     let store = crate::SqliteStore::open(&path).expect("reopen");
     let snapshot = store.load().expect("load");
     assert_eq!(snapshot.revision, revision);
     assert_eq!(snapshot.records.len(), 1);
-    let next = store.commit(vec![put("K", "b", "1")]).await.expect("commit");
+    let next = store
+        .commit(vec![put("K", "b", "1")])
+        .await
+        .expect("commit");
     assert!(next > revision, "revisions continue after reopen");
 }

@@ -146,7 +146,8 @@ fn apply_batch(
             "INSERT INTO counters (name, value) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
         )?;
-        let mut delete_counter = transaction.prepare_cached("DELETE FROM counters WHERE name = ?1")?;
+        let mut delete_counter =
+            transaction.prepare_cached("DELETE FROM counters WHERE name = ?1")?;
         for request in batch {
             *revision += 1;
             for op in &request.ops {

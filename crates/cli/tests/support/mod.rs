@@ -85,7 +85,12 @@ impl ServerProcess {
         wait_for("the server to answer /healthz", || {
             std::net::TcpStream::connect(("127.0.0.1", self.port))
                 .ok()
-                .and_then(|_| self.cli(&["get", "bundles", "-o", "json"]).status.success().then_some(()))
+                .and_then(|_| {
+                    self.cli(&["get", "bundles", "-o", "json"])
+                        .status
+                        .success()
+                        .then_some(())
+                })
         });
     }
 
@@ -171,10 +176,13 @@ impl ServerProcess {
 
     /// Waits until a bundle's summary has `desired` clusters all Ready.
     pub fn wait_bundle_ready(&self, bundle: &str, desired: u64) {
-        wait_for(&format!("bundle {bundle} Ready on {desired} clusters"), || {
-            let summary = self.get("bundle", bundle)?["status"]["summary"].clone();
-            (summary["desired"] == desired && summary["ready"] == desired).then_some(())
-        });
+        wait_for(
+            &format!("bundle {bundle} Ready on {desired} clusters"),
+            || {
+                let summary = self.get("bundle", bundle)?["status"]["summary"].clone();
+                (summary["desired"] == desired && summary["ready"] == desired).then_some(())
+            },
+        );
     }
 }
 
@@ -193,7 +201,13 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Starts a simulated agent syncing every second.
-    pub fn start(server: &ServerProcess, token: &str, name: &str, labels: &str, root: &Path) -> AgentProcess {
+    pub fn start(
+        server: &ServerProcess,
+        token: &str,
+        name: &str,
+        labels: &str,
+        root: &Path,
+    ) -> AgentProcess {
         let state_dir = root.join(name);
         let args = vec![
             "agent".to_string(),
@@ -223,7 +237,8 @@ impl AgentProcess {
 
     fn spawn(&mut self) {
         std::fs::create_dir_all(&self.state_dir).expect("state dir");
-        let log = std::fs::File::create(self.state_dir.with_extension("agent.log")).expect("agent log");
+        let log =
+            std::fs::File::create(self.state_dir.with_extension("agent.log")).expect("agent log");
         self.child = Some(
             Command::new(BIN)
                 .args(&self.args)

@@ -99,7 +99,11 @@ fn page<'a, T>(
     mut keep: impl FnMut(&str, &T) -> bool,
 ) -> (Vec<T>, Option<String>) {
     let iter: Box<dyn Iterator<Item = (&str, T)>> = if descending {
-        Box::new(names.rev().filter(move |(name, _)| after.is_none_or(|a| *name < a)))
+        Box::new(
+            names
+                .rev()
+                .filter(move |(name, _)| after.is_none_or(|a| *name < a)),
+        )
     } else {
         Box::new(names.filter(move |(name, _)| after.is_none_or(|a| *name > a)))
     };
@@ -145,7 +149,11 @@ pub async fn list(
     let selector = parse_selector(query.label_selector.as_deref())?;
     let descending = parse_sort(query.sort.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let after = query.continue_token.as_deref().map(decode_cursor).transpose()?;
+    let after = query
+        .continue_token
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()?;
     let after = after.as_deref();
     let now = now_seconds();
     let fleet = state.fleet.read();
@@ -179,7 +187,10 @@ pub async fn list(
             }
             let total = (wanted_state.is_none() || wanted_state == Some(ClusterState::Online))
                 .then(|| matching.len());
-            let names = fleet.cluster_names.iter().map(|(name, ord)| (&**name, *ord));
+            let names = fleet
+                .cluster_names
+                .iter()
+                .map(|(name, ord)| (&**name, *ord));
             let (ordinals, next) = page(names, descending, after, limit, |_, ordinal| {
                 matching.contains(*ordinal)
                     && wanted_state.is_none_or(|wanted| {
@@ -194,7 +205,10 @@ pub async fn list(
             Ok(items_json(items, next, total))
         }
         Kind::Bundle => {
-            let names = fleet.bundle_names.iter().map(|(name, ord)| (name.as_str(), *ord));
+            let names = fleet
+                .bundle_names
+                .iter()
+                .map(|(name, ord)| (name.as_str(), *ord));
             let (ordinals, next) = page(names, descending, after, limit, |_, ordinal| {
                 fleet.bundle(*ordinal).is_some_and(|bundle| {
                     selector
@@ -208,12 +222,21 @@ pub async fn list(
             let items = ordinals
                 .into_iter()
                 .filter_map(|ordinal| fleet.bundle(ordinal))
-                .map(|bundle| serde_json::to_value(render::bundle(&fleet, bundle)).unwrap_or_default())
+                .map(|bundle| {
+                    serde_json::to_value(render::bundle(&fleet, bundle)).unwrap_or_default()
+                })
                 .collect();
-            Ok(items_json(items, next, Some(fleet.bundle_names.len() as u64)))
+            Ok(items_json(
+                items,
+                next,
+                Some(fleet.bundle_names.len() as u64),
+            ))
         }
         Kind::ClusterGroup => {
-            let names = fleet.groups.iter().map(|(name, group)| (name.as_str(), group));
+            let names = fleet
+                .groups
+                .iter()
+                .map(|(name, group)| (name.as_str(), group));
             let (groups, next) = page(names, descending, after, limit, |_, group| {
                 selector
                     .as_ref()
@@ -229,7 +252,10 @@ pub async fn list(
             Ok(items_json(items, next, Some(fleet.groups.len() as u64)))
         }
         Kind::RegistrationToken => {
-            let names = fleet.tokens.iter().map(|(name, token)| (name.as_str(), token));
+            let names = fleet
+                .tokens
+                .iter()
+                .map(|(name, token)| (name.as_str(), token));
             let (tokens, next) = page(names, descending, after, limit, |_, token| {
                 selector
                     .as_ref()
@@ -240,7 +266,9 @@ pub async fn list(
             });
             let items = tokens
                 .into_iter()
-                .map(|token| serde_json::to_value(render::token(token, now, None)).unwrap_or_default())
+                .map(|token| {
+                    serde_json::to_value(render::token(token, now, None)).unwrap_or_default()
+                })
                 .collect();
             Ok(items_json(items, next, Some(fleet.tokens.len() as u64)))
         }
@@ -351,7 +379,10 @@ async fn write_inner(
             "expected a document (a mapping with apiVersion, kind, metadata and spec)".into(),
         ));
     };
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if api_version != API_VERSION {
         return Err(ApiError::BadRequest(format!(
             "apiVersion {api_version:?} is not served here; use apiVersion: {API_VERSION}"
@@ -440,10 +471,19 @@ fn respond<T: serde::Serialize>(created: bool, object: &T) -> ApiResult<Response
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(serde_json::to_value(object).map_err(ApiError::internal)?)).into_response())
+    Ok((
+        status,
+        Json(serde_json::to_value(object).map_err(ApiError::internal)?),
+    )
+        .into_response())
 }
 
-fn fresh_metadata(metadata: &ObjectMeta, old: Option<&ObjectMeta>, changed: bool, now: u64) -> ObjectMeta {
+fn fresh_metadata(
+    metadata: &ObjectMeta,
+    old: Option<&ObjectMeta>,
+    changed: bool,
+    now: u64,
+) -> ObjectMeta {
     ObjectMeta {
         name: metadata.name.clone(),
         labels: metadata.labels.clone(),
@@ -469,8 +509,14 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
     let content = canonical_content(&bundle.spec.resources);
     let spec_digest = content_digest(&content);
     // Validate targets now, whether or not this revision goes live.
-    live_revision(0, spec_digest.clone(), &bundle.spec.resources, &bundle.spec.targets, false)
-        .map_err(ApiError::Unprocessable)?;
+    live_revision(
+        0,
+        spec_digest.clone(),
+        &bundle.spec.resources,
+        &bundle.spec.targets,
+        false,
+    )
+    .map_err(ApiError::Unprocessable)?;
     let now = now_seconds();
     let (old_meta, old_live, spec_changed) = {
         let fleet = state.fleet.read();
@@ -490,7 +536,11 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
                     targets: old.live_targets.clone(),
                     keep_resources: live.keep_resources,
                 });
-                (Some(old.metadata.clone()), old_live, old.spec != bundle.spec)
+                (
+                    Some(old.metadata.clone()),
+                    old_live,
+                    old.spec != bundle.spec,
+                )
             }
             None => (None, None, true),
         }
@@ -560,7 +610,9 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
         problems: Default::default(),
     });
     let referenced = fleet.referenced_digests();
-    fleet.contents.retain(|digest, _| referenced.contains(digest));
+    fleet
+        .contents
+        .retain(|digest, _| referenced.contains(digest));
     let rendered = fleet
         .bundle(ordinal)
         .map(|bundle| render::bundle(&fleet, bundle))
@@ -570,7 +622,8 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
 
 async fn write_group(state: &SharedState, group: ClusterGroup, mode: Mode) -> ApiResult<Response> {
     let name = group.metadata.name.clone();
-    validate_dns_subdomain(&name).map_err(|e| ApiError::Unprocessable(format!("cluster group {e}")))?;
+    validate_dns_subdomain(&name)
+        .map_err(|e| ApiError::Unprocessable(format!("cluster group {e}")))?;
     validate_labels(&group.metadata.labels)?;
     let selector = Selector::from_api(&group.spec.selector)
         .map_err(|e| ApiError::Unprocessable(format!("spec.selector: {e}")))?;
@@ -602,7 +655,10 @@ async fn write_group(state: &SharedState, group: ClusterGroup, mode: Mode) -> Ap
     metadata.resource_version = Some(revision.to_string());
     let mut fleet = state.fleet.write();
     fleet.upsert_group(&name, metadata, selector);
-    let entry = fleet.groups.get(&name).ok_or_else(|| ApiError::internal("group vanished"))?;
+    let entry = fleet
+        .groups
+        .get(&name)
+        .ok_or_else(|| ApiError::internal("group vanished"))?;
     respond(old.is_none(), &render::group(&fleet, &name, entry))
 }
 
@@ -615,7 +671,8 @@ async fn write_token(
     if name.is_empty() {
         name = format!("token-{}", &new_secret()[..10]);
     }
-    validate_dns_label(&name).map_err(|e| ApiError::Unprocessable(format!("registration token {e}")))?;
+    validate_dns_label(&name)
+        .map_err(|e| ApiError::Unprocessable(format!("registration token {e}")))?;
     validate_labels(&token.metadata.labels)?;
     validate_labels(&token.spec.labels).map_err(|e| {
         ApiError::Unprocessable(e.to_string().replace("metadata.labels", "spec.labels"))
@@ -699,11 +756,7 @@ async fn write_token(
         uses: old.as_ref().map_or(0, |(_, _, uses)| *uses),
         reserved: 0,
     };
-    let rendered = render::token(
-        &entry,
-        now,
-        secret.map(|secret| format!("{name}.{secret}")),
-    );
+    let rendered = render::token(&entry, now, secret.map(|secret| format!("{name}.{secret}")));
     let mut fleet = state.fleet.write();
     let reserved = fleet.tokens.get(&name).map_or(0, |t| t.reserved);
     fleet.tokens.insert(name, TokenEntry { reserved, ..entry });
@@ -731,10 +784,7 @@ async fn write_cluster(state: &SharedState, cluster: Cluster, mode: Mode) -> Api
             "the cluster",
         )?;
         let changed = fleet.labels_map(&existing.labels) != cluster.metadata.labels;
-        (
-            existing.created,
-            existing.generation + u64::from(changed),
-        )
+        (existing.created, existing.generation + u64::from(changed))
     };
     let record = ClusterRecord {
         labels: cluster.metadata.labels.clone(),
@@ -747,7 +797,8 @@ async fn write_cluster(state: &SharedState, cluster: Cluster, mode: Mode) -> Api
         .cluster_by_name(&name)
         .ok_or_else(|| ApiError::Conflict(format!("cluster {name:?} was deleted meanwhile")))?;
     fleet.relabel_cluster(ordinal, &cluster.metadata.labels, generation, revision);
-    let rendered = render::cluster(&fleet, ordinal).ok_or_else(|| ApiError::internal("cluster vanished"))?;
+    let rendered =
+        render::cluster(&fleet, ordinal).ok_or_else(|| ApiError::internal("cluster vanished"))?;
     respond(false, &rendered)
 }
 
@@ -797,7 +848,9 @@ pub async fn delete(
         Kind::Bundle => {
             fleet.remove_bundle(&name);
             let referenced = fleet.referenced_digests();
-            fleet.contents.retain(|digest, _| referenced.contains(digest));
+            fleet
+                .contents
+                .retain(|digest, _| referenced.contains(digest));
         }
         Kind::ClusterGroup => fleet.remove_group(&name),
         Kind::RegistrationToken => {

@@ -100,7 +100,9 @@ async fn register_inner(state: &SharedState, body: RawBody) -> ApiResult<(Regist
                 "registration token {token_name:?} has expired; create a new one with `flotilla token create`"
             )));
         }
-        let existing = fleet.cluster_by_name(&request.name).map(|(_, c)| c.client_id.clone());
+        let existing = fleet
+            .cluster_by_name(&request.name)
+            .map(|(_, c)| c.client_id.clone());
         match existing {
             Some(client_id) if *client_id == *request.client_id => (None, false),
             Some(_) => {
@@ -305,7 +307,10 @@ pub async fn content(
     })?;
     let mut response = (*bytes).clone().into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=31536000, immutable"),

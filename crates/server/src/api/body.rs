@@ -24,17 +24,19 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(
                     "request body is larger than the server accepts (--max-body-bytes); split the \
                      bundle into several, or move large content to a git source"
                         .into(),
                 )
-            } else {
-                ApiError::BadRequest(format!("could not read the request body: {rejection}"))
-            }
-        })?;
+                } else {
+                    ApiError::BadRequest(format!("could not read the request body: {rejection}"))
+                }
+            })?;
         Ok(RawBody {
             bytes,
             content_type,
@@ -70,7 +72,11 @@ impl RawBody {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let mut deserializer = serde_json::Deserializer::from_slice(&self.bytes);
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            ApiError::BadRequest(format!("invalid request at {}: {}", error.path(), error.inner()))
+            ApiError::BadRequest(format!(
+                "invalid request at {}: {}",
+                error.path(),
+                error.inner()
+            ))
         })
     }
 }

@@ -16,12 +16,7 @@ use axum::{
 };
 use flotilla_api::ClusterState;
 
-use crate::{
-    error::ApiError,
-    fleet::cluster_state_index,
-    metrics::StateLabel,
-    state::SharedState,
-};
+use crate::{error::ApiError, fleet::cluster_state_index, metrics::StateLabel, state::SharedState};
 
 /// The whole HTTP application.
 pub fn app(state: SharedState) -> Router {
@@ -53,7 +48,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed("method not allowed on this endpoint; see /api/v1/openapi.json".into())
+    ApiError::MethodNotAllowed(
+        "method not allowed on this endpoint; see /api/v1/openapi.json".into(),
+    )
 }
 
 async fn healthz() -> &'static str {
@@ -63,7 +60,11 @@ async fn healthz() -> &'static str {
 async fn metrics(State(state): State<SharedState>) -> Response {
     {
         let fleet = state.fleet.read();
-        for cluster_state in [ClusterState::Pending, ClusterState::Online, ClusterState::Offline] {
+        for cluster_state in [
+            ClusterState::Pending,
+            ClusterState::Online,
+            ClusterState::Offline,
+        ] {
             state
                 .metrics
                 .clusters

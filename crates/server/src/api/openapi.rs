@@ -38,16 +38,18 @@ pub fn openapi() -> Value {
         "application/json": {"schema": object},
         "application/yaml": {"schema": object}
     }});
-    let ok = |description: &str, schema: Value| {
-        json!({"description": description, "content": {"application/json": {"schema": schema}}})
-    };
+    let ok = |description: &str, schema: Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
     let mut collection_get = json!({
         "summary": "List objects, filtered and keyset-paginated",
         "parameters": collection_params(),
         "responses": error_responses()
     });
-    collection_get["responses"]["200"] = ok("A page of objects", json!({"$ref": "#/components/schemas/List"}));
-    let mut collection_post = json!({"summary": "Create an object", "requestBody": body, "responses": error_responses()});
+    collection_get["responses"]["200"] = ok(
+        "A page of objects",
+        json!({"$ref": "#/components/schemas/List"}),
+    );
+    let mut collection_post =
+        json!({"summary": "Create an object", "requestBody": body, "responses": error_responses()});
     collection_post["responses"]["201"] = ok("Created", object.clone());
     let mut item_get = json!({"summary": "Get an object", "responses": error_responses()});
     item_get["responses"]["200"] = ok("The object", object.clone());
@@ -61,7 +63,8 @@ pub fn openapi() -> Value {
     apply["responses"]["201"] = ok("Created", object.clone());
     let plural = json!({"name": "plural", "in": "path", "required": true,
         "schema": {"type": "string", "enum": ["clusters", "clustergroups", "bundles", "registrationtokens"]}});
-    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
+    let name =
+        json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
     json!({
         "openapi": "3.1.0",
         "info": {

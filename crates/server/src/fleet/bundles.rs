@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 
 use flotilla_api::{
     BundleState, BundleSummary, ObjectMeta,
-    agent::{DesiredBundle, DeployOptions},
+    agent::{DeployOptions, DesiredBundle},
 };
 use flotilla_core::{
+    customize::referenced_vars,
     digest::{deployment_id, desired_etag, options_hash},
     selector::Selector,
-    customize::referenced_vars,
     targeting::{ClusterView, Target, compile_targets, deploy_options, first_match},
 };
 use roaring::RoaringBitmap;
@@ -50,8 +50,8 @@ impl Fleet {
                     (None, None) => false,
                     _ => true,
                 };
-                let epoch_changed = old.live.as_ref().map(|l| l.epoch)
-                    != bundle.live.as_ref().map(|l| l.epoch);
+                let epoch_changed =
+                    old.live.as_ref().map(|l| l.epoch) != bundle.live.as_ref().map(|l| l.epoch);
                 if epoch_changed {
                     // Every deployment now counts as Pending until its cluster reports the new
                     // revision; counted generations tell old reports apart without a scan.
@@ -113,7 +113,12 @@ impl Fleet {
             }
         }
         if let Some(name) = &target.cluster_name {
-            let only: RoaringBitmap = self.cluster_names.get(name.as_str()).copied().into_iter().collect();
+            let only: RoaringBitmap = self
+                .cluster_names
+                .get(name.as_str())
+                .copied()
+                .into_iter()
+                .collect();
             selected &= only;
         }
         selected
@@ -177,7 +182,12 @@ impl Fleet {
             label: |key: &str| label_value(labels, interner, key),
         };
         let customization = &live.targets.get(target)?.customization;
-        Some(deploy_options(customization, live.keep_resources, &live.vars, &view))
+        Some(deploy_options(
+            customization,
+            live.keep_resources,
+            &live.vars,
+            &view,
+        ))
     }
 
     /// Makes sure the cluster has a deployment of the bundle with current target and options.
@@ -236,14 +246,21 @@ impl Fleet {
                     report: None,
                 };
                 self.count(cluster, &deployment);
-                let name = self.bundle(bundle).map(|b| b.name.clone()).unwrap_or_default();
+                let name = self
+                    .bundle(bundle)
+                    .map(|b| b.name.clone())
+                    .unwrap_or_default();
                 let names: Vec<String> = self
                     .cluster(cluster)
                     .map(|entry| {
                         entry
                             .deployments
                             .iter()
-                            .map(|d| self.bundle(d.bundle).map(|b| b.name.clone()).unwrap_or_default())
+                            .map(|d| {
+                                self.bundle(d.bundle)
+                                    .map(|b| b.name.clone())
+                                    .unwrap_or_default()
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -326,7 +343,10 @@ impl Fleet {
             .filter_map(|d| {
                 let bundle = self.bundle(d.bundle)?;
                 let live = bundle.live.as_ref()?;
-                Some((bundle.name.as_str(), deployment_id(&live.digest, d.options_hash)))
+                Some((
+                    bundle.name.as_str(),
+                    deployment_id(&live.digest, d.options_hash),
+                ))
             })
             .collect();
         desired_etag(ids.iter().map(|(name, id)| (*name, id.as_str())))

@@ -68,7 +68,11 @@ impl Fleet {
 
     /// Removes a cluster from every index, group and bundle.
     pub fn remove_cluster(&mut self, ordinal: u32) {
-        let Some(cluster) = self.clusters.get_mut(ordinal as usize).and_then(Option::take) else {
+        let Some(cluster) = self
+            .clusters
+            .get_mut(ordinal as usize)
+            .and_then(Option::take)
+        else {
             return;
         };
         for deployment in &cluster.deployments {
@@ -129,7 +133,11 @@ impl Fleet {
 
     /// Moves a cluster to `state`, keeping the counters and the online set in step.
     pub fn set_cluster_state(&mut self, ordinal: u32, state: ClusterState) -> bool {
-        let Some(cluster) = self.clusters.get_mut(ordinal as usize).and_then(Option::as_mut) else {
+        let Some(cluster) = self
+            .clusters
+            .get_mut(ordinal as usize)
+            .and_then(Option::as_mut)
+        else {
             return false;
         };
         if cluster.state == state {
@@ -189,7 +197,10 @@ impl Fleet {
                 .map(|c| c.deployments.iter().map(|d| d.bundle).collect())
                 .unwrap_or_default();
             for bundle in held_bundles {
-                let name = self.bundle(bundle).map(|b| b.name.clone()).unwrap_or_default();
+                let name = self
+                    .bundle(bundle)
+                    .map(|b| b.name.clone())
+                    .unwrap_or_default();
                 if !request.bundles.iter().any(|report| report.bundle == name) {
                     intake.changed |= self.record_report(ordinal, bundle, None);
                 }
@@ -221,7 +232,12 @@ impl Fleet {
 
     /// Records (or clears) a cluster's report for one bundle and moves the bundle's counters.
     /// Returns whether anything changed.
-    pub fn record_report(&mut self, ordinal: u32, bundle: u32, report: Option<&BundleReport>) -> bool {
+    pub fn record_report(
+        &mut self,
+        ordinal: u32,
+        bundle: u32,
+        report: Option<&BundleReport>,
+    ) -> bool {
         let Some(live) = self.bundle(bundle).and_then(|b| b.live.as_ref()) else {
             return false;
         };

@@ -47,7 +47,10 @@ pub struct LabelIndex {
 impl LabelIndex {
     pub fn insert(&mut self, ordinal: u32, labels: &[(u32, u32)]) {
         for &(key, value) in labels {
-            self.by_pair.entry((key, value)).or_default().insert(ordinal);
+            self.by_pair
+                .entry((key, value))
+                .or_default()
+                .insert(ordinal);
             self.by_key.entry(key).or_default().insert(ordinal);
         }
     }
@@ -70,7 +73,12 @@ impl LabelIndex {
     }
 
     /// The clusters (out of `all`) matching `selector`, by bitmap algebra over the index.
-    pub fn select(&self, selector: &Selector, interner: &Interner, all: &RoaringBitmap) -> RoaringBitmap {
+    pub fn select(
+        &self,
+        selector: &Selector,
+        interner: &Interner,
+        all: &RoaringBitmap,
+    ) -> RoaringBitmap {
         let mut result = all.clone();
         for requirement in selector.requirements() {
             let key = interner.get(&requirement.key);
@@ -107,7 +115,11 @@ impl LabelIndex {
 }
 
 /// Looks up a label value of a cluster by key.
-pub fn label_value<'a>(labels: &[(u32, u32)], interner: &'a Interner, key: &str) -> Option<&'a str> {
+pub fn label_value<'a>(
+    labels: &[(u32, u32)],
+    interner: &'a Interner,
+    key: &str,
+) -> Option<&'a str> {
     let key = interner.get(key)?;
     labels
         .binary_search_by_key(&key, |(k, _)| *k)

@@ -165,7 +165,9 @@ impl Fleet {
     }
 
     pub fn cluster_mut(&mut self, ordinal: u32) -> Option<&mut ClusterEntry> {
-        self.clusters.get_mut(ordinal as usize).and_then(Option::as_mut)
+        self.clusters
+            .get_mut(ordinal as usize)
+            .and_then(Option::as_mut)
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<(u32, &ClusterEntry)> {
