@@ -205,7 +205,8 @@ impl<D: ClusterDriver> Agent<D> {
         reports.into_values().collect()
     }
 
-    /// Brings the cluster to the desired set; returns whether anything changed.
+    /// Brings the cluster to the desired set; returns whether anything changed on the cluster or
+    /// in what the agent reports (a transient failure changes nothing and is retried later).
     async fn enforce(&mut self) -> bool {
         let mut applied = self.driver.applied();
         self.failures
@@ -217,11 +218,13 @@ impl<D: ClusterDriver> Agent<D> {
         if apply.is_empty() && remove.is_empty() {
             return false;
         }
+        let mut changed = false;
         for name in remove {
-            self.failures.remove(&name);
+            changed |= self.failures.remove(&name).is_some();
             if let Err(error) = self.driver.remove(&name).await {
                 tracing::warn!(bundle = %name, %error, "could not remove bundle");
             } else {
+                changed = true;
                 tracing::info!(bundle = %name, "removed bundle");
             }
         }
@@ -230,10 +233,12 @@ impl<D: ClusterDriver> Agent<D> {
                 Ok(manifests) => {
                     self.failures.remove(&bundle.name);
                     self.driver.apply(&bundle, manifests).await;
+                    changed = true;
                     tracing::info!(bundle = %bundle.name, deployment = %bundle.deployment, "applied bundle");
                 }
                 Err(Failure::Permanent(message)) => {
                     tracing::warn!(bundle = %bundle.name, %message, "cannot apply bundle");
+                    changed = true;
                     self.failures.insert(
                         bundle.name.clone(),
                         BundleReport {
@@ -258,7 +263,7 @@ impl<D: ClusterDriver> Agent<D> {
             .map(|b| b.digest.as_str())
             .collect();
         self.state.prune_content(&keep);
-        true
+        changed
     }
 
     /// The bundle's manifests, customized for this cluster and stamped with ownership.

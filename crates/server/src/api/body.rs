@@ -68,8 +68,12 @@ impl RawBody {
         }
     }
 
-    /// Parses a JSON body into `T`, naming the path of any field that does not fit.
+    /// Parses a JSON body into `T`, naming the path of any field that does not fit. The fast
+    /// path is plain serde_json; only a failure is parsed again to find the path.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if let Ok(value) = serde_json::from_slice(&self.bytes) {
+            return Ok(value);
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(&self.bytes);
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
             ApiError::BadRequest(format!(
