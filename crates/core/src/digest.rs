@@ -45,26 +45,31 @@ pub fn options_hash(options: &DeployOptions) -> u64 {
 /// The id of one deployment of a bundle on one cluster: its content digest plus its options
 /// (given as their [`options_hash`]).
 pub fn deployment_id(digest: &str, options_hash: u64) -> String {
+    hash_text(deployment_hash(digest, options_hash))
+}
+
+/// [`deployment_id`] as a number (the id is its hex form).
+pub fn deployment_hash(digest: &str, options_hash: u64) -> u64 {
     let mut hasher = Xxh3::new();
     hasher.update(digest.as_bytes());
     hasher.update(&[0]);
     hasher.update(&options_hash.to_le_bytes());
-    format!("{:016x}", hasher.digest())
+    hasher.digest()
 }
 
-/// Etag of a desired set given as `(bundle name, deployment id)` pairs in name order.
-pub fn desired_etag<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+/// Etag of a desired set given as `(bundle name, deployment hash)` pairs in name order. Built
+/// without allocating: it runs on every sync.
+pub fn desired_etag<'a>(entries: impl IntoIterator<Item = (&'a str, u64)>) -> String {
     let mut hasher = Xxh3::new();
     let mut count = 0u32;
     for (name, deployment) in entries {
         hasher.update(name.as_bytes());
         hasher.update(&[0]);
-        hasher.update(deployment.as_bytes());
-        hasher.update(&[0]);
+        hasher.update(&deployment.to_le_bytes());
         count += 1;
     }
     hasher.update(&count.to_le_bytes());
-    format!("{:016x}", hasher.digest())
+    hash_text(hasher.digest())
 }
 
 /// Formats a 64-bit hash the way the wire carries it.
@@ -111,7 +116,8 @@ mod tests {
 
     #[test]
     fn etag_distinguishes_entry_boundaries() {
-        assert_ne!(desired_etag([("ab", "c")]), desired_etag([("a", "bc")]));
-        assert_ne!(desired_etag([]), desired_etag([("a", "b")]));
+        assert_ne!(desired_etag([("ab", 1)]), desired_etag([("a", 1)]));
+        assert_ne!(desired_etag([]), desired_etag([("a", 1)]));
+        assert_ne!(desired_etag([("a", 1)]), desired_etag([("a", 2)]));
     }
 }

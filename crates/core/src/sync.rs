@@ -393,22 +393,21 @@ mod tests {
     #[test]
     fn backoff_grows_to_its_cap_and_resets() {
         let mut backoff = Backoff::new(100, 1_000);
-        let delays: Vec<u64> = (0..6)
-            .map(|_| backoff.next_delay_millis(u64::MAX))
-            .collect();
-        assert!(
-            delays.windows(2).all(|pair| pair[0] <= pair[1]),
-            "{delays:?}"
-        );
-        assert!(delays.iter().all(|delay| *delay <= 1_000));
-        assert_eq!(*delays.last().unwrap(), 1_000);
-        for entropy in 0..50 {
-            let mut fresh = Backoff::new(100, 1_000);
-            let delay = fresh.next_delay_millis(entropy * 7919);
-            assert!((50..=100).contains(&delay), "{delay}");
+        // With zero entropy the wait is the lower bound: half the ceiling.
+        let floors: Vec<u64> = (0..6).map(|_| backoff.next_delay_millis(0)).collect();
+        assert_eq!(floors, vec![50, 100, 200, 400, 500, 500]);
+        let mut backoff = Backoff::new(100, 1_000);
+        for failures in 0..8u32 {
+            let ceiling = (100u64 << failures).min(1_000);
+            let delay = backoff.next_delay_millis(u64::from(failures) * 7_919 + 13);
+            assert!(
+                (ceiling / 2..=ceiling).contains(&delay),
+                "{delay} for {failures}"
+            );
         }
         backoff.reset();
         assert_eq!(backoff.failures(), 0);
+        assert_eq!(backoff.next_delay_millis(0), 50);
     }
 
     #[test]

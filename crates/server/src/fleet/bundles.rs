@@ -9,7 +9,7 @@ use flotilla_api::{
 };
 use flotilla_core::{
     customize::referenced_vars,
-    digest::{deployment_id, desired_etag, options_hash},
+    digest::{deployment_hash, deployment_id, desired_etag, options_hash},
     selector::Selector,
     targeting::{ClusterView, Target, compile_targets, deploy_options, first_match},
 };
@@ -332,24 +332,20 @@ impl Fleet {
         }
     }
 
-    /// The etag of a cluster's current desired set (cheap: a hash over its few deployments).
+    /// The etag of a cluster's current desired set (cheap: a hash over its few deployments, no
+    /// allocation).
     pub fn desired_etag(&self, cluster: u32) -> String {
         let Some(entry) = self.cluster(cluster) else {
             return desired_etag([]);
         };
-        let ids: Vec<(&str, String)> = entry
-            .deployments
-            .iter()
-            .filter_map(|d| {
-                let bundle = self.bundle(d.bundle)?;
-                let live = bundle.live.as_ref()?;
-                Some((
-                    bundle.name.as_str(),
-                    deployment_id(&live.digest, d.options_hash),
-                ))
-            })
-            .collect();
-        desired_etag(ids.iter().map(|(name, id)| (*name, id.as_str())))
+        desired_etag(entry.deployments.iter().filter_map(|d| {
+            let bundle = self.bundle(d.bundle)?;
+            let live = bundle.live.as_ref()?;
+            Some((
+                bundle.name.as_str(),
+                deployment_hash(&live.digest, d.options_hash),
+            ))
+        }))
     }
 
     /// The full desired set of a cluster.
