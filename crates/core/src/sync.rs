@@ -4,7 +4,7 @@
 //! server last acknowledged it), digests replies, and plans what the cluster must apply or remove.
 //! It does no IO: drivers feed it observations and replies, and carry out its plans.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use flotilla_api::{
     ClusterFacts,
@@ -14,29 +14,34 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::digest::{hash_text, stable_hash};
 
-/// What the server is known to hold of this agent's report.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Acknowledged {
-    facts: Option<u64>,
-    bundles: BTreeMap<String, u64>,
-    digest: Option<String>,
+/// A report as hashes: what was sent, or what the server acknowledged. Compact on purpose: the
+/// simulator keeps a million of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReportHashes {
+    facts: u64,
+    /// `(bundle name, hash of its report)`, sorted by name.
+    bundles: Box<[(Arc<str>, u64)]>,
+    digest: u64,
 }
 
-/// The report carried by the request in flight, acknowledged when the reply comes back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct InFlight {
-    facts: u64,
-    bundles: BTreeMap<String, u64>,
-    digest: String,
+impl ReportHashes {
+    fn bundle(&self, name: &str) -> Option<u64> {
+        self.bundles
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()
+            .map(|index| self.bundles[index].1)
+    }
 }
 
 /// The sync machine of one agent.
 #[derive(Debug, Clone, Default)]
 pub struct SyncMachine {
-    etag: Option<String>,
-    desired: Vec<DesiredBundle>,
-    acknowledged: Acknowledged,
-    in_flight: Option<InFlight>,
+    etag: Option<Box<str>>,
+    /// Shared, so that many simulated agents holding the same desired set store it once.
+    desired: Arc<[DesiredBundle]>,
+    /// What the server acknowledged; none before the first successful sync.
+    acknowledged: Option<ReportHashes>,
+    in_flight: Option<ReportHashes>,
     /// Set when the server asked for (or we owe it) a full report.
     full_report_due: bool,
 }
@@ -74,8 +79,8 @@ impl SyncMachine {
     /// set, and its first sync sends the cached etag and a full report.
     pub fn resume(etag: String, desired: Vec<DesiredBundle>) -> SyncMachine {
         SyncMachine {
-            etag: Some(etag),
-            desired,
+            etag: Some(etag.into()),
+            desired: desired.into(),
             ..SyncMachine::default()
         }
     }
@@ -89,51 +94,73 @@ impl SyncMachine {
         &self.desired
     }
 
+    /// The shared desired set, for callers that deduplicate identical sets across machines.
+    pub fn desired_shared(&self) -> &Arc<[DesiredBundle]> {
+        &self.desired
+    }
+
+    /// Replaces the desired set with an identical shared copy (see [`Self::desired_shared`]).
+    pub fn share_desired(&mut self, shared: Arc<[DesiredBundle]>) {
+        if *shared == *self.desired {
+            self.desired = shared;
+        }
+    }
+
     /// Builds the next sync request from the cluster's current facts and bundle reports.
     /// Only what changed since the server last acknowledged is included, unless a full report is
     /// due (first sync, or the server asked for one).
     pub fn request(&mut self, facts: &ClusterFacts, reports: &[BundleReport]) -> SyncRequest {
         let facts_hash = stable_hash(facts);
-        let bundles: BTreeMap<String, u64> = reports
+        let mut bundles: Vec<(Arc<str>, u64)> = reports
             .iter()
-            .map(|report| (report.bundle.clone(), stable_hash(report)))
+            .map(|report| (Arc::from(report.bundle.as_str()), stable_hash(report)))
             .collect();
-        let digest = report_digest(facts_hash, &bundles);
-        let full = self.full_report_due || self.acknowledged.digest.is_none();
+        bundles.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Reuse the acknowledged names so that unchanged reports share their strings.
+        if let Some(acknowledged) = &self.acknowledged {
+            for (name, _) in &mut bundles {
+                if let Ok(index) = acknowledged.bundles.binary_search_by(|(n, _)| n.cmp(name)) {
+                    *name = acknowledged.bundles[index].0.clone();
+                }
+            }
+        }
+        let sent = ReportHashes {
+            facts: facts_hash,
+            digest: report_digest(facts_hash, &bundles),
+            bundles: bundles.into(),
+        };
         let mut request = SyncRequest {
-            etag: self.etag.clone(),
-            report_digest: digest.clone(),
-            full,
+            etag: self.etag.as_deref().map(str::to_string),
+            report_digest: hash_text(sent.digest),
             ..SyncRequest::default()
         };
-        if full {
-            request.facts = Some(facts.clone());
-            request.bundles = reports.to_vec();
-        } else {
-            request.base_digest = self.acknowledged.digest.clone();
-            if self.acknowledged.facts != Some(facts_hash) {
-                request.facts = Some(facts.clone());
+        match (&self.acknowledged, self.full_report_due) {
+            (Some(acknowledged), false) => {
+                request.base_digest = Some(hash_text(acknowledged.digest));
+                if acknowledged.facts != facts_hash {
+                    request.facts = Some(facts.clone());
+                }
+                request.bundles = reports
+                    .iter()
+                    .filter(|report| {
+                        acknowledged.bundle(&report.bundle) != sent.bundle(&report.bundle)
+                    })
+                    .cloned()
+                    .collect();
+                request.removed = acknowledged
+                    .bundles
+                    .iter()
+                    .filter(|(name, _)| sent.bundle(name).is_none())
+                    .map(|(name, _)| name.to_string())
+                    .collect();
             }
-            request.bundles = reports
-                .iter()
-                .filter(|report| {
-                    self.acknowledged.bundles.get(&report.bundle) != bundles.get(&report.bundle)
-                })
-                .cloned()
-                .collect();
-            request.removed = self
-                .acknowledged
-                .bundles
-                .keys()
-                .filter(|name| !bundles.contains_key(*name))
-                .cloned()
-                .collect();
+            _ => {
+                request.full = true;
+                request.facts = Some(facts.clone());
+                request.bundles = reports.to_vec();
+            }
         }
-        self.in_flight = Some(InFlight {
-            facts: facts_hash,
-            bundles,
-            digest,
-        });
+        self.in_flight = Some(sent);
         request
     }
 
@@ -141,11 +168,7 @@ impl SyncMachine {
     pub fn on_reply(&mut self, reply: Option<SyncResponse>) -> ReplyOutcome {
         let mut outcome = ReplyOutcome::default();
         if let Some(sent) = self.in_flight.take() {
-            self.acknowledged = Acknowledged {
-                facts: Some(sent.facts),
-                bundles: sent.bundles,
-                digest: Some(sent.digest),
-            };
+            self.acknowledged = Some(sent);
             self.full_report_due = false;
         }
         if let Some(reply) = reply {
@@ -154,11 +177,15 @@ impl SyncMachine {
                 outcome.sync_again = true;
             }
             if let Some(bundles) = reply.bundles {
-                let changed = bundles != self.desired;
-                self.desired = bundles;
+                let changed = *bundles != *self.desired;
+                if changed {
+                    self.desired = bundles.into();
+                }
                 outcome.desired_changed = changed;
             }
-            self.etag = Some(reply.etag);
+            if self.etag.as_deref() != Some(reply.etag.as_str()) {
+                self.etag = Some(reply.etag.into());
+            }
         }
         outcome
     }
@@ -188,7 +215,7 @@ impl SyncMachine {
 }
 
 /// The digest of a whole report: facts plus every bundle status.
-fn report_digest(facts: u64, bundles: &BTreeMap<String, u64>) -> String {
+fn report_digest(facts: u64, bundles: &[(Arc<str>, u64)]) -> u64 {
     let mut hasher = Xxh3::new();
     hasher.update(&facts.to_le_bytes());
     for (name, hash) in bundles {
@@ -196,7 +223,7 @@ fn report_digest(facts: u64, bundles: &BTreeMap<String, u64>) -> String {
         hasher.update(&[0]);
         hasher.update(&hash.to_le_bytes());
     }
-    hash_text(hasher.digest())
+    hasher.digest()
 }
 
 /// Exponential backoff with full jitter, for retries against the server.
