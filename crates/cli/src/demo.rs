@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use crate::{admin_client::AdminClient, documents};
+use flotilla_client::AdminClient;
+
+use crate::documents;
 
 const EXAMPLES: &str = include_str!("../../../examples/demo-fleet.yaml");
 const REGIONS: [&str; 5] = ["eu-west", "eu-central", "us-east", "us-west", "ap-south"];

@@ -1,4 +1,4 @@
-//! The CLI's client for the admin API (`/api/v1`).
+//! A client for the flotilla admin API (`/api/v1`), used by the CLI, the demo and the bench.
 
 use anyhow::{Context, bail};
 use flotilla_api::{ErrorBody, Kind, List};
@@ -24,6 +24,7 @@ const PAGE_SIZE: usize = 500;
 
 impl AdminClient {
     pub fn new(base: &str, token: &str) -> anyhow::Result<AdminClient> {
+        install_crypto_provider();
         Ok(AdminClient {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
@@ -110,27 +111,46 @@ impl AdminClient {
         Ok(())
     }
 
+    /// One page of a list: at most `limit` items after `cursor`.
+    pub async fn list_page(
+        &self,
+        kind: Kind,
+        options: &ListOptions,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<List<Value>> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(selector) = &options.label_selector {
+            query.push(("labelSelector", selector.clone()));
+        }
+        if let Some(state) = &options.state {
+            query.push(("state", state.clone()));
+        }
+        if let Some(sort) = &options.sort {
+            query.push(("sort", sort.clone()));
+        }
+        if let Some(cursor) = cursor {
+            query.push(("continue", cursor.to_string()));
+        }
+        let path = format!("/api/v1/{}", kind.plural());
+        let (_, value) = self.send_query(Method::GET, &path, &query, None).await?;
+        serde_json::from_value(value).context("decode list page")
+    }
+
+    /// How many objects match, without fetching them.
+    pub async fn count(&self, kind: Kind, options: &ListOptions) -> anyhow::Result<u64> {
+        let page = self.list_page(kind, options, 1, None).await?;
+        Ok(page.total.unwrap_or(page.items.len() as u64))
+    }
+
     /// Lists every matching object, following `continue` page by page.
     pub async fn list_all(&self, kind: Kind, options: &ListOptions) -> anyhow::Result<Vec<Value>> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut query = vec![("limit", PAGE_SIZE.to_string())];
-            if let Some(selector) = &options.label_selector {
-                query.push(("labelSelector", selector.clone()));
-            }
-            if let Some(state) = &options.state {
-                query.push(("state", state.clone()));
-            }
-            if let Some(sort) = &options.sort {
-                query.push(("sort", sort.clone()));
-            }
-            if let Some(cursor) = &cursor {
-                query.push(("continue", cursor.clone()));
-            }
-            let path = format!("/api/v1/{}", kind.plural());
-            let (_, value) = self.send_query(Method::GET, &path, &query, None).await?;
-            let page: List<Value> = serde_json::from_value(value).context("decode list page")?;
+            let page = self
+                .list_page(kind, options, PAGE_SIZE, cursor.as_deref())
+                .await?;
             items.extend(page.items);
             match page.continue_token {
                 Some(next) => cursor = Some(next),
@@ -138,6 +158,12 @@ impl AdminClient {
             }
         }
     }
+}
+
+/// Installs rustls' ring provider as the process default (HTTPS servers), unless one already is.
+/// Every HTTP client in flotilla is built after this has run.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Names are DNS labels or subdomains, but a user may type anything: keep the path intact.

@@ -1,0 +1,575 @@
+//! The simulator's orchestration: registration ramp, the timer wheel, a bounded pool of
+//! workers making the real HTTP calls, live progress, and the state file.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use flotilla_api::{
+    ClusterFacts, NodeCounts,
+    agent::{CONTENT_PATH, REGISTER_PATH, RegisterResponse, SYNC_PATH, SyncResponse},
+};
+use flotilla_core::{digest::verify_content, sync::jittered_millis};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+use rand::RngExt;
+use serde_json::Value;
+
+use crate::{
+    agent::{Outcomes, SimAgent},
+    stats::{Snapshot, Stats},
+    wheel::TimerWheel,
+};
+
+/// Granularity of the timer wheel: fine enough for sub-second intervals in tests, coarse enough
+/// that a million clusters spread over two minutes fill each slot with a few hundred.
+const TICK: Duration = Duration::from_millis(50);
+/// Regions labels are spread over.
+const REGIONS: [&str; 8] = [
+    "eu-west",
+    "eu-central",
+    "eu-north",
+    "us-east",
+    "us-west",
+    "us-central",
+    "ap-south",
+    "ap-east",
+];
+const ENVS: [&str; 3] = ["dev", "staging", "prod"];
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub server: String,
+    pub token: String,
+    pub clusters: u32,
+    pub nodes: u32,
+    pub interval: Duration,
+    /// Registrations per second while ramping up; 0 for as fast as the server accepts.
+    pub register_rate: u32,
+    /// Fraction of clusters that go silent now and then and come back.
+    pub flap: f64,
+    pub fail_rate: f64,
+    pub not_ready_rate: f64,
+    pub prefix: String,
+    pub state_file: Option<PathBuf>,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// HTTP/2 connections to spread requests over.
+    pub connections: usize,
+    /// Show live progress bars.
+    pub progress: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            server: "http://127.0.0.1:8080".into(),
+            token: String::new(),
+            clusters: 100,
+            nodes: 3,
+            interval: Duration::from_secs(120),
+            register_rate: 0,
+            flap: 0.0,
+            fail_rate: 0.0,
+            not_ready_rate: 0.0,
+            prefix: "sim-".into(),
+            state_file: None,
+            concurrency: 256,
+            connections: 4,
+            progress: true,
+        }
+    }
+}
+
+/// What a run ended with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimSummary {
+    pub stats: Snapshot,
+    pub elapsed: Duration,
+}
+
+struct Shared {
+    config: SimConfig,
+    base: String,
+    clients: Vec<reqwest::Client>,
+    agents: Vec<Mutex<SimAgent>>,
+    wheel: Mutex<TimerWheel>,
+    stats: Arc<Stats>,
+    facts: ClusterFacts,
+    /// Parsed content by digest: each cluster still fetches content over HTTP, but parses once.
+    contents: Mutex<HashMap<String, Arc<Vec<Value>>>>,
+    outcomes: Outcomes,
+}
+
+impl Shared {
+    fn name(&self, ordinal: u32) -> String {
+        format!("{}{ordinal:07}", self.config.prefix)
+    }
+
+    fn labels(&self, ordinal: u32) -> BTreeMap<String, String> {
+        let index = ordinal as usize;
+        BTreeMap::from([
+            ("region".into(), REGIONS[index % REGIONS.len()].into()),
+            (
+                "env".into(),
+                ENVS[(index / REGIONS.len()) % ENVS.len()].into(),
+            ),
+            ("store".into(), format!("{ordinal:07}")),
+        ])
+    }
+
+    fn client(&self, ordinal: u32) -> &reqwest::Client {
+        &self.clients[ordinal as usize % self.clients.len()]
+    }
+
+    fn schedule(&self, ordinal: u32, delay: Duration) {
+        self.wheel.lock().schedule(ordinal, delay);
+    }
+
+    fn next_interval(&self) -> Duration {
+        Duration::from_millis(jittered_millis(
+            self.config.interval.as_millis() as u64,
+            10,
+            rand::rng().random(),
+        ))
+    }
+
+    fn flaps(&self, ordinal: u32) -> bool {
+        self.config.flap > 0.0
+            && (xxhash_rust::xxh3::xxh3_64(&ordinal.to_le_bytes()) % 10_000) as f64 / 1e4
+                < self.config.flap
+    }
+}
+
+/// A running simulated fleet: its workers, timer wheel and ramp run on the current tokio runtime
+/// until [`Simulator::stop`].
+pub struct Simulator {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    started: Instant,
+}
+
+/// Runs the simulated fleet until `stop` resolves; saves the state file on the way out.
+pub async fn run(
+    config: SimConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<SimSummary> {
+    let simulator = Simulator::start(config)?;
+    stop.await;
+    simulator.stop().await
+}
+
+impl Simulator {
+    /// Loads the state file (if any), then starts registering and syncing in the background.
+    pub fn start(config: SimConfig) -> anyhow::Result<Simulator> {
+        flotilla_client::install_crypto_provider();
+        let started = Instant::now();
+        let mut agents: Vec<Mutex<SimAgent>> = (0..config.clusters)
+            .map(|_| Mutex::new(SimAgent::default()))
+            .collect();
+        if let Some(path) = &config.state_file {
+            load_state(path, &mut agents)?;
+        }
+        let http2 = config.server.starts_with("http://");
+        let clients = (0..config.connections.max(1))
+            .map(|_| {
+                let builder = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(usize::MAX);
+                let builder = if http2 {
+                    builder.http2_prior_knowledge()
+                } else {
+                    builder
+                };
+                builder.build().context("build HTTP client")
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let horizon = config.interval * 5 + Duration::from_secs(60);
+        let outcomes = Outcomes {
+            fail_rate: config.fail_rate,
+            not_ready_rate: config.not_ready_rate,
+        };
+        let facts = ClusterFacts {
+            agent_version: Some(concat!(env!("CARGO_PKG_VERSION"), "-sim").into()),
+            kubernetes_version: Some("v1.31.0-sim".into()),
+            nodes: Some(NodeCounts {
+                total: config.nodes,
+                ready: config.nodes,
+            }),
+            capacity: BTreeMap::from([
+                ("cpu".into(), (4 * config.nodes).to_string()),
+                ("pods".into(), (110 * config.nodes).to_string()),
+            ]),
+            sync_interval_seconds: Some(config.interval.as_secs().max(1) as u32),
+        };
+        let shared = Arc::new(Shared {
+            base: config.server.trim_end_matches('/').to_string(),
+            clients,
+            agents,
+            wheel: Mutex::new(TimerWheel::new(TICK, horizon)),
+            stats: Arc::new(Stats::default()),
+            facts,
+            contents: Mutex::new(HashMap::new()),
+            outcomes,
+            config,
+        });
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let mut tasks = Vec::new();
+        for _ in 0..shared.config.concurrency.max(1) {
+            let shared = shared.clone();
+            let receiver = receiver.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let next = receiver.lock().await.recv().await;
+                    let Some(ordinal) = next else { break };
+                    step(&shared, ordinal).await;
+                }
+            }));
+        }
+        // Clusters already registered (from the state file) start syncing at once, spread over an
+        // interval; the rest register at the configured rate.
+        {
+            let mut wheel = shared.wheel.lock();
+            for (ordinal, agent) in shared.agents.iter().enumerate() {
+                if agent.lock().credential.is_some() {
+                    let spread =
+                        rand::rng().random_range(0..=shared.config.interval.as_millis() as u64);
+                    wheel.schedule(ordinal as u32, Duration::from_millis(spread));
+                }
+            }
+        }
+        let ramp = {
+            let shared = shared.clone();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let batch_every = Duration::from_millis(10);
+                let per_batch = match shared.config.register_rate {
+                    0 => u32::MAX,
+                    rate => (rate / 100).max(1),
+                };
+                let mut ticker = tokio::time::interval(batch_every);
+                let mut ordinal = 0u32;
+                while ordinal < shared.config.clusters {
+                    ticker.tick().await;
+                    let end = ordinal
+                        .saturating_add(per_batch)
+                        .min(shared.config.clusters);
+                    for next in ordinal..end {
+                        if shared.agents[next as usize].lock().credential.is_none() {
+                            let _ = sender.send(next);
+                        }
+                    }
+                    ordinal = end;
+                }
+            })
+        };
+        let ticker = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(TICK);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                loop {
+                    ticker.tick().await;
+                    let due = shared.wheel.lock().advance();
+                    for ordinal in due {
+                        if sender.send(ordinal).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        tasks.push(ramp);
+        tasks.push(ticker);
+        if shared.config.progress {
+            tasks.push(spawn_progress(shared.clone()));
+        }
+        Ok(Simulator {
+            shared,
+            tasks,
+            started,
+        })
+    }
+
+    /// The live counters, for progress displays and the bench's sampler.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Stops every worker, saves the state file and returns the final counters.
+    pub async fn stop(self) -> anyhow::Result<SimSummary> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Some(path) = &self.shared.config.state_file {
+            save_state(path, &self.shared.agents)?;
+        }
+        Ok(SimSummary {
+            stats: self.shared.stats.snapshot(false),
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+/// One turn of one simulated agent: register, or sync (and apply what changed).
+async fn step(shared: &Shared, ordinal: u32) {
+    let credential = shared.agents[ordinal as usize].lock().credential.clone();
+    match credential {
+        None => register(shared, ordinal).await,
+        Some(credential) => sync(shared, ordinal, &credential).await,
+    }
+}
+
+async fn register(shared: &Shared, ordinal: u32) {
+    let name = shared.name(ordinal);
+    let request = shared.agents[ordinal as usize].lock().register_request(
+        &shared.config.token,
+        &name,
+        &shared.labels(ordinal),
+        &shared.facts,
+    );
+    let response = shared
+        .client(ordinal)
+        .post(format!("{}{REGISTER_PATH}", shared.base))
+        .json(&request)
+        .send()
+        .await;
+    let registered = match response {
+        Ok(response) if response.status().is_success() => {
+            response.json::<RegisterResponse>().await.ok()
+        }
+        Ok(response) => {
+            tracing::debug!(status = %response.status(), %name, "registration refused");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%error, %name, "registration failed");
+            None
+        }
+    };
+    match registered {
+        Some(registered) => {
+            shared.agents[ordinal as usize].lock().credential = Some(registered.credential.into());
+            shared.stats.registered.fetch_add(1, Ordering::Relaxed);
+            shared.schedule(ordinal, Duration::ZERO);
+        }
+        None => {
+            shared
+                .stats
+                .registration_errors
+                .fetch_add(1, Ordering::Relaxed);
+            shared.schedule(ordinal, Duration::from_secs(5));
+        }
+    }
+}
+
+async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
+    let request = shared.agents[ordinal as usize]
+        .lock()
+        .sync_request(&shared.facts);
+    let started = Instant::now();
+    let response = shared
+        .client(ordinal)
+        .post(format!("{}{SYNC_PATH}", shared.base))
+        .bearer_auth(credential)
+        .json(&request)
+        .send()
+        .await;
+    let reply: Result<Option<SyncResponse>, Option<u16>> = match response {
+        Ok(response) if response.status() == reqwest::StatusCode::NO_CONTENT => Ok(None),
+        Ok(response) if response.status().is_success() => response
+            .json::<SyncResponse>()
+            .await
+            .map(Some)
+            .map_err(|_| None),
+        Ok(response) => Err(Some(response.status().as_u16())),
+        Err(_) => Err(None),
+    };
+    shared.stats.record_latency(started.elapsed());
+    shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(status) => {
+            shared.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+            let mut agent = shared.agents[ordinal as usize].lock();
+            agent.machine.on_failure();
+            if status == Some(401) {
+                agent.credential = None;
+            }
+            if agent.online {
+                agent.online = false;
+                shared.stats.online.fetch_sub(1, Ordering::Relaxed);
+            }
+            drop(agent);
+            shared.schedule(ordinal, Duration::from_secs(5));
+            return;
+        }
+    };
+    let (to_apply, removed) = {
+        let mut agent = shared.agents[ordinal as usize].lock();
+        if !agent.online {
+            agent.online = true;
+            shared.stats.online.fetch_add(1, Ordering::Relaxed);
+        }
+        agent.on_reply(reply, &shared.stats)
+    };
+    let mut changed = removed;
+    for bundle in to_apply {
+        let Some(manifests) = content(shared, ordinal, credential, &bundle.digest).await else {
+            continue;
+        };
+        let name = shared.name(ordinal);
+        shared.agents[ordinal as usize].lock().apply(
+            &name,
+            &bundle,
+            &manifests,
+            shared.outcomes,
+            &shared.stats,
+        );
+        changed = true;
+    }
+    let delay = if changed {
+        // Report what was just applied right away, as the real agent does.
+        Duration::ZERO
+    } else if shared.flaps(ordinal) {
+        let mut agent = shared.agents[ordinal as usize].lock();
+        if agent.flap_countdown == 0 {
+            agent.flap_countdown = rand::rng().random_range(5..15);
+            agent.online = false;
+            shared.stats.online.fetch_sub(1, Ordering::Relaxed);
+            // Silent for four intervals: longer than the server's default offline window.
+            shared.config.interval * 4
+        } else {
+            agent.flap_countdown -= 1;
+            shared.next_interval()
+        }
+    } else {
+        shared.next_interval()
+    };
+    shared.schedule(ordinal, delay);
+}
+
+/// The parsed content of `digest`: fetched over HTTP by this cluster unless it already holds it.
+async fn content(
+    shared: &Shared,
+    ordinal: u32,
+    credential: &str,
+    digest: &str,
+) -> Option<Arc<Vec<Value>>> {
+    let held = shared.agents[ordinal as usize].lock().has_content(digest);
+    let cached = shared.contents.lock().get(digest).cloned();
+    if held && let Some(cached) = cached {
+        return Some(cached);
+    }
+    let response = shared
+        .client(ordinal)
+        .get(format!("{}{CONTENT_PATH}/{digest}", shared.base))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .ok()?;
+    shared.stats.content_fetches.fetch_add(1, Ordering::Relaxed);
+    if !response.status().is_success() {
+        return None;
+    }
+    let bytes = response.bytes().await.ok()?;
+    if let Some(cached) = cached {
+        return Some(cached);
+    }
+    if !verify_content(digest, &bytes) {
+        return None;
+    }
+    let manifests: Arc<Vec<Value>> = Arc::new(serde_json::from_slice(&bytes).ok()?);
+    shared
+        .contents
+        .lock()
+        .insert(digest.to_string(), manifests.clone());
+    Some(manifests)
+}
+
+fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let bars = MultiProgress::new();
+        let style = ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let registered = bars.add(ProgressBar::new(u64::from(shared.config.clusters)));
+        registered.set_style(style.clone());
+        registered.set_prefix("registered");
+        let online = bars.add(ProgressBar::new(u64::from(shared.config.clusters)));
+        online.set_style(style.clone());
+        online.set_prefix("online");
+        let ready = bars.add(ProgressBar::new(0));
+        ready.set_style(style);
+        ready.set_prefix("bundles ready");
+        let line = bars.add(ProgressBar::new_spinner());
+        let mut last = shared.stats.snapshot(true);
+        let mut last_at = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            let now = shared.stats.snapshot(true);
+            let seconds = last_at.elapsed().as_secs_f64().max(1e-3);
+            registered.set_position(now.registered);
+            registered.set_message(format!("{} errors", now.registration_errors));
+            online.set_position(now.online.max(0) as u64);
+            ready.set_length(now.bundles_held.max(0) as u64);
+            ready.set_position(now.bundles_ready.max(0) as u64);
+            line.set_message(format!(
+                "{:.0} syncs/s   errors {}   p50 {:.1} ms   p99 {:.1} ms",
+                (now.syncs - last.syncs) as f64 / seconds,
+                now.sync_errors,
+                now.p50_micros as f64 / 1e3,
+                now.p99_micros as f64 / 1e3,
+            ));
+            line.tick();
+            last = now;
+            last_at = Instant::now();
+        }
+    })
+}
+
+/// State file: one line per registered cluster, `ordinal credential`.
+fn load_state(path: &std::path::Path, agents: &mut [Mutex<SimAgent>]) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("read {}", path.display())),
+    };
+    for (number, line) in text.lines().enumerate() {
+        let (ordinal, credential) = line.split_once(' ').with_context(|| {
+            format!(
+                "{}:{}: expected `ordinal credential`",
+                path.display(),
+                number + 1
+            )
+        })?;
+        let ordinal: usize = ordinal
+            .parse()
+            .with_context(|| format!("{}:{}: bad ordinal", path.display(), number + 1))?;
+        if let Some(agent) = agents.get_mut(ordinal) {
+            agent.get_mut().credential = Some(credential.into());
+        }
+    }
+    Ok(())
+}
+
+fn save_state(path: &std::path::Path, agents: &[Mutex<SimAgent>]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (ordinal, agent) in agents.iter().enumerate() {
+        if let Some(credential) = &agent.lock().credential {
+            text.push_str(&format!("{ordinal} {credential}\n"));
+        }
+    }
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).with_context(|| format!("write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("replace {}", path.display()))
+}
