@@ -4,7 +4,7 @@
 /// and `-`, starting and ending with a letter or digit.
 pub fn validate_dns_label(name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("a name is required (metadata.name)".into());
+        return Err("name is missing: set metadata.name".into());
     }
     if name.len() > 63 {
         return Err(format!(
@@ -19,7 +19,7 @@ pub fn validate_dns_label(name: &str) -> Result<(), String> {
 /// letters, digits, `-` and `.`, starting and ending with a letter or digit.
 pub fn validate_dns_subdomain(name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("a name is required (metadata.name)".into());
+        return Err("name is missing: set metadata.name".into());
     }
     if name.len() > 253 {
         return Err(format!(

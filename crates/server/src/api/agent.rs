@@ -247,7 +247,7 @@ fn sync_inner(
         let fleet = state.fleet.read();
         let cluster = fleet.cluster(ordinal).ok_or_else(invalid_credential)?;
         cluster.last_seen.store(now, Ordering::Relaxed);
-        crate::fleet::Fleet::intake_needs_write(cluster, &request)
+        fleet.intake_needs_write(cluster, &request)
     };
     if needs_write {
         let mut fleet = state.fleet.write();

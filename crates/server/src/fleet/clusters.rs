@@ -156,13 +156,69 @@ impl Fleet {
     }
 
     /// Whether a sync request carries anything that needs the write lock.
-    pub fn intake_needs_write(cluster: &ClusterEntry, request: &SyncRequest) -> bool {
+    pub fn intake_needs_write(&self, cluster: &ClusterEntry, request: &SyncRequest) -> bool {
         cluster.state != ClusterState::Online
             || request.full
             || request.facts.is_some()
             || !request.bundles.is_empty()
             || !request.removed.is_empty()
             || cluster.report_digest.as_deref() != Some(request.report_digest.as_str())
+            || cluster.deployments.iter().any(|d| self.counted_stale(d))
+    }
+
+    /// A deployment holding a report that was counted in an older epoch of its bundle. The
+    /// report may be for the live deployment again (content went back to a revision the cluster
+    /// already runs, e.g. A→B→A between two syncs), and then no new report will ever come.
+    fn counted_stale(&self, deployment: &super::Deployment) -> bool {
+        deployment.report.is_some()
+            && self
+                .bundle(deployment.bundle)
+                .and_then(|b| b.live.as_ref())
+                .is_some_and(|live| live.epoch != deployment.counted_epoch)
+    }
+
+    /// Counts the cluster's stale deployments (see `counted_stale`) in the live epoch: as their
+    /// report's state when it is for the live deployment id, otherwise as Pending. Reports are
+    /// unchanged, so nothing needs persisting.
+    fn recount_stale(&mut self, ordinal: u32) {
+        let Some(cluster) = self.cluster(ordinal) else {
+            return;
+        };
+        let stale: Vec<usize> = (0..cluster.deployments.len())
+            .filter(|&i| self.counted_stale(&cluster.deployments[i]))
+            .collect();
+        for position in stale {
+            let Some(deployment) = self
+                .cluster(ordinal)
+                .map(|c| c.deployments[position].clone())
+            else {
+                return;
+            };
+            let Some((epoch, expected)) = self
+                .bundle(deployment.bundle)
+                .and_then(|b| b.live.as_ref())
+                .map(|live| {
+                    let expected = deployment_id(&live.digest, deployment.options_hash);
+                    (live.epoch, expected)
+                })
+            else {
+                continue;
+            };
+            let counted = match &deployment.report {
+                Some(report) if report.deployment == expected => report.state,
+                _ => BundleState::Pending,
+            };
+            self.uncount(ordinal, &deployment);
+            let updated = super::Deployment {
+                counted_epoch: epoch,
+                counted,
+                ..deployment
+            };
+            self.count(ordinal, &updated);
+            if let Some(cluster) = self.cluster_mut(ordinal) {
+                cluster.deployments[position] = updated;
+            }
+        }
     }
 
     /// Applies an agent's report to the model (write lock held).
@@ -216,6 +272,7 @@ impl Fleet {
                 intake.changed |= self.record_report(ordinal, bundle, None);
             }
         }
+        self.recount_stale(ordinal);
         let cluster = self.cluster_mut(ordinal).expect("checked above");
         if !intake.resync && cluster.report_digest.as_deref() != Some(&request.report_digest) {
             cluster.report_digest = Some(request.report_digest.clone());

@@ -8,6 +8,8 @@
 mod bundles;
 pub mod clusters;
 pub mod labels;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},

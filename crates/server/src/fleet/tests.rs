@@ -1,0 +1,722 @@
+//! The in-memory fleet driven directly: targeting, desired sets and etags, incremental bundle
+//! summaries, and cluster state counters. After every step `assert_consistent` recomputes what
+//! the incremental bookkeeping must equal.
+
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use flotilla_api::{
+    BundleSpec, BundleState, BundleSummary, BundleTarget, ClusterState, LabelSelector, ObjectMeta,
+    agent::{BundleReport, SyncRequest},
+};
+use flotilla_core::{
+    digest::{canonical_content, content_digest},
+    selector::Selector,
+    targeting::{ClusterView, first_match},
+};
+use roaring::RoaringBitmap;
+use serde_json::json;
+
+use super::{BundleEntry, Fleet, clusters::NewCluster, live_revision, state_index};
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn add_cluster(fleet: &mut Fleet, name: &str, pairs: &[(&str, &str)]) -> u32 {
+    fleet.insert_cluster(NewCluster {
+        name: name.into(),
+        labels: labels(pairs),
+        credential_hash: [0; 32],
+        client_id: name.into(),
+        generation: 1,
+        revision: 1,
+        created: 0,
+    })
+}
+
+fn relabel(fleet: &mut Fleet, cluster: u32, pairs: &[(&str, &str)]) {
+    fleet.relabel_cluster(cluster, &labels(pairs), 2, 2);
+}
+
+fn selecting(pairs: &[(&str, &str)]) -> BundleTarget {
+    BundleTarget {
+        cluster_selector: Some(LabelSelector {
+            match_labels: labels(pairs),
+            ..LabelSelector::default()
+        }),
+        ..BundleTarget::default()
+    }
+}
+
+fn in_group(group: &str) -> BundleTarget {
+    BundleTarget {
+        cluster_group: Some(group.into()),
+        ..BundleTarget::default()
+    }
+}
+
+/// A bundle entry as an admin write of an unpaused bundle builds it: one ConfigMap whose data
+/// is `content`, rolled out (`live`) to `targets`.
+fn entry(fleet: &Fleet, name: &str, content: &str, targets: Vec<BundleTarget>) -> BundleEntry {
+    let resources = vec![json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name}, "data": {"content": content},
+    })];
+    let digest = content_digest(&canonical_content(&resources));
+    let generation = fleet
+        .bundle_by_name(name)
+        .map_or(1, |(_, b)| b.metadata.generation + 1);
+    let live = live_revision(generation, digest.clone(), &resources, &targets, false)
+        .expect("valid targets");
+    BundleEntry {
+        name: name.into(),
+        metadata: ObjectMeta {
+            name: name.into(),
+            generation,
+            ..ObjectMeta::default()
+        },
+        spec: BundleSpec {
+            resources,
+            targets: targets.clone(),
+            ..BundleSpec::default()
+        },
+        spec_digest: digest,
+        live: Some(live),
+        live_targets: targets,
+        targeted: Default::default(),
+        counts: [0; 5],
+        problems: Default::default(),
+    }
+}
+
+fn put_bundle(fleet: &mut Fleet, name: &str, content: &str, targets: Vec<BundleTarget>) -> u32 {
+    let entry = entry(fleet, name, content, targets);
+    let ordinal = fleet.upsert_bundle(entry);
+    assert_consistent(fleet);
+    ordinal
+}
+
+/// What `write_bundle` does for a paused bundle: the spec moves on, the live revision stays.
+fn put_paused(fleet: &mut Fleet, name: &str, content: &str, targets: Vec<BundleTarget>) {
+    let mut entry = entry(fleet, name, content, targets);
+    entry.spec.paused = true;
+    let old = fleet.bundle_by_name(name).map(|(_, b)| b);
+    entry.live = old.and_then(|b| b.live.clone());
+    entry.live_targets = old.map(|b| b.live_targets.clone()).unwrap_or_default();
+    fleet.upsert_bundle(entry);
+    assert_consistent(fleet);
+}
+
+fn summary(fleet: &Fleet, name: &str) -> BundleSummary {
+    let (_, bundle) = fleet.bundle_by_name(name).expect("bundle exists");
+    fleet.summary(bundle)
+}
+
+fn desired_names(fleet: &Fleet, cluster: u32) -> Vec<String> {
+    fleet
+        .desired_set(cluster)
+        .into_iter()
+        .map(|d| d.name)
+        .collect()
+}
+
+fn deployment_of(fleet: &Fleet, cluster: u32, bundle: &str) -> String {
+    fleet
+        .desired_set(cluster)
+        .into_iter()
+        .find(|d| d.name == bundle)
+        .unwrap_or_else(|| panic!("{bundle} is not in the desired set"))
+        .deployment
+}
+
+fn etags(fleet: &Fleet, clusters: &[u32]) -> Vec<String> {
+    clusters.iter().map(|&c| fleet.desired_etag(c)).collect()
+}
+
+static REPORTS: AtomicU64 = AtomicU64::new(0);
+
+/// An agent's incremental sync carrying one bundle report for the given deployment id.
+fn report_for(
+    fleet: &mut Fleet,
+    cluster: u32,
+    bundle: &str,
+    deployment: String,
+    state: BundleState,
+) {
+    let held = fleet.cluster(cluster).and_then(|c| c.report_digest.clone());
+    let request = SyncRequest {
+        report_digest: format!("report-{}", REPORTS.fetch_add(1, Ordering::Relaxed)),
+        base_digest: held,
+        bundles: vec![BundleReport {
+            bundle: bundle.into(),
+            deployment,
+            state,
+            message: None,
+            problems: Vec::new(),
+            more_problems: 0,
+        }],
+        ..SyncRequest::default()
+    };
+    let intake = fleet.intake(cluster, &request);
+    assert!(!intake.resync, "the report applies on top of the held one");
+    assert_consistent(fleet);
+}
+
+/// The cluster reports `state` for the deployment of `bundle` it was told to run.
+fn report(fleet: &mut Fleet, cluster: u32, bundle: &str, state: BundleState) {
+    let deployment = deployment_of(fleet, cluster, bundle);
+    report_for(fleet, cluster, bundle, deployment, state);
+}
+
+/// A sync of an agent with nothing new to say, handled the way `api::agent::sync` does: the
+/// write path runs only when `intake_needs_write` says so.
+fn sync_unchanged(fleet: &mut Fleet, cluster: u32) {
+    let entry = fleet.cluster(cluster).expect("cluster");
+    let request = SyncRequest {
+        etag: Some(fleet.desired_etag(cluster)),
+        report_digest: entry.report_digest.clone().unwrap_or_default(),
+        ..SyncRequest::default()
+    };
+    if fleet.intake_needs_write(entry, &request) {
+        let never_reported = entry.report_digest.is_none();
+        let intake = fleet.intake(cluster, &request);
+        assert_eq!(intake.resync, never_reported);
+        fleet.set_cluster_state(cluster, ClusterState::Online);
+    }
+    assert_consistent(fleet);
+}
+
+/// Recomputes targeting (cluster by cluster, without the bitmap index), group membership and
+/// every counter from scratch, and compares them with the incremental bookkeeping.
+fn assert_consistent(fleet: &Fleet) {
+    let mut counts: BTreeMap<u32, [u64; 5]> = BTreeMap::new();
+    let mut targeted: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
+    let mut members: BTreeMap<&str, RoaringBitmap> = BTreeMap::new();
+    for (ordinal, cluster) in fleet.clusters.iter().enumerate() {
+        let Some(cluster) = cluster else { continue };
+        let ordinal = ordinal as u32;
+        let labels = fleet.labels_map(&cluster.labels);
+        let label = |key: &str| labels.get(key).map(String::as_str);
+        let view = ClusterView {
+            name: &cluster.name,
+            label,
+        };
+        let groups = |name: &str| fleet.groups.get(name).map(|g| &g.selector);
+        for (name, group) in &fleet.groups {
+            if group.selector.matches(label) {
+                members.entry(name).or_default().insert(ordinal);
+            }
+        }
+        for &bundle in fleet.bundle_names.values() {
+            let live = fleet.bundle(bundle).and_then(|b| b.live.as_ref());
+            if live.is_some_and(|live| first_match(&live.targets, &view, &groups).is_some()) {
+                targeted.entry(bundle).or_default().insert(ordinal);
+            }
+        }
+        for deployment in &cluster.deployments {
+            let bundle = fleet
+                .bundle(deployment.bundle)
+                .expect("deployed bundle exists");
+            let live = bundle.live.as_ref().expect("only live bundles deploy");
+            let state = if deployment.counted_epoch == live.epoch {
+                deployment.counted
+            } else {
+                BundleState::Pending
+            };
+            counts.entry(deployment.bundle).or_default()[state_index(state)] += 1;
+        }
+    }
+    for (name, &ordinal) in &fleet.bundle_names {
+        let bundle = fleet.bundle(ordinal).expect("named bundle exists");
+        let expected = targeted.remove(&ordinal).unwrap_or_default();
+        assert_eq!(bundle.targeted, expected, "clusters {name} targets");
+        let expected = counts.remove(&ordinal).unwrap_or_default();
+        assert_eq!(bundle.counts, expected, "counters of {name}");
+        assert_eq!(
+            bundle.counts.iter().sum::<u64>(),
+            bundle.targeted.len(),
+            "every targeted cluster of {name} has one deployment"
+        );
+    }
+    assert!(
+        counts.is_empty(),
+        "deployments of unnamed bundles: {counts:?}"
+    );
+    for (name, group) in &fleet.groups {
+        let expected = members.remove(name.as_str()).unwrap_or_default();
+        assert_eq!(group.members, expected, "members of group {name}");
+    }
+    let mut by_state = [0u64; 3];
+    for cluster in fleet.clusters.iter().flatten() {
+        by_state[super::cluster_state_index(cluster.state)] += 1;
+        assert_eq!(
+            fleet.online.contains(fleet.cluster_names[&cluster.name]),
+            cluster.state == ClusterState::Online
+        );
+    }
+    assert_eq!(fleet.cluster_counts, by_state, "cluster counters");
+}
+
+#[test]
+fn label_change_retargets_only_that_cluster() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[("env", "prod")]);
+    let b = add_cluster(&mut fleet, "b", &[("env", "prod")]);
+    let c = add_cluster(&mut fleet, "c", &[("env", "dev")]);
+    put_bundle(
+        &mut fleet,
+        "prod-web",
+        "v1",
+        vec![selecting(&[("env", "prod")])],
+    );
+    put_bundle(
+        &mut fleet,
+        "dev-web",
+        "v1",
+        vec![selecting(&[("env", "dev")])],
+    );
+    report(&mut fleet, a, "prod-web", BundleState::Ready);
+    let before = etags(&fleet, &[a, b, c]);
+    let (a_set, c_set) = (fleet.desired_set(a), fleet.desired_set(c));
+
+    relabel(&mut fleet, b, &[("env", "dev")]);
+    assert_consistent(&fleet);
+
+    assert_eq!(desired_names(&fleet, b), ["dev-web"]);
+    let after = etags(&fleet, &[a, b, c]);
+    assert_ne!(after[1], before[1], "b's desired set changed");
+    assert_eq!(after[0], before[0], "a is untouched");
+    assert_eq!(after[2], before[2], "c is untouched");
+    assert_eq!(fleet.desired_set(a), a_set);
+    assert_eq!(fleet.desired_set(c), c_set);
+    // a's report still counts; b left prod-web without disturbing it.
+    assert_eq!(
+        summary(&fleet, "prod-web"),
+        BundleSummary {
+            desired: 1,
+            ready: 1,
+            ..BundleSummary::default()
+        }
+    );
+    assert_eq!(
+        summary(&fleet, "dev-web"),
+        BundleSummary {
+            desired: 2,
+            pending: 2,
+            ..BundleSummary::default()
+        }
+    );
+
+    // A label change that no target cares about changes nothing.
+    relabel(&mut fleet, a, &[("env", "prod"), ("zone", "eu")]);
+    assert_eq!(etags(&fleet, &[a, b, c]), after);
+    assert_eq!(summary(&fleet, "prod-web").ready, 1);
+}
+
+#[test]
+fn label_change_that_picks_another_target_changes_only_that_clusters_options() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[("env", "prod")]);
+    let b = add_cluster(&mut fleet, "b", &[("env", "prod")]);
+    let mut canary = selecting(&[("canary", "true")]);
+    canary.customization.namespace = Some("canary".into());
+    put_bundle(
+        &mut fleet,
+        "web",
+        "v1",
+        vec![canary, selecting(&[("env", "prod")])],
+    );
+    report(&mut fleet, a, "web", BundleState::Ready);
+    report(&mut fleet, b, "web", BundleState::Ready);
+    let before = etags(&fleet, &[a, b]);
+
+    relabel(&mut fleet, a, &[("env", "prod"), ("canary", "true")]);
+    assert_consistent(&fleet);
+
+    let desired = fleet.desired_set(a);
+    assert_eq!(desired[0].options.namespace.as_deref(), Some("canary"));
+    assert_ne!(fleet.desired_etag(a), before[0]);
+    assert_eq!(fleet.desired_etag(b), before[1]);
+    // a's report was for its old options: it is Pending until it reports the new deployment.
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 2,
+            ready: 1,
+            pending: 1,
+            ..BundleSummary::default()
+        }
+    );
+}
+
+#[test]
+fn bundle_summary_counts_follow_reports_incrementally() {
+    let mut fleet = Fleet::default();
+    let clusters: Vec<u32> = (0..5)
+        .map(|i| add_cluster(&mut fleet, &format!("c{i}"), &[("env", "prod")]))
+        .collect();
+    let [a, b, c, d, e] = clusters[..] else {
+        unreachable!()
+    };
+    let web = put_bundle(&mut fleet, "web", "v1", vec![selecting(&[])]);
+    let expect = |fleet: &Fleet, ready, not_ready, error, pending| {
+        assert_eq!(
+            summary(fleet, "web"),
+            BundleSummary {
+                desired: 5,
+                ready,
+                not_ready,
+                modified: 0,
+                error,
+                pending,
+            }
+        );
+    };
+    expect(&fleet, 0, 0, 0, 5);
+    report(&mut fleet, a, "web", BundleState::Ready);
+    expect(&fleet, 1, 0, 0, 4);
+    report(&mut fleet, b, "web", BundleState::NotReady);
+    expect(&fleet, 1, 1, 0, 3);
+    report(&mut fleet, c, "web", BundleState::Error);
+    expect(&fleet, 1, 1, 1, 2);
+    let problems: Vec<u32> = fleet.bundle(web).unwrap().problems.iter().collect();
+    assert_eq!(problems, [b, c]);
+
+    // Transitions move one count from one state to another.
+    report(&mut fleet, a, "web", BundleState::Error);
+    expect(&fleet, 0, 1, 2, 2);
+    report(&mut fleet, b, "web", BundleState::Ready);
+    expect(&fleet, 1, 0, 2, 2);
+    let problems: Vec<u32> = fleet.bundle(web).unwrap().problems.iter().collect();
+    assert_eq!(problems, [a, c]);
+    // The same report again changes nothing.
+    report(&mut fleet, b, "web", BundleState::Ready);
+    expect(&fleet, 1, 0, 2, 2);
+
+    // A report for another deployment id (an old revision) counts as Pending.
+    report_for(&mut fleet, d, "web", "stale".into(), BundleState::Ready);
+    expect(&fleet, 1, 0, 2, 2);
+    // A report for a bundle the server does not know is ignored.
+    report_for(&mut fleet, e, "nope", "x".into(), BundleState::Ready);
+    expect(&fleet, 1, 0, 2, 2);
+
+    // The agent removed the bundle: back to Pending.
+    let held = fleet.cluster(c).and_then(|c| c.report_digest.clone());
+    let request = SyncRequest {
+        report_digest: "after-removal".into(),
+        base_digest: held,
+        removed: vec!["web".into()],
+        ..SyncRequest::default()
+    };
+    assert!(fleet.intake(c, &request).changed);
+    expect(&fleet, 1, 0, 1, 3);
+
+    // A removed cluster leaves the summary.
+    fleet.remove_cluster(a);
+    assert_consistent(&fleet);
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 4,
+            ready: 1,
+            pending: 3,
+            ..BundleSummary::default()
+        }
+    );
+    assert!(!fleet.bundle(web).unwrap().problems.contains(a));
+}
+
+#[test]
+fn content_change_moves_clusters_to_pending_until_they_report_the_new_deployment() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[]);
+    let b = add_cluster(&mut fleet, "b", &[]);
+    let other = add_cluster(&mut fleet, "other", &[("team", "x")]);
+    put_bundle(&mut fleet, "web", "v1", vec![selecting(&[])]);
+    put_bundle(&mut fleet, "team", "v1", vec![selecting(&[("team", "x")])]);
+    report(&mut fleet, a, "web", BundleState::Ready);
+    report(&mut fleet, b, "web", BundleState::Error);
+    let v1_deployment = deployment_of(&fleet, a, "web");
+    let before = etags(&fleet, &[a, b, other]);
+    let team_etag_inputs = fleet.desired_set(other);
+
+    put_bundle(&mut fleet, "web", "v2", vec![selecting(&[])]);
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 3,
+            pending: 3,
+            ..BundleSummary::default()
+        }
+    );
+    let (_, web) = fleet.bundle_by_name("web").unwrap();
+    assert!(web.problems.is_empty(), "old problems are not current");
+    assert_eq!(web.live.as_ref().unwrap().epoch, 2);
+    let after = etags(&fleet, &[a, b, other]);
+    for i in 0..3 {
+        assert_ne!(
+            after[i], before[i],
+            "every targeted cluster gets the new digest"
+        );
+    }
+    assert_ne!(deployment_of(&fleet, a, "web"), v1_deployment);
+    assert_eq!(
+        fleet.desired_set(other).iter().find(|d| d.name == "team"),
+        team_etag_inputs.iter().find(|d| d.name == "team"),
+        "other bundles are untouched"
+    );
+
+    // The old report arriving late does not count for the new revision.
+    report_for(&mut fleet, a, "web", v1_deployment, BundleState::Ready);
+    assert_eq!(summary(&fleet, "web").pending, 3);
+    report(&mut fleet, a, "web", BundleState::Ready);
+    report(&mut fleet, b, "web", BundleState::NotReady);
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 3,
+            ready: 1,
+            not_ready: 1,
+            pending: 1,
+            ..BundleSummary::default()
+        }
+    );
+}
+
+#[test]
+fn content_reverted_before_the_agent_synced_counts_its_report_again() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[]);
+    let b = add_cluster(&mut fleet, "b", &[]);
+    put_bundle(&mut fleet, "web", "v1", vec![selecting(&[])]);
+    for cluster in [a, b] {
+        sync_unchanged(&mut fleet, cluster);
+        report(&mut fleet, cluster, "web", BundleState::Ready);
+    }
+    let etag = fleet.desired_etag(a);
+
+    // v2 then back to v1 (a quick rollback), while neither agent synced.
+    put_bundle(&mut fleet, "web", "v2", vec![selecting(&[])]);
+    put_bundle(&mut fleet, "web", "v1", vec![selecting(&[])]);
+    assert_eq!(fleet.desired_etag(a), etag, "the agent already runs v1");
+    assert_eq!(summary(&fleet, "web").pending, 2);
+
+    // The agents' next syncs carry nothing new: their desired set is current and their reports
+    // are for the live deployment, so they count as Ready again.
+    sync_unchanged(&mut fleet, a);
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 2,
+            ready: 1,
+            pending: 1,
+            ..BundleSummary::default()
+        }
+    );
+    sync_unchanged(&mut fleet, b);
+    assert_eq!(summary(&fleet, "web").ready, 2);
+    // Once counted, an unchanged sync needs no write lock again.
+    let entry = fleet.cluster(a).unwrap();
+    let request = SyncRequest {
+        etag: Some(etag),
+        report_digest: entry.report_digest.clone().unwrap(),
+        ..SyncRequest::default()
+    };
+    assert!(!fleet.intake_needs_write(entry, &request));
+}
+
+#[test]
+fn group_selector_change_retargets_bundles_that_target_the_group() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[("env", "prod")]);
+    let b = add_cluster(&mut fleet, "b", &[("env", "dev")]);
+    let prod = Selector::parse("env=prod").unwrap();
+    fleet.upsert_group("edge", ObjectMeta::default(), prod);
+    put_bundle(&mut fleet, "web", "v1", vec![in_group("edge")]);
+    put_bundle(&mut fleet, "base", "v1", vec![selecting(&[])]);
+    assert_eq!(desired_names(&fleet, a), ["base", "web"]);
+    assert_eq!(desired_names(&fleet, b), ["base"]);
+    report(&mut fleet, a, "web", BundleState::Ready);
+    report(&mut fleet, a, "base", BundleState::Ready);
+    let base_summary = summary(&fleet, "base");
+
+    fleet.upsert_group(
+        "edge",
+        ObjectMeta::default(),
+        Selector::parse("env=dev").unwrap(),
+    );
+    assert_consistent(&fleet);
+    assert_eq!(desired_names(&fleet, a), ["base"]);
+    assert_eq!(desired_names(&fleet, b), ["base", "web"]);
+    let members: Vec<u32> = fleet.groups["edge"].members.iter().collect();
+    assert_eq!(members, [b]);
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 1,
+            pending: 1,
+            ..BundleSummary::default()
+        }
+    );
+    assert_eq!(
+        summary(&fleet, "base"),
+        base_summary,
+        "other bundles keep their counts"
+    );
+
+    // A cluster relabelled into the group joins the bundle.
+    relabel(&mut fleet, a, &[("env", "dev")]);
+    assert_consistent(&fleet);
+    assert_eq!(desired_names(&fleet, a), ["base", "web"]);
+
+    // Deleting the group leaves the bundle targeting nothing.
+    fleet.remove_group("edge");
+    assert_consistent(&fleet);
+    assert_eq!(summary(&fleet, "web"), BundleSummary::default());
+    assert_eq!(desired_names(&fleet, a), ["base"]);
+    assert_eq!(desired_names(&fleet, b), ["base"]);
+}
+
+#[test]
+fn deleting_a_bundle_removes_it_from_desired_sets() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[("env", "prod")]);
+    let b = add_cluster(&mut fleet, "b", &[("env", "dev")]);
+    let web = put_bundle(&mut fleet, "web", "v1", vec![selecting(&[("env", "prod")])]);
+    put_bundle(&mut fleet, "base", "v1", vec![selecting(&[])]);
+    report(&mut fleet, a, "web", BundleState::Ready);
+    let web_digest = fleet.desired_set(a)[1].digest.clone();
+    assert_eq!(desired_names(&fleet, a), ["base", "web"]);
+    assert!(fleet.cluster_may_read(a, &web_digest));
+    let (etag_a, etag_b) = (fleet.desired_etag(a), fleet.desired_etag(b));
+
+    fleet.remove_bundle("web");
+    assert_consistent(&fleet);
+    assert!(fleet.bundle_by_name("web").is_none());
+    assert_eq!(desired_names(&fleet, a), ["base"]);
+    assert_ne!(fleet.desired_etag(a), etag_a);
+    assert_eq!(fleet.desired_etag(b), etag_b, "b never had it");
+    assert!(!fleet.cluster_may_read(a, &web_digest));
+    assert!(!fleet.referenced_digests().contains(&web_digest));
+    // Removing it again is a no-op.
+    fleet.remove_bundle("web");
+
+    // A new bundle reusing the freed ordinal starts from nothing.
+    let api = put_bundle(&mut fleet, "api", "v1", vec![selecting(&[("env", "dev")])]);
+    assert_eq!(api, web);
+    assert_eq!(desired_names(&fleet, a), ["base"]);
+    assert_eq!(desired_names(&fleet, b), ["api", "base"]);
+    assert_eq!(
+        summary(&fleet, "api"),
+        BundleSummary {
+            desired: 1,
+            pending: 1,
+            ..BundleSummary::default()
+        }
+    );
+}
+
+#[test]
+fn paused_bundle_keeps_its_live_revision_while_the_spec_moves_on() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[("env", "prod")]);
+    let b = add_cluster(&mut fleet, "b", &[("env", "dev")]);
+    put_bundle(&mut fleet, "web", "v1", vec![selecting(&[("env", "prod")])]);
+    report(&mut fleet, a, "web", BundleState::Ready);
+    let (etag_a, etag_b) = (fleet.desired_etag(a), fleet.desired_etag(b));
+    let live_digest = fleet.desired_set(a)[0].digest.clone();
+
+    // New content and new targets while paused: nothing rolls out, nothing is recounted.
+    put_paused(&mut fleet, "web", "v2", vec![selecting(&[])]);
+    let (_, web) = fleet.bundle_by_name("web").unwrap();
+    assert_ne!(web.spec_digest, live_digest, "the spec moved on");
+    assert_eq!(web.live.as_ref().unwrap().digest, live_digest);
+    assert_eq!(web.live.as_ref().unwrap().epoch, 1);
+    assert_eq!(fleet.desired_etag(a), etag_a);
+    assert_eq!(fleet.desired_etag(b), etag_b);
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 1,
+            ready: 1,
+            ..BundleSummary::default()
+        }
+    );
+    // Both digests are kept: the live one is served, the spec one is what GET shows.
+    let referenced = fleet.referenced_digests();
+    assert!(referenced.contains(&live_digest) && referenced.contains(&web.spec_digest));
+
+    // Unpausing rolls out the latest spec.
+    put_bundle(&mut fleet, "web", "v2", vec![selecting(&[])]);
+    assert_eq!(desired_names(&fleet, b), ["web"]);
+    assert_ne!(fleet.desired_etag(a), etag_a);
+    assert_eq!(
+        summary(&fleet, "web"),
+        BundleSummary {
+            desired: 2,
+            pending: 2,
+            ..BundleSummary::default()
+        }
+    );
+
+    // A bundle created paused has no live revision and deploys nothing.
+    let mut created_paused = entry(&fleet, "later", "v1", vec![selecting(&[])]);
+    created_paused.spec.paused = true;
+    created_paused.live = None;
+    fleet.upsert_bundle(created_paused);
+    assert_consistent(&fleet);
+    assert_eq!(summary(&fleet, "later"), BundleSummary::default());
+    assert_eq!(desired_names(&fleet, a), ["web"]);
+    put_bundle(&mut fleet, "later", "v1", vec![selecting(&[])]);
+    assert_eq!(desired_names(&fleet, a), ["later", "web"]);
+}
+
+#[test]
+fn cluster_counts_track_online_and_offline() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[]);
+    let b = add_cluster(&mut fleet, "b", &[]);
+    let c = add_cluster(&mut fleet, "c", &[]);
+    let counts = |fleet: &Fleet| fleet.cluster_counts;
+    assert_eq!(counts(&fleet), [3, 0, 0]);
+
+    assert!(fleet.set_cluster_state(a, ClusterState::Online));
+    assert!(fleet.set_cluster_state(b, ClusterState::Online));
+    assert_eq!(counts(&fleet), [1, 2, 0]);
+    assert_eq!(fleet.online.iter().collect::<Vec<_>>(), [a, b]);
+    assert!(fleet.cluster(a).unwrap().dirty.load(Ordering::Relaxed));
+
+    assert!(fleet.set_cluster_state(a, ClusterState::Offline));
+    assert_eq!(counts(&fleet), [1, 1, 1]);
+    assert_eq!(fleet.online.iter().collect::<Vec<_>>(), [b]);
+    // No change, no count.
+    assert!(!fleet.set_cluster_state(a, ClusterState::Offline));
+    assert_eq!(counts(&fleet), [1, 1, 1]);
+    assert!(!fleet.set_cluster_state(999, ClusterState::Online));
+
+    // A sync of an Offline cluster brings it back Online.
+    sync_unchanged(&mut fleet, a);
+    assert_eq!(fleet.cluster(a).unwrap().state, ClusterState::Online);
+    assert_eq!(counts(&fleet), [1, 2, 0]);
+
+    fleet.remove_cluster(b);
+    assert_eq!(counts(&fleet), [1, 1, 0]);
+    assert!(!fleet.online.contains(b));
+    fleet.remove_cluster(c);
+    assert_eq!(counts(&fleet), [0, 1, 0]);
+    assert_consistent(&fleet);
+
+    // A new cluster reusing a freed ordinal starts Pending and offline.
+    let d = add_cluster(&mut fleet, "d", &[]);
+    assert!(d == b || d == c);
+    assert_eq!(fleet.cluster(d).unwrap().state, ClusterState::Pending);
+    assert!(!fleet.online.contains(d));
+    assert_eq!(counts(&fleet), [1, 1, 0]);
+    assert_consistent(&fleet);
+}

@@ -1,0 +1,931 @@
+//! Bad input loses nothing: a real server on 127.0.0.1, driven over HTTP with malformed,
+//! invalid, oversized and unauthenticated requests. Every test checks the precise status, that
+//! the error body says what to fix, that the store did not move (its revision is the durable
+//! proof that nothing was committed) and that the server still serves afterwards.
+
+use std::time::Duration;
+
+use flotilla_api::{
+    ErrorBody,
+    agent::{RegisterResponse, SyncRequest, SyncResponse},
+};
+use flotilla_server::{Server, ServerConfig, Settings};
+use reqwest::{Method, Response, header::CONTENT_TYPE};
+use serde_json::{Value, json};
+
+const API_VERSION: &str = flotilla_api::API_VERSION;
+
+struct Harness {
+    server: Server,
+    http: reqwest::Client,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        Harness::with_settings(Settings::default()).await
+    }
+
+    async fn with_settings(settings: Settings) -> Harness {
+        // reqwest is built without a default TLS provider (the binary installs ring, as here).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = Settings {
+            // No soft-state writes during a test: the store revision moves only for admin writes
+            // and registrations, so "nothing was stored" is exact.
+            flush_interval: Duration::from_secs(3600),
+            ..settings
+        };
+        let server = flotilla_server::start(ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            data_dir: dir.path().to_path_buf(),
+            settings,
+        })
+        .await
+        .expect("start server");
+        let admin = server
+            .new_admin_token
+            .clone()
+            .expect("first start creates the admin token");
+        Harness {
+            server,
+            http: reqwest::Client::new(),
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// The store's highest committed revision.
+    fn revision(&self) -> u64 {
+        self.server.state.store.load().expect("load store").revision
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, String)>,
+    ) -> Response {
+        let url = format!("http://{}{path}", self.server.addr);
+        let mut request = self.http.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some((content_type, body)) = body {
+            request = request.header(CONTENT_TYPE, content_type).body(body);
+        }
+        request.send().await.expect("request reaches the server")
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+        let body = body.map(|b| ("application/json", b.to_string()));
+        self.send(method, path, Some(&self.admin), body).await
+    }
+
+    async fn apply(&self, document: &Value) -> Response {
+        self.admin(Method::POST, "/api/v1/apply", Some(document))
+            .await
+    }
+
+    async fn apply_ok(&self, document: &Value) -> Value {
+        let response = self.apply(document).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("JSON body");
+        assert!(
+            status == 200 || status == 201,
+            "apply failed: {status} {body}"
+        );
+        body
+    }
+
+    async fn names(&self, plural: &str) -> Vec<String> {
+        let response = self
+            .admin(Method::GET, &format!("/api/v1/{plural}"), None)
+            .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let list: Value = response.json().await.expect("list JSON");
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| item["metadata"]["name"].as_str().expect("name").to_string())
+            .collect()
+    }
+
+    /// Asserts that `plural/name` does not exist.
+    async fn assert_absent(&self, plural: &str, name: &str) {
+        let response = self
+            .admin(Method::GET, &format!("/api/v1/{plural}/{name}"), None)
+            .await;
+        let error = expect_error(response, 404).await;
+        assert!(error.message.contains(name), "{error:?}");
+    }
+
+    /// Creates a registration token; returns its secret (`name.secret`).
+    async fn token(&self, name: &str, spec: Value) -> String {
+        let document = json!({
+            "apiVersion": API_VERSION, "kind": "RegistrationToken",
+            "metadata": {"name": name}, "spec": spec,
+        });
+        let response = self
+            .admin(Method::POST, "/api/v1/registrationtokens", Some(&document))
+            .await;
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = response.json().await.expect("token JSON");
+        body["status"]["token"]
+            .as_str()
+            .expect("secret")
+            .to_string()
+    }
+
+    async fn register(&self, token: &str, name: &str, client_id: &str, labels: Value) -> Response {
+        let body = json!({"token": token, "name": name, "clientId": client_id, "labels": labels});
+        let body = Some(("application/json", body.to_string()));
+        self.send(Method::POST, "/agent/v1/register", None, body)
+            .await
+    }
+
+    async fn register_ok(&self, token: &str, name: &str, client_id: &str, labels: Value) -> String {
+        let response = self.register(token, name, client_id, labels).await;
+        let status = response.status().as_u16();
+        assert!(
+            status == 200 || status == 201,
+            "registration failed: {status}"
+        );
+        let body: RegisterResponse = response.json().await.expect("registration JSON");
+        body.credential
+    }
+
+    async fn sync(&self, credential: &str, etag: Option<&str>) -> Response {
+        let request = SyncRequest {
+            etag: etag.map(str::to_string),
+            report_digest: "report-0".into(),
+            full: etag.is_none(),
+            facts: etag.is_none().then(Default::default),
+            ..SyncRequest::default()
+        };
+        let body = Some((
+            "application/json",
+            serde_json::to_string(&request).expect("JSON"),
+        ));
+        self.send(Method::POST, "/agent/v1/sync", Some(credential), body)
+            .await
+    }
+
+    async fn content(&self, credential: &str, digest: &str) -> Response {
+        let path = format!("/agent/v1/content/{digest}");
+        self.send(Method::GET, &path, Some(credential), None).await
+    }
+
+    /// A first (full) sync; returns the desired set.
+    async fn sync_ok(&self, credential: &str) -> SyncResponse {
+        let response = self.sync(credential, None).await;
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().await.expect("sync JSON")
+    }
+
+    /// The server answers health checks and accepts a valid write.
+    async fn assert_serving(&self) {
+        let health = self.send(Method::GET, "/healthz", None, None).await;
+        assert_eq!(health.status().as_u16(), 200);
+        let before = self.revision();
+        let canary = json!({
+            "apiVersion": API_VERSION, "kind": "ClusterGroup",
+            "metadata": {"name": format!("canary-{before}")},
+            "spec": {"selector": {"matchLabels": {"env": "prod"}}},
+        });
+        let response = self.apply(&canary).await;
+        assert_eq!(
+            response.status().as_u16(),
+            201,
+            "valid apply after bad input"
+        );
+        assert!(self.revision() > before, "the valid write was committed");
+    }
+
+    async fn shutdown(self) {
+        self.server.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// Asserts the status and returns the JSON error body.
+async fn expect_error(response: Response, status: u16) -> ErrorBody {
+    let actual = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "error is JSON: {content_type}"
+    );
+    let body: ErrorBody = serde_json::from_str(&text).expect("ErrorBody");
+    assert_eq!(body.code, status, "{body:?}");
+    body
+}
+
+fn config_map(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}})
+}
+
+fn bundle(name: &str, selector: Value) -> Value {
+    json!({
+        "apiVersion": API_VERSION, "kind": "Bundle",
+        "metadata": {"name": name},
+        "spec": {
+            "resources": [config_map(name)],
+            "targets": [{"clusterSelector": selector}],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_yaml_and_json_bodies_are_bad_requests() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    let yaml = "apiVersion: flotilla.dev/v1alpha1\nkind: Bundle\nmetadata: [name: web\n  spec: {";
+    let json =
+        r#"{"apiVersion": "flotilla.dev/v1alpha1", "kind": "Bundle", "metadata": {"name": "web""#;
+    for (path, content_type, body, what) in [
+        ("/api/v1/apply", "application/yaml", yaml, "malformed YAML"),
+        (
+            "/api/v1/bundles",
+            "application/yaml",
+            yaml,
+            "malformed YAML",
+        ),
+        ("/api/v1/apply", "application/json", json, "malformed JSON"),
+        (
+            "/api/v1/bundles",
+            "application/json",
+            json,
+            "malformed JSON",
+        ),
+        // JSON without a content type is recognized by its opening brace.
+        ("/api/v1/apply", "text/plain", json, "malformed JSON"),
+    ] {
+        let body = Some((content_type, body.to_string()));
+        let response = h.send(Method::POST, path, Some(&h.admin), body).await;
+        let error = expect_error(response, 400).await;
+        assert_eq!(error.reason, "BadRequest");
+        assert!(
+            error.message.starts_with(what),
+            "{path} {content_type}: {error:?}"
+        );
+        // The parser's position tells the user where to look.
+        assert!(error.message.contains("line"), "{error:?}");
+    }
+    let empty = Some(("application/yaml", "  \n".to_string()));
+    let error = expect_error(
+        h.send(Method::POST, "/api/v1/apply", Some(&h.admin), empty)
+            .await,
+        400,
+    )
+    .await;
+    assert!(error.message.contains("empty"), "{error:?}");
+    assert_eq!(h.revision(), before, "nothing was committed");
+    assert!(h.names("bundles").await.is_empty());
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kind_and_wrong_api_version_are_refused_by_name() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    let widget = json!({
+        "apiVersion": API_VERSION, "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {},
+    });
+    let error = expect_error(h.apply(&widget).await, 400).await;
+    assert!(error.message.contains("\"Widget\""), "{error:?}");
+    assert!(
+        error.message.contains("Bundle"),
+        "lists the served kinds: {error:?}"
+    );
+
+    let mut old_version = bundle("web", json!({}));
+    old_version["apiVersion"] = json!("flotilla.dev/v1");
+    let error = expect_error(h.apply(&old_version).await, 400).await;
+    assert!(error.message.contains("\"flotilla.dev/v1\""), "{error:?}");
+    assert!(error.message.contains(API_VERSION), "{error:?}");
+
+    // The right kind at the wrong collection, and a collection that does not exist.
+    let group = json!({
+        "apiVersion": API_VERSION, "kind": "ClusterGroup", "metadata": {"name": "web"},
+    });
+    let error = expect_error(
+        h.admin(Method::POST, "/api/v1/bundles", Some(&group)).await,
+        400,
+    )
+    .await;
+    assert!(error.message.contains("/api/v1/clustergroups"), "{error:?}");
+    let error = expect_error(
+        h.admin(Method::POST, "/api/v1/widgets", Some(&widget))
+            .await,
+        404,
+    )
+    .await;
+    assert!(error.message.contains("\"widgets\""), "{error:?}");
+
+    assert_eq!(h.revision(), before);
+    h.assert_absent("bundles", "web").await;
+    h.assert_absent("clustergroups", "web").await;
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_denied_naming_the_field() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    let mut in_spec = bundle("web", json!({}));
+    in_spec["spec"]["replicas"] = json!(3);
+    let mut in_target = bundle("web", json!({}));
+    in_target["spec"]["targets"][0]["clusterSelectr"] = json!({});
+    let mut in_metadata = bundle("web", json!({}));
+    in_metadata["metadata"]["namespace"] = json!("default");
+    for (document, path, field) in [
+        (in_spec, "spec", "replicas"),
+        (in_target, "spec.targets[0]", "clusterSelectr"),
+        (in_metadata, "metadata", "namespace"),
+    ] {
+        let error = expect_error(h.apply(&document).await, 422).await;
+        assert_eq!(error.reason, "Invalid");
+        assert!(error.message.contains(path), "names {path}: {error:?}");
+        assert!(
+            error.message.contains(&format!("unknown field `{field}`")),
+            "{error:?}"
+        );
+    }
+    assert_eq!(h.revision(), before);
+    h.assert_absent("bundles", "web").await;
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_target_selector_is_unprocessable_naming_the_target() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    let near =
+        json!({"matchExpressions": [{"key": "env", "operator": "Near", "values": ["prod"]}]});
+    let in_without_values = json!({"matchExpressions": [{"key": "env", "operator": "In"}]});
+    let bad_key = json!({"matchLabels": {"bad key!": "x"}});
+    for (selector, hint) in [
+        (near, "\"Near\""),
+        (in_without_values, "needs at least one value"),
+        (bad_key, "\"bad key!\""),
+    ] {
+        let error = expect_error(h.apply(&bundle("web", selector)).await, 422).await;
+        assert!(
+            error
+                .message
+                .starts_with("spec.targets[0].clusterSelector: "),
+            "{error:?}"
+        );
+        assert!(error.message.contains(hint), "{error:?}");
+    }
+    // A target that selects nothing at all says how to select everything.
+    let mut no_selector = bundle("web", json!({}));
+    no_selector["spec"]["targets"] = json!([{"name": "all"}]);
+    let error = expect_error(h.apply(&no_selector).await, 422).await;
+    assert!(error.message.contains("spec.targets[0] (all)"), "{error:?}");
+
+    assert_eq!(h.revision(), before);
+    h.assert_absent("bundles", "web").await;
+    // The same bundle with a valid selector is accepted.
+    h.apply_ok(&bundle("web", json!({"matchLabels": {"env": "prod"}})))
+        .await;
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_without_metadata_name_is_unprocessable() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    let mut unnamed = bundle("web", json!({}));
+    unnamed["metadata"] = json!({});
+    let error = expect_error(h.apply(&unnamed).await, 422).await;
+    assert!(error.message.contains("metadata.name"), "{error:?}");
+    let error = expect_error(
+        h.admin(Method::POST, "/api/v1/bundles", Some(&unnamed))
+            .await,
+        422,
+    )
+    .await;
+    assert!(error.message.contains("metadata.name"), "{error:?}");
+
+    // A manifest inside the bundle without metadata.name names the manifest and the field.
+    let mut unnamed_resource = bundle("web", json!({}));
+    unnamed_resource["spec"]["resources"] =
+        json!([config_map("a"), {"apiVersion": "v1", "kind": "Secret", "metadata": {}}]);
+    let error = expect_error(h.apply(&unnamed_resource).await, 422).await;
+    assert!(error.message.starts_with("spec.resources: "), "{error:?}");
+    assert!(error.message.contains("index 1"), "{error:?}");
+    assert!(error.message.contains("metadata.name"), "{error:?}");
+
+    assert_eq!(h.revision(), before);
+    assert!(h.names("bundles").await.is_empty());
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_with_malformed_label_selector_is_a_bad_request() {
+    let h = Harness::start().await;
+    h.apply_ok(&bundle("web", json!({}))).await;
+    for plural in ["clusters", "bundles", "clustergroups", "registrationtokens"] {
+        let url = format!("http://{}/api/v1/{plural}", h.server.addr);
+        let response = h
+            .http
+            .get(&url)
+            .bearer_auth(&h.admin)
+            .query(&[("labelSelector", "env in (")])
+            .send()
+            .await
+            .expect("request");
+        let error = expect_error(response, 400).await;
+        assert!(error.message.contains("\"env in (\""), "{error:?}");
+        // A valid selector on the same collection works.
+        let response = h
+            .http
+            .get(&url)
+            .bearer_auth(&h.admin)
+            .query(&[("labelSelector", "env in (prod)")])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    assert_eq!(h.names("bundles").await, ["web"]);
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_is_payload_too_large() {
+    let limit = 64 << 10;
+    let h = Harness::with_settings(Settings {
+        max_body_bytes: limit,
+        ..Settings::default()
+    })
+    .await;
+    let before = h.revision();
+    let mut big = bundle("big", json!({}));
+    big["spec"]["resources"][0]["data"]["k"] = json!("x".repeat(limit + (16 << 10)));
+    let error = expect_error(h.apply(&big).await, 413).await;
+    assert_eq!(error.reason, "RequestEntityTooLarge");
+    assert!(error.message.contains("--max-body-bytes"), "{error:?}");
+    // The agent endpoints have the same limit.
+    let body = Some(("application/json", "y".repeat(limit + 1)));
+    let response = h.send(Method::POST, "/agent/v1/register", None, body).await;
+    expect_error(response, 413).await;
+
+    assert_eq!(h.revision(), before);
+    h.assert_absent("bundles", "big").await;
+    // Just under the limit is fine.
+    big["spec"]["resources"][0]["data"]["k"] = json!("x".repeat(limit / 2));
+    h.apply_ok(&big).await;
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_require_the_admin_token() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    let document = bundle("web", json!({}));
+    let wrong = "0".repeat(64);
+    let requests = [
+        (Method::GET, "/api/v1/bundles", None),
+        (Method::GET, "/api/v1/bundles/web", None),
+        (Method::POST, "/api/v1/apply", Some(document.to_string())),
+        (Method::POST, "/api/v1/bundles", Some(document.to_string())),
+        (
+            Method::PUT,
+            "/api/v1/bundles/web",
+            Some(document.to_string()),
+        ),
+        (Method::DELETE, "/api/v1/bundles/web", None),
+    ];
+    for (method, path, body) in requests {
+        for token in [None, Some(""), Some(wrong.as_str()), Some("admin")] {
+            let body = body.clone().map(|b| ("application/json", b));
+            let response = h.send(method.clone(), path, token, body).await;
+            let error = expect_error(response, 401).await;
+            assert_eq!(error.reason, "Unauthorized");
+            assert!(error.message.contains("admin token"), "{error:?}");
+        }
+    }
+    // A cluster credential is not an admin token either.
+    let token = h.token("t", json!({})).await;
+    let credential = h.register_ok(&token, "store-1", "c1", json!({})).await;
+    let before_cluster = h.revision();
+    let response = h
+        .send(Method::GET, "/api/v1/clusters", Some(&credential), None)
+        .await;
+    expect_error(response, 401).await;
+    assert!(before_cluster > before);
+    assert_eq!(h.revision(), before_cluster);
+    h.assert_absent("bundles", "web").await;
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_with_garbage_token_is_unauthorized() {
+    let h = Harness::start().await;
+    let token = h.token("t", json!({})).await;
+    let before = h.revision();
+    let (name, _) = token.split_once('.').expect("name.secret");
+    for garbage in [
+        "garbage".to_string(),
+        String::new(),
+        format!("{name}.{}", "0".repeat(64)),
+        format!("nope.{}", "0".repeat(64)),
+    ] {
+        let response = h.register(&garbage, "store-1", "c1", json!({})).await;
+        let error = expect_error(response, 401).await;
+        assert!(error.message.contains("registration token"), "{error:?}");
+    }
+    assert_eq!(h.revision(), before);
+    assert!(h.names("clusters").await.is_empty());
+    h.assert_absent("clusters", "store-1").await;
+    // The real token still works.
+    h.register_ok(&token, "store-1", "c1", json!({})).await;
+    assert_eq!(h.names("clusters").await, ["store-1"]);
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_with_expired_token_is_unauthorized() {
+    let h = Harness::start().await;
+    // The API accepts an expiry in the past, so no waiting is needed.
+    let token = h
+        .token("old", json!({"expiresAt": "2000-01-01T00:00:00Z"}))
+        .await;
+    let state = h
+        .admin(Method::GET, "/api/v1/registrationtokens/old", None)
+        .await;
+    let state: Value = state.json().await.expect("token JSON");
+    assert_eq!(state["status"]["state"], "Expired");
+    let before = h.revision();
+    let error = expect_error(h.register(&token, "store-1", "c1", json!({})).await, 401).await;
+    assert!(error.message.contains("\"old\" has expired"), "{error:?}");
+    assert!(error.message.contains("token create"), "{error:?}");
+    assert_eq!(h.revision(), before);
+    h.assert_absent("clusters", "store-1").await;
+
+    // An unexpired token registers the same cluster.
+    let fresh = h.token("fresh", json!({"ttl": "1h"})).await;
+    h.register_ok(&fresh, "store-1", "c1", json!({})).await;
+    assert_eq!(h.names("clusters").await, ["store-1"]);
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_with_used_up_token_is_unauthorized() {
+    let h = Harness::start().await;
+    let token = h.token("once", json!({"maxUses": 1})).await;
+    let response = h.register(&token, "store-1", "c1", json!({})).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let before = h.revision();
+    let error = expect_error(h.register(&token, "store-2", "c2", json!({})).await, 401).await;
+    assert!(error.message.contains("\"once\" is used up"), "{error:?}");
+    assert_eq!(h.revision(), before);
+    h.assert_absent("clusters", "store-2").await;
+    assert_eq!(h.names("clusters").await, ["store-1"]);
+
+    // Re-registering the cluster that used the token is not a new use.
+    let response = h.register(&token, "store-1", "c1", json!({})).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let token_doc: Value = h
+        .admin(Method::GET, "/api/v1/registrationtokens/once", None)
+        .await
+        .json()
+        .await
+        .expect("token JSON");
+    assert_eq!(token_doc["status"]["uses"], 1);
+    assert_eq!(token_doc["status"]["state"], "UsedUp");
+    assert_eq!(h.names("clusters").await, ["store-1"]);
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_registration_is_idempotent_and_another_client_cannot_take_the_name() {
+    let h = Harness::start().await;
+    let token = h.token("t", json!({})).await;
+    let response = h
+        .register(&token, "store-1", "client-a", json!({"env": "prod"}))
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let first: RegisterResponse = response.json().await.expect("JSON");
+    let cluster: Value = h
+        .admin(Method::GET, "/api/v1/clusters/store-1", None)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+
+    // Same name and client id: 200, still one cluster, labels and generation untouched, and a
+    // fresh credential that replaces the old one.
+    let response = h
+        .register(&token, "store-1", "client-a", json!({"env": "dev"}))
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    let second: RegisterResponse = response.json().await.expect("JSON");
+    assert_eq!(second.name, "store-1");
+    assert_ne!(second.credential, first.credential);
+    assert_eq!(h.names("clusters").await, ["store-1"]);
+    let again: Value = h
+        .admin(Method::GET, "/api/v1/clusters/store-1", None)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(again["metadata"]["labels"], cluster["metadata"]["labels"]);
+    assert_eq!(
+        again["metadata"]["generation"],
+        cluster["metadata"]["generation"]
+    );
+    h.sync_ok(&second.credential).await;
+    expect_error(h.sync(&first.credential, None).await, 401).await;
+
+    // Another client id claiming the name: 409, and the cluster keeps its credential.
+    let before = h.revision();
+    let response = h.register(&token, "store-1", "client-b", json!({})).await;
+    let error = expect_error(response, 409).await;
+    assert_eq!(error.reason, "Conflict");
+    assert!(error.message.contains("\"store-1\""), "{error:?}");
+    assert!(error.message.contains("another agent"), "{error:?}");
+    assert_eq!(h.revision(), before);
+    assert_eq!(h.names("clusters").await, ["store-1"]);
+    let sync = h.sync(&second.credential, None).await;
+    assert_eq!(sync.status().as_u16(), 200);
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_read_only_content_in_their_own_desired_set() {
+    let h = Harness::start().await;
+    h.apply_ok(&bundle("web-prod", json!({"matchLabels": {"env": "prod"}})))
+        .await;
+    let dev: Value = h
+        .apply_ok(&bundle("web-dev", json!({"matchLabels": {"env": "dev"}})))
+        .await;
+    let dev_digest = dev["status"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let token = h.token("t", json!({})).await;
+    let east = h
+        .register_ok(&token, "east", "c-east", json!({"env": "prod"}))
+        .await;
+    let west = h
+        .register_ok(&token, "west", "c-west", json!({"env": "dev"}))
+        .await;
+    let desired = h.sync_ok(&east).await;
+    let bundles = desired.bundles.expect("desired set");
+    assert_eq!(bundles.len(), 1);
+    assert_eq!(bundles[0].name, "web-prod");
+    let own_digest = bundles[0].digest.clone();
+    assert_ne!(own_digest, dev_digest);
+    h.sync_ok(&west).await;
+
+    // Its own content: served.
+    let response = h.content(&east, &own_digest).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let manifests: Value = response.json().await.expect("content JSON");
+    assert_eq!(manifests[0]["metadata"]["name"], "web-prod");
+
+    // Another cluster's content and content that does not exist look the same: 404.
+    let random = format!("sha256:{}", "ab".repeat(32));
+    let mut messages = Vec::new();
+    for (credential, digest) in [(&east, &dev_digest), (&east, &random), (&west, &own_digest)] {
+        let error = expect_error(h.content(credential, digest).await, 404).await;
+        assert!(error.message.contains("not in this cluster's desired set"));
+        messages.push(error.message.replace(digest.as_str(), "<digest>"));
+    }
+    assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
+
+    // A garbage credential is refused on content and sync, even for real content.
+    let (_, east_secret) = east.split_once('.').expect("name.secret");
+    for garbage in [
+        "garbage".to_string(),
+        format!("east.{}", "0".repeat(64)),
+        format!("nowhere.{east_secret}"),
+        format!("west.{east_secret}"),
+    ] {
+        let error = expect_error(h.content(&garbage, &own_digest).await, 401).await;
+        assert!(error.message.contains("cluster credential"), "{error:?}");
+        let error = expect_error(h.sync(&garbage, None).await, 401).await;
+        assert!(error.message.contains("cluster credential"), "{error:?}");
+    }
+    let response = h.send(Method::POST, "/agent/v1/sync", None, None).await;
+    expect_error(response, 401).await;
+
+    // After all of that, a valid sync and a valid apply still work.
+    let response = h.sync(&east, Some(&desired.etag)).await;
+    assert_eq!(response.status().as_u16(), 204, "the etag is current");
+    h.apply_ok(&bundle("web-all", json!({}))).await;
+    let response = h.sync(&east, Some(&desired.etag)).await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "a new bundle changes the etag"
+    );
+    let changed: SyncResponse = response.json().await.expect("sync JSON");
+    let names: Vec<_> = changed
+        .bundles
+        .expect("desired set")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["web-all", "web-prod"]);
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sync_body_is_a_bad_request_naming_the_field() {
+    let h = Harness::start().await;
+    let token = h.token("t", json!({})).await;
+    let credential = h.register_ok(&token, "store-1", "c1", json!({})).await;
+    let before = h.revision();
+    for (body, path) in [
+        (json!({"reportDigest": 7}), "reportDigest"),
+        (
+            json!({"reportDigest": "r", "bundles": [{"bundle": "web"}]}),
+            "bundles[0]",
+        ),
+        (json!({"reportDigest": "r", "surprise": true}), "surprise"),
+    ] {
+        let body = Some(("application/json", body.to_string()));
+        let response = h
+            .send(Method::POST, "/agent/v1/sync", Some(&credential), body)
+            .await;
+        let error = expect_error(response, 400).await;
+        assert!(error.message.contains(path), "{path}: {error:?}");
+    }
+    assert_eq!(h.revision(), before);
+    h.sync_ok(&credential).await;
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrage_of_bad_input_changes_nothing_and_the_server_keeps_serving() {
+    let limit = 64 << 10;
+    let h = Harness::with_settings(Settings {
+        max_body_bytes: limit,
+        ..Settings::default()
+    })
+    .await;
+    h.apply_ok(&bundle("web", json!({"matchLabels": {"env": "prod"}})))
+        .await;
+    let token = h.token("once", json!({"maxUses": 1})).await;
+    let expired = h
+        .token("old", json!({"expiresAt": "2000-01-01T00:00:00Z"}))
+        .await;
+    let credential = h
+        .register_ok(&token, "store-1", "c1", json!({"env": "prod"}))
+        .await;
+    let desired = h.sync_ok(&credential).await;
+    let before = h.revision();
+
+    let admin = Some(h.admin.as_str());
+    let agent = Some(credential.as_str());
+    let register = |token: &str, name: &str, client: &str| {
+        json!({"token": token, "name": name, "clientId": client}).to_string()
+    };
+    let mut widget = bundle("w", json!({}));
+    widget["kind"] = json!("Widget");
+    let bad_selector = bundle(
+        "web",
+        json!({"matchExpressions": [{"key": "env", "operator": "Near"}]}),
+    );
+    let random = format!("/agent/v1/content/sha256:{}", "0".repeat(64));
+    /// Method, path, bearer token, JSON body, expected status.
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<String>, u16);
+    let cases: Vec<Case> = vec![
+        (
+            Method::POST,
+            "/api/v1/apply",
+            admin,
+            Some("kind: [".into()),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/v1/apply",
+            admin,
+            Some("{\"kind\":".into()),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/v1/apply",
+            admin,
+            Some(widget.to_string()),
+            400,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/bundles/web",
+            admin,
+            Some(bad_selector.to_string()),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/v1/apply",
+            admin,
+            Some("x".repeat(limit + 1)),
+            413,
+        ),
+        (
+            Method::GET,
+            "/api/v1/clusters?labelSelector=env%20in%20(",
+            admin,
+            None,
+            400,
+        ),
+        (Method::DELETE, "/api/v1/bundles/web", None, None, 401),
+        (
+            Method::POST,
+            "/api/v1/bundles",
+            admin,
+            Some(bundle("web", json!({})).to_string()),
+            409,
+        ),
+        (
+            Method::POST,
+            "/agent/v1/register",
+            None,
+            Some(register("garbage", "s2", "c2")),
+            401,
+        ),
+        (
+            Method::POST,
+            "/agent/v1/register",
+            None,
+            Some(register(&expired, "s2", "c2")),
+            401,
+        ),
+        (
+            Method::POST,
+            "/agent/v1/register",
+            None,
+            Some(register(&token, "s2", "c2")),
+            401,
+        ),
+        (
+            Method::POST,
+            "/agent/v1/register",
+            None,
+            Some(register(&token, "store-1", "c9")),
+            409,
+        ),
+        (
+            Method::POST,
+            "/agent/v1/sync",
+            Some("store-1.nope"),
+            Some("{}".into()),
+            401,
+        ),
+        (
+            Method::POST,
+            "/agent/v1/sync",
+            agent,
+            Some("[]".into()),
+            400,
+        ),
+        (Method::GET, &random, agent, None, 404),
+    ];
+    for (method, path, token, body, status) in cases {
+        let body = body.map(|b| ("application/json", b));
+        let response = h.send(method.clone(), path, token, body).await;
+        let error = expect_error(response, status).await;
+        assert!(!error.message.is_empty(), "{method} {path}");
+    }
+    assert_eq!(h.revision(), before, "no bad request committed anything");
+    assert_eq!(h.names("clusters").await, ["store-1"]);
+    assert_eq!(h.names("bundles").await, ["web"]);
+
+    let response = h.sync(&credential, Some(&desired.etag)).await;
+    assert_eq!(response.status().as_u16(), 204, "a valid sync");
+    h.assert_serving().await;
+    h.shutdown().await;
+}
