@@ -50,6 +50,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Simulate many clusters in this process, each making the real agent calls.
     Sim(SimArgs),
+    /// Run a load scenario against a real server and write result.json and report.html.
+    Bench(BenchArgs),
     /// Create or replace objects from files, folders or standard input (-).
     Apply {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -218,6 +220,51 @@ struct SimArgs {
     no_progress: bool,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// register, steady, rollout, restart, api, or all (each in turn, into one report).
+    #[arg(value_parser = flotilla_bench::Scenario::parse)]
+    scenario: flotilla_bench::Scenario,
+    #[arg(long, default_value_t = 10_000)]
+    clusters: u32,
+    /// Where result.json, report.html, the server's data dir and log go.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Run against this server instead of starting one (its CPU and memory are then not sampled,
+    /// and `restart` is skipped). Needs the admin token (--token or FLOTILLA_TOKEN).
+    #[arg(long)]
+    server: Option<String>,
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Agents' sync interval (jittered ±10%).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// How long `steady` holds the fleet.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Concurrent admin users in `api`.
+    #[arg(long, default_value_t = 8)]
+    api_users: usize,
+    /// How long `api` runs.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    api_duration: Duration,
+    /// Bundles targeted at every cluster.
+    #[arg(long, default_value_t = 4)]
+    bundles: u32,
+    /// Nodes per simulated cluster.
+    #[arg(long, default_value_t = 3)]
+    nodes: u32,
+    /// Simulator requests in flight at once.
+    #[arg(long, default_value_t = 512)]
+    concurrency: usize,
+    /// Simulator HTTP/2 connections.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// No live progress line (for logs and CI).
+    #[arg(long)]
+    no_progress: bool,
+}
+
 fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut labels = BTreeMap::new();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -244,6 +291,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -266,6 +314,57 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let server = match args.server {
+        Some(server) => {
+            let token = args.token.context(
+                "--server needs the server's admin token: pass --token or set FLOTILLA_TOKEN",
+            )?;
+            Some((server, token))
+        }
+        None => None,
+    };
+    let config = flotilla_bench::BenchConfig {
+        scenario: args.scenario,
+        clusters: args.clusters,
+        out: args.out.clone(),
+        server,
+        exe: std::env::current_exe().context("find the flotilla binary")?,
+        interval: args.interval,
+        duration: args.duration,
+        api_users: args.api_users,
+        api_duration: args.api_duration,
+        bundles: args.bundles,
+        nodes: args.nodes,
+        concurrency: args.concurrency,
+        connections: args.connections,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        progress: !args.no_progress,
+    };
+    let result = tokio::select! {
+        result = flotilla_bench::run(config) => result?,
+        () = shutdown_signal() => bail!("interrupted; no result written"),
+    };
+    let mut text = String::new();
+    for verdict in &result.verdicts {
+        let word = match verdict.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not judged",
+        };
+        text.push_str(&format!(
+            "{:<3} {:<58} {:<28} {word}\n",
+            verdict.id, verdict.measured, verdict.target
+        ));
+    }
+    text.push_str(&format!(
+        "wrote {} and {}\n",
+        args.out.join("result.json").display(),
+        args.out.join("report.html").display()
+    ));
+    output::out(&text)
 }
 
 async fn shutdown_signal() {
@@ -343,6 +442,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             flotilla_agent::run(config, &state_dir, driver, shutdown_signal()).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(args) => bench(args).await,
         Command::Sim(SimArgs {
             server,
             token,

@@ -55,8 +55,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     let store_path = config.data_dir.join("flotilla.db");
     let started = Instant::now();
+    let metrics = metrics::Metrics::default();
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&store_path)
+        SqliteStore::open_observed(&store_path, Some(metrics.store_observer()))
             .with_context(|| format!("open store {}", store_path.display()))?,
     );
     let snapshot = store.load().context("load store")?;
@@ -93,7 +94,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         admin_lock: tokio::sync::Mutex::new(()),
         admin_token_hash,
         settings: config.settings.clone(),
-        metrics: Default::default(),
+        metrics,
         deadlines: Mutex::new(Default::default()),
         dirty: Mutex::new(Vec::new()),
     });

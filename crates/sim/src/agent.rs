@@ -7,7 +7,7 @@ use flotilla_api::{
     BundleState, ClusterFacts,
     agent::{BundleReport, DesiredBundle, RegisterRequest, SyncRequest, SyncResponse},
 };
-use flotilla_core::sync::SyncMachine;
+use flotilla_core::sync::{Backoff, SyncMachine};
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -22,7 +22,7 @@ pub struct Applied {
     pub state: BundleState,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SimAgent {
     pub credential: Option<Box<str>>,
     pub machine: SyncMachine,
@@ -31,7 +31,30 @@ pub struct SimAgent {
     /// Syncs left before a flapping cluster goes silent.
     pub flap_countdown: u16,
     pub online: bool,
+    /// Retries after failed calls back off exponentially, with jitter.
+    pub backoff: Backoff,
+    /// Just registered: after its first sync the cluster picks a random phase within one
+    /// interval, so a fleet registered in a burst does not sync in lockstep ever after.
+    pub fresh: bool,
 }
+
+impl Default for SimAgent {
+    fn default() -> SimAgent {
+        SimAgent {
+            credential: None,
+            machine: SyncMachine::default(),
+            applied: Vec::new(),
+            flap_countdown: 0,
+            online: false,
+            backoff: Backoff::new(RETRY_BASE_MILLIS, RETRY_CAP_MILLIS),
+            fresh: false,
+        }
+    }
+}
+
+/// First retry after about a second, then doubling up to a minute (as the agent does).
+const RETRY_BASE_MILLIS: u64 = 1_000;
+const RETRY_CAP_MILLIS: u64 = 60_000;
 
 /// Rates that decide how simulated applies turn out.
 #[derive(Debug, Clone, Copy, Default)]

@@ -9,4 +9,4 @@ mod stats;
 pub mod wheel;
 
 pub use run::{SimConfig, SimSummary, Simulator, run};
-pub use stats::Stats;
+pub use stats::{PhaseLatency, Snapshot, Stats};

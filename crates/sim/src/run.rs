@@ -166,6 +166,11 @@ pub async fn run(
 impl Simulator {
     /// Loads the state file (if any), then starts registering and syncing in the background.
     pub fn start(config: SimConfig) -> anyhow::Result<Simulator> {
+        Simulator::start_with_stats(config, Arc::new(Stats::default()))
+    }
+
+    /// As [`Simulator::start`], counting into `stats` (which a sampler may already be reading).
+    pub fn start_with_stats(config: SimConfig, stats: Arc<Stats>) -> anyhow::Result<Simulator> {
         flotilla_client::install_crypto_provider();
         let started = Instant::now();
         let mut agents: Vec<Mutex<SimAgent>> = (0..config.clusters)
@@ -211,7 +216,7 @@ impl Simulator {
             clients,
             agents,
             wheel: Mutex::new(TimerWheel::new(TICK, horizon)),
-            stats: Arc::new(Stats::default()),
+            stats,
             facts,
             contents: Mutex::new(HashMap::new()),
             outcomes,
@@ -342,11 +347,13 @@ async fn register(shared: &Shared, ordinal: u32) {
         .json(&request)
         .send()
         .await;
+    let mut retry_after = Duration::ZERO;
     let registered = match response {
         Ok(response) if response.status().is_success() => {
             response.json::<RegisterResponse>().await.ok()
         }
         Ok(response) => {
+            retry_after = shed(shared, &response);
             tracing::debug!(status = %response.status(), %name, "registration refused");
             None
         }
@@ -357,7 +364,11 @@ async fn register(shared: &Shared, ordinal: u32) {
     };
     match registered {
         Some(registered) => {
-            shared.agents[ordinal as usize].lock().credential = Some(registered.credential.into());
+            let mut agent = shared.agents[ordinal as usize].lock();
+            agent.credential = Some(registered.credential.into());
+            agent.backoff.reset();
+            agent.fresh = true;
+            drop(agent);
             shared.stats.registered.fetch_add(1, Ordering::Relaxed);
             shared.schedule(ordinal, Duration::ZERO);
         }
@@ -366,7 +377,11 @@ async fn register(shared: &Shared, ordinal: u32) {
                 .stats
                 .registration_errors
                 .fetch_add(1, Ordering::Relaxed);
-            shared.schedule(ordinal, Duration::from_secs(5));
+            let delay = shared.agents[ordinal as usize]
+                .lock()
+                .backoff
+                .next_delay_millis(rand::rng().random());
+            shared.schedule(ordinal, Duration::from_millis(delay).max(retry_after));
         }
     }
 }
@@ -383,6 +398,7 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
         .json(&request)
         .send()
         .await;
+    let mut retry_after = Duration::ZERO;
     let reply: Result<Option<SyncResponse>, Option<u16>> = match response {
         Ok(response) if response.status() == reqwest::StatusCode::NO_CONTENT => Ok(None),
         Ok(response) if response.status().is_success() => response
@@ -390,7 +406,10 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
             .await
             .map(Some)
             .map_err(|_| None),
-        Ok(response) => Err(Some(response.status().as_u16())),
+        Ok(response) => {
+            retry_after = shed(shared, &response);
+            Err(Some(response.status().as_u16()))
+        }
         Err(_) => Err(None),
     };
     shared.stats.record_latency(started.elapsed());
@@ -408,13 +427,16 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
                 agent.online = false;
                 shared.stats.online.fetch_sub(1, Ordering::Relaxed);
             }
+            let delay =
+                Duration::from_millis(agent.backoff.next_delay_millis(rand::rng().random()));
             drop(agent);
-            shared.schedule(ordinal, Duration::from_secs(5));
+            shared.schedule(ordinal, delay.max(retry_after));
             return;
         }
     };
     let (to_apply, removed) = {
         let mut agent = shared.agents[ordinal as usize].lock();
+        agent.backoff.reset();
         if !agent.online {
             agent.online = true;
             shared.stats.online.fetch_add(1, Ordering::Relaxed);
@@ -451,10 +473,33 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
             agent.flap_countdown -= 1;
             shared.next_interval()
         }
+    } else if std::mem::take(&mut shared.agents[ordinal as usize].lock().fresh) {
+        Duration::from_millis(
+            rand::rng().random_range(0..=shared.config.interval.as_millis() as u64),
+        )
     } else {
         shared.next_interval()
     };
     shared.schedule(ordinal, delay);
+}
+
+/// Counts a refusal to shed load (429, 503) and returns the wait the server asked for.
+fn shed(shared: &Shared, response: &reqwest::Response) -> Duration {
+    let status = response.status();
+    if status != reqwest::StatusCode::TOO_MANY_REQUESTS
+        && status != reqwest::StatusCode::SERVICE_UNAVAILABLE
+    {
+        return Duration::ZERO;
+    }
+    shared.stats.shed.fetch_add(1, Ordering::Relaxed);
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, |seconds| {
+            Duration::from_secs(seconds.min(600))
+        })
 }
 
 /// The parsed content of `digest`: fetched over HTTP by this cluster unless it already holds it.

@@ -11,7 +11,7 @@
 
 mod sqlite;
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 pub use sqlite::SqliteStore;
 
@@ -68,6 +68,24 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What one group commit (one transaction, one fsync) did; reported to a [`BatchObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Commits and submits grouped into the transaction.
+    pub requests: usize,
+    /// Operations across those requests.
+    pub ops: usize,
+    /// Time to write the transaction and fsync it.
+    pub duration: Duration,
+    /// Whether the transaction committed.
+    pub committed: bool,
+}
+
+/// Called by a backend after every group commit, off the commit's critical path (replies are
+/// already sent). Lets the server keep metrics without the store depending on a metrics crate;
+/// it runs on the writer thread, so it must be cheap and must not block.
+pub type BatchObserver = Arc<dyn Fn(&BatchStats) + Send + Sync>;
 
 /// A future resolving once a commit is durable.
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<u64>> + Send>>;

@@ -4,13 +4,16 @@ use std::{
     path::{Path, PathBuf},
     sync::mpsc,
     thread,
+    time::Instant,
 };
 
 use read_connection::ReadConnection;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::{CommitFuture, Op, Record, Result, Snapshot, Store, StoreError};
+use crate::{
+    BatchObserver, BatchStats, CommitFuture, Op, Record, Result, Snapshot, Store, StoreError,
+};
 
 /// Most operations one transaction takes before it commits; bounds commit latency under a flood
 /// while still amortizing one fsync over thousands of writes.
@@ -34,6 +37,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_observed(path, None)
+    }
+
+    /// Like [`SqliteStore::open`]; `observer` is told about every group commit.
+    pub fn open_observed(path: &Path, observer: Option<BatchObserver>) -> Result<SqliteStore> {
         let connection = open_connection(path)?;
         migrate(&connection)?;
         let revision: u64 = connection
@@ -45,7 +53,7 @@ impl SqliteStore {
         let (writer, requests) = mpsc::channel();
         thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(connection, requests, revision))?;
+            .spawn(move || write_loop(connection, requests, revision, observer))?;
         Ok(SqliteStore {
             writer,
             reader: ReadConnection::new(open_connection(path)?),
@@ -90,7 +98,12 @@ fn migrate(connection: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut revision: u64) {
+fn write_loop(
+    mut connection: Connection,
+    requests: mpsc::Receiver<Request>,
+    mut revision: u64,
+    observer: Option<BatchObserver>,
+) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         let mut op_count = batch[0].ops.len();
@@ -104,7 +117,16 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut
             }
         }
         let start_revision = revision;
-        match apply_batch(&mut connection, &batch, &mut revision) {
+        let requests_in_batch = batch.len();
+        let started = Instant::now();
+        let applied = apply_batch(&mut connection, &batch, &mut revision);
+        let stats = BatchStats {
+            requests: requests_in_batch,
+            ops: op_count,
+            duration: started.elapsed(),
+            committed: applied.is_ok(),
+        };
+        match applied {
             Ok(revisions) => {
                 for (request, committed) in batch.into_iter().zip(revisions) {
                     if let Some(reply) = request.reply {
@@ -121,6 +143,9 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut
                     }
                 }
             }
+        }
+        if let Some(observer) = &observer {
+            observer(&stats);
         }
     }
 }
@@ -269,5 +294,64 @@ mod read_connection {
             };
             read(&guard)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+
+    fn put(name: &str) -> Op {
+        Op::Put {
+            kind: "K".into(),
+            name: name.into(),
+            doc: b"1".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_group_commit_is_reported_to_the_observer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
+        let observer: BatchObserver = {
+            let seen = seen.clone();
+            Arc::new(move |stats: &BatchStats| seen.lock().expect("lock").push(*stats))
+        };
+        let store =
+            SqliteStore::open_observed(&dir.path().join("store.db"), Some(observer)).expect("open");
+        store.submit(vec![put("soft")]);
+        store.commit(vec![put("a")]).await.expect("commit");
+        store
+            .commit(vec![put("b"), put("c")])
+            .await
+            .expect("commit");
+        // The observer runs after the replies are sent: wait for the last batch to show up.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let batches = loop {
+            let batches = seen.lock().expect("lock").clone();
+            if batches.iter().map(|b| b.ops).sum::<usize>() == 4 || Instant::now() > deadline {
+                break batches;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        assert_eq!(
+            batches.iter().map(|b| b.ops).sum::<usize>(),
+            4,
+            "{batches:?}"
+        );
+        assert_eq!(
+            batches.iter().map(|b| b.requests).sum::<usize>(),
+            3,
+            "{batches:?}"
+        );
+        assert!(
+            batches.iter().all(|b| b.committed && b.ops > 0),
+            "{batches:?}"
+        );
     }
 }

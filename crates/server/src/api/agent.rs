@@ -196,7 +196,7 @@ async fn register_inner(state: &SharedState, body: RawBody) -> ApiResult<(Regist
             }
         }
     }
-    tracing::info!(cluster = %request.name, new = is_new, "cluster registered");
+    tracing::debug!(cluster = %request.name, new = is_new, "cluster registered");
     Ok((
         RegisterResponse {
             name: request.name.clone(),

@@ -7,16 +7,22 @@ pub mod body;
 pub mod openapi;
 pub mod render;
 
+use std::time::Instant;
+
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderValue, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use flotilla_api::ClusterState;
 
-use crate::{error::ApiError, fleet::cluster_state_index, metrics::StateLabel, state::SharedState};
+use crate::{
+    error::ApiError,
+    metrics::{method_label, route_label},
+    state::SharedState,
+};
 
 /// The whole HTTP application.
 pub fn app(state: SharedState) -> Router {
@@ -40,7 +46,28 @@ pub fn app(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        // Outermost, and applied to every route and the fallback after routing, so the matched
+        // route template is known.
+        .layer(middleware::from_fn_with_state(state.clone(), track_http))
         .with_state(state)
+}
+
+/// Counts and times every request by route template, method and status class. Labels are
+/// `&'static str`: nothing is allocated per request (see `metrics::route_label`).
+async fn track_http(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = route_label(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe_http(route, method, response.status(), started.elapsed());
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -58,23 +85,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {
-    {
-        let fleet = state.fleet.read();
-        for cluster_state in [
-            ClusterState::Pending,
-            ClusterState::Online,
-            ClusterState::Offline,
-        ] {
-            state
-                .metrics
-                .clusters
-                .get_or_create(&StateLabel {
-                    state: cluster_state.as_str(),
-                })
-                .set(fleet.cluster_counts[cluster_state_index(cluster_state)] as i64);
-        }
-        state.metrics.bundles.set(fleet.bundle_names.len() as i64);
-    }
+    state.metrics.observe_fleet(&state.fleet.read());
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

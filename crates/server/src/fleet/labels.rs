@@ -32,6 +32,15 @@ impl Interner {
     pub fn resolve(&self, id: u32) -> &str {
         self.strings.get(id as usize).map(|s| &**s).unwrap_or("")
     }
+
+    /// Distinct strings interned (never shrinks).
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
 }
 
 /// A cluster's labels: `(key id, value id)` pairs sorted by key id.

@@ -208,6 +208,16 @@ impl Fleet {
             .collect()
     }
 
+    /// Deployments (cluster × bundle entries) in the model. Every deployment is one cluster in
+    /// its bundle's `targeted` bitmap, so this is O(bundles), not a walk over the clusters.
+    pub fn deployment_count(&self) -> u64 {
+        self.bundles
+            .iter()
+            .flatten()
+            .map(|b| b.targeted.len())
+            .sum()
+    }
+
     pub fn mark_dirty(cluster: &ClusterEntry) -> bool {
         !cluster.dirty.swap(true, Ordering::AcqRel)
     }

@@ -261,6 +261,17 @@ fn assert_consistent(fleet: &Fleet) {
         );
     }
     assert_eq!(fleet.cluster_counts, by_state, "cluster counters");
+    let deployments: usize = fleet
+        .clusters
+        .iter()
+        .flatten()
+        .map(|cluster| cluster.deployments.len())
+        .sum();
+    assert_eq!(
+        fleet.deployment_count(),
+        deployments as u64,
+        "deployment count (a metric) equals the deployments held by clusters"
+    );
 }
 
 #[test]

@@ -1,0 +1,394 @@
+//! `report.html`: one self-contained page with the run's figures, its verdicts, and SVG plots
+//! (drawn with plotters) of each series over time, phases marked.
+
+use std::fmt::Write;
+
+use plotters::prelude::*;
+
+use crate::{
+    result::{BenchResult, Phase},
+    sampler::Sample,
+};
+
+/// One line on a chart.
+struct Line<'a> {
+    label: &'a str,
+    color: RGBColor,
+    value: fn(&Sample) -> Option<f64>,
+}
+
+const BLUE_LINE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE_LINE: RGBColor = RGBColor(255, 127, 14);
+const GREEN_LINE: RGBColor = RGBColor(44, 160, 44);
+const PHASE_LINE: RGBColor = RGBColor(150, 150, 150);
+
+fn chart(
+    title: &str,
+    unit: &str,
+    samples: &[Sample],
+    phases: &[Phase],
+    lines: &[Line],
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let x_max = samples.last().map_or(1.0, |sample| sample.t).max(1.0);
+        let y_max = samples
+            .iter()
+            .flat_map(|sample| lines.iter().filter_map(|line| (line.value)(sample)))
+            .fold(0.0_f64, f64::max);
+        let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since start")
+            .y_desc(unit)
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(plot_error)?;
+        for phase in phases {
+            chart
+                .draw_series(LineSeries::new(
+                    [(phase.start, 0.0), (phase.start, y_max)],
+                    PHASE_LINE.stroke_width(1),
+                ))
+                .map_err(plot_error)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    phase.name.clone(),
+                    (phase.start, y_max * 0.97),
+                    ("sans-serif", 12).into_font().color(&PHASE_LINE),
+                )))
+                .map_err(plot_error)?;
+        }
+        for line in lines {
+            let points: Vec<(f64, f64)> = samples
+                .iter()
+                .filter_map(|sample| Some((sample.t, (line.value)(sample)?)))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let color = line.color;
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(line.label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+fn plot_error<E: std::fmt::Debug>(error: E) -> anyhow::Error {
+    anyhow::anyhow!("draw a chart: {error:?}")
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn row(html: &mut String, cells: &[String]) {
+    html.push_str("<tr>");
+    for cell in cells {
+        let _ = write!(html, "<td>{}</td>", escape(cell));
+    }
+    html.push_str("</tr>\n");
+}
+
+fn table(html: &mut String, title: &str, headers: &[&str], rows: &[Vec<String>]) {
+    let _ = write!(html, "<h2>{}</h2>\n<table><tr>", escape(title));
+    for header in headers {
+        let _ = write!(html, "<th>{}</th>", escape(header));
+    }
+    html.push_str("</tr>\n");
+    for cells in rows {
+        row(html, cells);
+    }
+    html.push_str("</table>\n");
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or_else(|| "not reached".into(), |s| format!("{s:.1} s"))
+}
+
+fn optional(value: Option<f64>, unit: &str) -> String {
+    value.map_or_else(|| "not sampled".into(), |v| format!("{v:.2} {unit}"))
+}
+
+pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
+    let samples = &result.samples;
+    let phases = &result.phases;
+    let charts = [
+        chart(
+            "Clusters",
+            "clusters",
+            samples,
+            phases,
+            &[
+                Line {
+                    label: "registered",
+                    color: BLUE_LINE,
+                    value: |s| Some(s.registered as f64),
+                },
+                Line {
+                    label: "online (simulator)",
+                    color: ORANGE_LINE,
+                    value: |s| Some(s.online.max(0) as f64),
+                },
+                Line {
+                    label: "online (server)",
+                    color: GREEN_LINE,
+                    value: |s| s.server_online.map(|v| v as f64),
+                },
+            ],
+        )?,
+        chart(
+            "Requests per second",
+            "per second",
+            samples,
+            phases,
+            &[
+                Line {
+                    label: "syncs/s",
+                    color: BLUE_LINE,
+                    value: |s| Some(s.syncs_per_second),
+                },
+                Line {
+                    label: "registrations/s",
+                    color: ORANGE_LINE,
+                    value: |s| Some(s.registrations_per_second),
+                },
+            ],
+        )?,
+        chart(
+            "Sync latency seen by agents",
+            "milliseconds",
+            samples,
+            phases,
+            &[
+                Line {
+                    label: "p50",
+                    color: BLUE_LINE,
+                    value: |s| Some(s.sync_p50_ms),
+                },
+                Line {
+                    label: "p99",
+                    color: ORANGE_LINE,
+                    value: |s| Some(s.sync_p99_ms),
+                },
+            ],
+        )?,
+        chart(
+            "CPU",
+            "cores",
+            samples,
+            phases,
+            &[
+                Line {
+                    label: "server",
+                    color: BLUE_LINE,
+                    value: |s| s.server_cpu_cores,
+                },
+                Line {
+                    label: "simulator",
+                    color: ORANGE_LINE,
+                    value: |s| s.sim_cpu_cores,
+                },
+            ],
+        )?,
+        chart(
+            "Server resident memory",
+            "MiB",
+            samples,
+            phases,
+            &[Line {
+                label: "RSS",
+                color: BLUE_LINE,
+                value: |s| s.server_rss_mib,
+            }],
+        )?,
+        chart(
+            "Bundle deployments",
+            "deployments",
+            samples,
+            phases,
+            &[
+                Line {
+                    label: "desired",
+                    color: BLUE_LINE,
+                    value: |s| s.bundles_desired.map(|v| v as f64),
+                },
+                Line {
+                    label: "ready",
+                    color: GREEN_LINE,
+                    value: |s| s.bundles_ready.map(|v| v as f64),
+                },
+            ],
+        )?,
+    ];
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>flotilla bench: {scenario}, {clusters} clusters</title>\n<style>\
+         body{{font-family:system-ui,sans-serif;margin:2em;max-width:1600px;color:#222}}\
+         table{{border-collapse:collapse;margin-bottom:1em}}\
+         td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}\
+         th{{background:#f3f3f3}}\
+         .charts{{display:flex;flex-wrap:wrap;gap:12px}}\
+         .met{{color:#1a7f37;font-weight:bold}}.missed{{color:#cf222e;font-weight:bold}}\
+         code{{background:#f3f3f3;padding:2px 4px}}\
+         </style></head><body>\n<h1>flotilla bench: {scenario}, {clusters} clusters</h1>\n\
+         <p>Command: <code>{command}</code><br>Commit {commit}, started {started}<br>\
+         Machine: {cores} cores, {memory:.1} GiB, {cpu}, Linux {kernel}<br>\
+         {bundles} bundles and {nodes} nodes per cluster, sync interval {interval:.0} s{sampled}</p>\n",
+        scenario = escape(&result.scenario),
+        clusters = result.clusters,
+        command = escape(&result.command),
+        commit = escape(&result.commit),
+        started = escape(&result.started_at),
+        cores = result.machine.cores,
+        memory = result.machine.memory_gib,
+        cpu = escape(&result.machine.cpu_model),
+        kernel = escape(&result.machine.kernel),
+        bundles = result.bundles_per_cluster,
+        nodes = result.nodes_per_cluster,
+        interval = result.sync_interval_seconds,
+        sampled = if result.server_sampled {
+            ""
+        } else {
+            "; the server was not started by the bench, so its CPU and memory were not sampled"
+        },
+    );
+    if !result.verdicts.is_empty() {
+        html.push_str("<h2>Targets</h2>\n<table><tr><th>id</th><th>measure</th><th>target</th><th>measured</th><th>verdict</th><th>note</th></tr>\n");
+        for verdict in &result.verdicts {
+            let (class, word) = match verdict.met {
+                Some(true) => ("met", "met"),
+                Some(false) => ("missed", "missed"),
+                None => ("", "not judged"),
+            };
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td><td>{}</td></tr>",
+                escape(&verdict.id),
+                escape(&verdict.measure),
+                escape(&verdict.target),
+                escape(&verdict.measured),
+                escape(&verdict.note),
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    let mut figures = Vec::new();
+    if let Some(register) = &result.register {
+        figures.push(vec![
+            "register".into(),
+            format!(
+                "{} clusters in {:.1} s: {:.0} clusters/s, {} errors",
+                register.clusters, register.seconds, register.clusters_per_second, register.errors
+            ),
+        ]);
+    }
+    if let Some(converge) = &result.converge {
+        figures.push(vec![
+            "converge".into(),
+            format!(
+                "{} bundle deployments Ready in {:.1} s",
+                converge.deployments, converge.seconds
+            ),
+        ]);
+    }
+    if let Some(steady) = &result.steady {
+        figures.push(vec!["steady".into(), format!(
+            "{:.0} s, {} syncs ({:.0}/s), {} errors; server {} per sync, {}, RSS max {}; simulator {}; sync p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+            steady.seconds, steady.syncs, steady.syncs_per_second, steady.errors,
+            optional(steady.server_cpu_micros_per_sync, "µs"),
+            optional(steady.server_cpu_cores, "cores"),
+            optional(steady.server_rss_mib_max, "MiB"),
+            optional(steady.sim_cpu_cores, "cores"),
+            steady.sync_p50_ms, steady.sync_p99_ms, steady.sync_max_ms,
+        )]);
+    }
+    if let Some(rollout) = &result.rollout {
+        figures.push(vec![
+            "rollout".into(),
+            format!(
+                "{} on {} clusters: 50% in {}, 90% in {}, 99% in {}, 100% in {}",
+                rollout.bundle,
+                rollout.desired,
+                seconds(rollout.seconds_to_50),
+                seconds(rollout.seconds_to_90),
+                seconds(rollout.seconds_to_99),
+                seconds(rollout.seconds_to_100),
+            ),
+        ]);
+    }
+    if let Some(restart) = &result.restart {
+        figures.push(vec!["restart".into(), format!(
+            "healthy {:.1} s after kill -9, whole fleet served after {:.1} s, all Online after {}; {} of {} acknowledged writes lost; clusters {} before, {} after",
+            restart.seconds_to_healthy, restart.seconds_to_serve_fleet, seconds(restart.seconds_to_all_online),
+            restart.lost_writes.len(), restart.acknowledged_writes, restart.clusters_before, restart.clusters_after,
+        )]);
+    }
+    table(&mut html, "Figures", &["phase", "result"], &figures);
+    if let Some(api) = &result.api {
+        let rows: Vec<Vec<String>> = api
+            .operations
+            .iter()
+            .map(|operation| {
+                vec![
+                    operation.name.clone(),
+                    operation.count.to_string(),
+                    operation.errors.to_string(),
+                    format!("{:.2}", operation.p50_ms),
+                    format!("{:.2}", operation.p99_ms),
+                    format!("{:.1}", operation.max_ms),
+                ]
+            })
+            .collect();
+        table(
+            &mut html,
+            &format!(
+                "Admin API under load ({} users, {:.0} s; agents' sync p99 meanwhile {:.2} ms)",
+                api.users, api.seconds, api.sync_p99_ms
+            ),
+            &[
+                "operation",
+                "requests",
+                "errors",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+            ],
+            &rows,
+        );
+    }
+    html.push_str("<h2>Over time</h2>\n<div class=\"charts\">\n");
+    for svg in charts {
+        let _ = writeln!(html, "<div>{svg}</div>");
+    }
+    html.push_str("</div>\n</body></html>\n");
+    Ok(html)
+}

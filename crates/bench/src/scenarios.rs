@@ -1,0 +1,671 @@
+//! The scenarios: register, converge (always, before the steady-state ones), steady, rollout,
+//! api and restart, and the verdicts against the one-million-cluster targets.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use flotilla_api::Kind;
+use flotilla_client::{AdminClient, ListOptions};
+use flotilla_sim::{SimConfig, Simulator};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use rand::RngExt;
+use serde_json::{Value, json};
+
+use crate::{
+    BenchConfig, Run, Scenario,
+    result::{
+        ApiOperation, ApiResult, ConvergeResult, RegisterResult, RestartResult, RolloutResult,
+        SteadyResult, Verdict,
+    },
+    target::Target,
+};
+
+/// The figures of the phases that ran.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub register: Option<RegisterResult>,
+    pub converge: Option<ConvergeResult>,
+    pub steady: Option<SteadyResult>,
+    pub rollout: Option<RolloutResult>,
+    pub api: Option<ApiResult>,
+    pub restart: Option<RestartResult>,
+}
+
+const POLL: Duration = Duration::from_millis(250);
+
+/// Polls `check` until it yields a value or `deadline` passes.
+async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if Instant::now() > until {
+            bail!("gave up after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub async fn drive(run: &mut Run, sim_config: SimConfig) -> anyhow::Result<Figures> {
+    let mut figures = Figures::default();
+    let scenario = run.config.scenario;
+    figures.register = Some(register(run, sim_config).await?);
+    if scenario == Scenario::Register {
+        return Ok(figures);
+    }
+    figures.converge = Some(converge(run).await?);
+    if scenario.runs(Scenario::Steady) {
+        figures.steady = Some(steady(run).await?);
+    }
+    if scenario.runs(Scenario::Rollout) {
+        figures.rollout = Some(rollout(run).await?);
+    }
+    if scenario.runs(Scenario::Api) {
+        figures.api = Some(api(run).await?);
+    }
+    if scenario.runs(Scenario::Restart) {
+        if matches!(run.target, Target::Child(_)) {
+            figures.restart = Some(restart(run).await?);
+        } else {
+            run.progress
+                .println("bench: restart skipped: the server is not ours to kill (--server)");
+        }
+    }
+    Ok(figures)
+}
+
+/// Clusters register from zero as fast as the server accepts them.
+async fn register(run: &mut Run, sim_config: SimConfig) -> anyhow::Result<RegisterResult> {
+    let start = run.begin("register");
+    let clusters = u64::from(run.config.clusters);
+    let began = Instant::now();
+    run.simulator = Some(Simulator::start_with_stats(sim_config, run.stats.clone())?);
+    let stats = run.stats.clone();
+    let deadline = Duration::from_secs(120 + clusters / 200);
+    wait_until("every simulated cluster to register", deadline, || {
+        let stats = stats.clone();
+        async move { (stats.snapshot(false).registered >= clusters).then_some(()) }
+    })
+    .await?;
+    let seconds = began.elapsed().as_secs_f64();
+    run.end("register", start);
+    let errors = run.stats.snapshot(false).registration_errors;
+    Ok(RegisterResult {
+        clusters,
+        seconds,
+        clusters_per_second: clusters as f64 / seconds.max(1e-6),
+        errors,
+    })
+}
+
+fn bundle(index: u32, revision: u32) -> Value {
+    json!({
+        "apiVersion": flotilla_api::API_VERSION,
+        "kind": "Bundle",
+        "metadata": {"name": format!("bench-{index}"), "labels": {"bench": "true"}},
+        "spec": {
+            "resources": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": format!("bench-{index}")},
+                    "data": {
+                        "region": "${cluster.labels.region}",
+                        "revision": revision.to_string(),
+                    },
+                },
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": format!("bench-{index}")},
+                    "spec": {
+                        "replicas": 2,
+                        "selector": {"matchLabels": {"app": format!("bench-{index}")}},
+                        "template": {
+                            "metadata": {"labels": {"app": format!("bench-{index}")}},
+                            "spec": {"containers": [{
+                                "name": "app",
+                                "image": format!("registry.example/bench-{index}:{revision}"),
+                            }]},
+                        },
+                    },
+                },
+            ],
+            "targets": [{
+                "clusterSelector": {},
+                "customization": {"namespace": "bench"},
+            }],
+        },
+    })
+}
+
+/// Bundles are created and every cluster applies them.
+async fn converge(run: &mut Run) -> anyhow::Result<ConvergeResult> {
+    let start = run.begin("converge");
+    let began = Instant::now();
+    for index in 0..run.config.bundles {
+        run.admin
+            .apply(&bundle(index, 1))
+            .await
+            .with_context(|| format!("apply bundle bench-{index}"))?;
+    }
+    let deployments = u64::from(run.config.clusters) * u64::from(run.config.bundles);
+    let deadline = run.config.interval * 3 + Duration::from_secs(120 + deployments / 2_000);
+    let run_ref = &*run;
+    wait_until(
+        "every bundle Ready on every cluster",
+        deadline,
+        || async move {
+            let ready = run_ref
+                .server_metric("flotilla_bundle_deployments{state=\"ready\"}")
+                .await?;
+            (ready as u64 >= deployments).then_some(())
+        },
+    )
+    .await?;
+    let seconds = began.elapsed().as_secs_f64();
+    run.end("converge", start);
+    Ok(ConvergeResult {
+        deployments,
+        seconds,
+    })
+}
+
+/// The fleet holds still for `--duration`: server CPU per sync, memory, sync latency, errors.
+async fn steady(run: &mut Run) -> anyhow::Result<SteadyResult> {
+    let start = run.begin("steady");
+    let before = run.stats.snapshot(false);
+    run.stats.reset_phase();
+    let cpu_before = run.pid_cpu();
+    let sim_cpu_before = crate::sampler::own_cpu();
+    let began = Instant::now();
+    tokio::time::sleep(run.config.duration).await;
+    let seconds = began.elapsed().as_secs_f64();
+    let after = run.stats.snapshot(false);
+    let cpu_after = run.pid_cpu();
+    let sim_cpu_after = crate::sampler::own_cpu();
+    let latency = run.stats.phase_latency();
+    let end = run.now();
+    run.end("steady", start);
+    let syncs = after.syncs - before.syncs;
+    let server_cpu = match (cpu_before, cpu_after) {
+        (Some((pid_a, a)), Some((pid_b, b))) if pid_a == pid_b => Some(b - a),
+        _ => None,
+    };
+    let samples = run.samples_between(start, end);
+    Ok(SteadyResult {
+        seconds,
+        syncs,
+        syncs_per_second: syncs as f64 / seconds.max(1e-6),
+        errors: (after.sync_errors + after.registration_errors)
+            - (before.sync_errors + before.registration_errors),
+        server_cpu_micros_per_sync: server_cpu
+            .filter(|_| syncs > 0)
+            .map(|cpu| cpu * 1e6 / syncs as f64),
+        server_cpu_cores: server_cpu.map(|cpu| cpu / seconds.max(1e-6)),
+        server_rss_mib_max: samples
+            .iter()
+            .filter_map(|sample| sample.server_rss_mib)
+            .reduce(f64::max),
+        sim_cpu_cores: match (sim_cpu_before, sim_cpu_after) {
+            (Some(a), Some(b)) => Some((b - a) / seconds.max(1e-6)),
+            _ => None,
+        },
+        sync_p50_ms: latency.p50_micros as f64 / 1e3,
+        sync_p99_ms: latency.p99_micros as f64 / 1e3,
+        sync_max_ms: latency.max_micros as f64 / 1e3,
+    })
+}
+
+/// One bundle targeted at every cluster changes; how long until its new revision is Ready.
+async fn rollout(run: &mut Run) -> anyhow::Result<RolloutResult> {
+    let start = run.begin("rollout");
+    let name = "bench-0";
+    let current = run.admin.get(Kind::Bundle, name).await?;
+    let revision = current
+        .pointer("/spec/resources/0/data/revision")
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse::<u32>().ok())
+        .unwrap_or(1);
+    let (_, changed) = run.admin.apply(&bundle(0, revision + 1)).await?;
+    let began = Instant::now();
+    let generation = changed
+        .pointer("/metadata/generation")
+        .and_then(Value::as_u64)
+        .context("the server returned no generation for the changed bundle")?;
+    let mut reached: [Option<f64>; 4] = [None; 4];
+    let shares = [0.5, 0.9, 0.99, 1.0];
+    let deadline = began + run.config.interval * 3 + Duration::from_secs(120);
+    let mut desired = 0;
+    while reached[3].is_none() && Instant::now() < deadline {
+        let bundle = run.admin.get(Kind::Bundle, name).await?;
+        let observed = bundle
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if observed >= generation {
+            desired = bundle
+                .pointer("/status/summary/desired")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let ready = bundle
+                .pointer("/status/summary/ready")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let elapsed = began.elapsed().as_secs_f64();
+            for (slot, share) in reached.iter_mut().zip(shares) {
+                if slot.is_none() && desired > 0 && ready as f64 >= share * desired as f64 {
+                    *slot = Some(elapsed);
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    run.end("rollout", start);
+    Ok(RolloutResult {
+        bundle: name.to_string(),
+        desired,
+        seconds_to_50: reached[0],
+        seconds_to_90: reached[1],
+        seconds_to_99: reached[2],
+        seconds_to_100: reached[3],
+    })
+}
+
+const API_OPERATIONS: [&str; 7] = [
+    "list clusters",
+    "filter clusters by selector",
+    "filter clusters by state",
+    "page clusters",
+    "get cluster",
+    "list bundles",
+    "get bundle",
+];
+
+/// Latency and error count of one admin operation.
+type OperationStats = (Histogram<u64>, u64);
+
+/// Concurrent admin users list, filter, page and describe while the fleet syncs.
+async fn api(run: &mut Run) -> anyhow::Result<ApiResult> {
+    let start = run.begin("api");
+    run.stats.reset_phase();
+    let began = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let histograms: Arc<Mutex<Vec<OperationStats>>> = Arc::new(Mutex::new(
+        API_OPERATIONS
+            .iter()
+            .map(|_| {
+                (
+                    Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid bounds"),
+                    0,
+                )
+            })
+            .collect(),
+    ));
+    let mut users = Vec::new();
+    for user in 0..run.config.api_users.max(1) {
+        let admin = AdminClient::new(&run.target.base(), run.target.admin_token())?;
+        let stop = stop.clone();
+        let histograms = histograms.clone();
+        let clusters = run.config.clusters;
+        let bundles = run.config.bundles.max(1);
+        users.push(tokio::spawn(async move {
+            let mut cursor: Option<String> = None;
+            let mut turn = user;
+            while !stop.load(Ordering::Relaxed) {
+                let operation = turn % API_OPERATIONS.len();
+                turn += 1;
+                let started = Instant::now();
+                let ok = api_call(&admin, operation, clusters, bundles, &mut cursor).await;
+                let micros = started.elapsed().as_micros() as u64;
+                let mut histograms = histograms.lock();
+                let _ = histograms[operation].0.record(micros.clamp(1, 600_000_000));
+                if !ok {
+                    histograms[operation].1 += 1;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(run.config.api_duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for user in users {
+        let _ = user.await;
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let latency = run.stats.phase_latency();
+    run.end("api", start);
+    let histograms = histograms.lock();
+    let operations = API_OPERATIONS
+        .iter()
+        .zip(histograms.iter())
+        .map(|(name, (histogram, errors))| ApiOperation {
+            name: name.to_string(),
+            count: histogram.len(),
+            errors: *errors,
+            p50_ms: histogram.value_at_quantile(0.5) as f64 / 1e3,
+            p99_ms: histogram.value_at_quantile(0.99) as f64 / 1e3,
+            max_ms: histogram.max() as f64 / 1e3,
+        })
+        .collect();
+    Ok(ApiResult {
+        users: run.config.api_users.max(1),
+        seconds,
+        operations,
+        sync_p99_ms: latency.p99_micros as f64 / 1e3,
+    })
+}
+
+async fn api_call(
+    admin: &AdminClient,
+    operation: usize,
+    clusters: u32,
+    bundles: u32,
+    cursor: &mut Option<String>,
+) -> bool {
+    let cluster_name = || format!("bench-{:07}", rand::rng().random_range(0..clusters.max(1)));
+    let page = |options: ListOptions| async move {
+        admin
+            .list_page(Kind::Cluster, &options, 100, None)
+            .await
+            .is_ok()
+    };
+    match operation {
+        0 => page(ListOptions::default()).await,
+        1 => {
+            page(ListOptions {
+                label_selector: Some("region=eu-west,env in (prod,staging)".into()),
+                ..ListOptions::default()
+            })
+            .await
+        }
+        2 => {
+            page(ListOptions {
+                state: Some("Online".into()),
+                ..ListOptions::default()
+            })
+            .await
+        }
+        3 => match admin
+            .list_page(
+                Kind::Cluster,
+                &ListOptions::default(),
+                100,
+                cursor.as_deref(),
+            )
+            .await
+        {
+            Ok(list) => {
+                *cursor = list.continue_token;
+                true
+            }
+            Err(_) => false,
+        },
+        4 => admin.get(Kind::Cluster, &cluster_name()).await.is_ok(),
+        5 => admin
+            .list_page(Kind::Bundle, &ListOptions::default(), 100, None)
+            .await
+            .is_ok(),
+        _ => {
+            let name = format!("bench-{}", rand::rng().random_range(0..bundles));
+            admin.get(Kind::Bundle, &name).await.is_ok()
+        }
+    }
+}
+
+/// `kill -9` while admin writes are in flight, start again: time to serve, time until every
+/// cluster is Online, and every acknowledged write still there.
+async fn restart(run: &mut Run) -> anyhow::Result<RestartResult> {
+    let start = run.begin("restart");
+    let clusters_before = run
+        .admin
+        .count(Kind::Cluster, &ListOptions::default())
+        .await?;
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let admin = AdminClient::new(&run.target.base(), run.target.admin_token())?;
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut index = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("bench-ack-{writer}-{index}");
+                index += 1;
+                let group = json!({
+                    "apiVersion": flotilla_api::API_VERSION,
+                    "kind": "ClusterGroup",
+                    "metadata": {"name": name},
+                    "spec": {"selector": {"matchLabels": {"region": "eu-west"}}},
+                });
+                match admin.create(Kind::ClusterGroup, &group).await {
+                    Ok(_) => acknowledged.lock().push(name),
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    // Kill once writes are flowing, so some are acknowledged and some in flight.
+    let flowing = acknowledged.clone();
+    wait_until("admin writes to flow", Duration::from_secs(30), || {
+        let flowing = flowing.clone();
+        async move { (flowing.lock().len() >= 50).then_some(()) }
+    })
+    .await?;
+    let Target::Child(child) = &mut run.target else {
+        bail!("restart needs a server the bench started");
+    };
+    child.kill().await?;
+    let killed = Instant::now();
+    run.pid.set(None);
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock());
+    let healthy = child.restart(Duration::from_secs(600)).await?;
+    let seconds_to_healthy = killed.elapsed().as_secs_f64();
+    let _ = healthy;
+    run.pid.set(run.target.pid());
+    let admin = &run.admin;
+    let clusters_after = wait_until(
+        "the restarted server to list the whole fleet",
+        Duration::from_secs(600),
+        || async move {
+            let count = admin
+                .count(Kind::Cluster, &ListOptions::default())
+                .await
+                .ok()?;
+            (count >= clusters_before).then_some(count)
+        },
+    )
+    .await
+    .unwrap_or(0);
+    let seconds_to_serve_fleet = killed.elapsed().as_secs_f64();
+    let mut lost_writes = Vec::new();
+    let groups: BTreeMap<String, ()> = run
+        .admin
+        .list_all(Kind::ClusterGroup, &ListOptions::default())
+        .await?
+        .iter()
+        .filter_map(|group| group.pointer("/metadata/name")?.as_str())
+        .map(|name| (name.to_string(), ()))
+        .collect();
+    for name in &acknowledged {
+        if !groups.contains_key(name) {
+            lost_writes.push(name.clone());
+        }
+    }
+    let run_ref = &*run;
+    let expected_online = u64::from(run.config.clusters);
+    let deadline = run.config.interval * 3 + Duration::from_secs(120);
+    let seconds_to_all_online = wait_until("every cluster Online again", deadline, || async move {
+        let online = run_ref
+            .server_metric("flotilla_clusters{state=\"Online\"}")
+            .await?;
+        (online as u64 >= expected_online).then_some(())
+    })
+    .await
+    .ok()
+    .map(|()| killed.elapsed().as_secs_f64());
+    run.end("restart", start);
+    Ok(RestartResult {
+        seconds_to_healthy,
+        seconds_to_serve_fleet,
+        seconds_to_all_online,
+        acknowledged_writes: acknowledged.len() as u64,
+        lost_writes,
+        clusters_before,
+        clusters_after,
+    })
+}
+
+const MILLION: u32 = 1_000_000;
+
+/// A verdict per target of the one-million-cluster issue, where this run can judge one.
+pub fn verdicts(config: &BenchConfig, figures: &Figures) -> Vec<Verdict> {
+    let at_scale = config.clusters >= MILLION;
+    let scale_note = if at_scale {
+        String::new()
+    } else {
+        format!(
+            "the target is stated at 1,000,000 clusters; this run had {}",
+            config.clusters
+        )
+    };
+    let mut verdicts = Vec::new();
+    if let Some(steady) = &figures.steady {
+        let held_minutes = steady.seconds / 60.0;
+        let interval = config.interval.as_secs_f64();
+        let judged = at_scale && held_minutes >= 10.0;
+        let (id, measure) = if at_scale && interval <= 30.0 {
+            ("P8", "1M clusters at a 30-second sync interval")
+        } else {
+            (
+                "P1",
+                "steady state: 1M clusters, 3 nodes and 4 bundles each",
+            )
+        };
+        verdicts.push(Verdict {
+            id: id.into(),
+            measure: measure.into(),
+            target: "held 10 minutes, 0 errors".into(),
+            measured: format!(
+                "{} clusters held {held_minutes:.1} min at a {interval:.0} s interval, {} errors",
+                config.clusters, steady.errors
+            ),
+            met: judged.then_some(steady.errors == 0),
+            note: if judged {
+                String::new()
+            } else if at_scale {
+                "held less than 10 minutes".into()
+            } else {
+                scale_note.clone()
+            },
+        });
+        if let Some(micros) = steady.server_cpu_micros_per_sync {
+            verdicts.push(Verdict {
+                id: "P2".into(),
+                measure: "server CPU per agent sync".into(),
+                target: "≤ 60 µs".into(),
+                measured: format!("{micros:.1} µs"),
+                met: Some(micros <= 60.0),
+                note: scale_note.clone(),
+            });
+        }
+        if let Some(rss) = steady.server_rss_mib_max {
+            verdicts.push(Verdict {
+                id: "P6".into(),
+                measure: "server resident memory at steady state".into(),
+                target: "≤ 3 GiB at 1M clusters".into(),
+                measured: format!("{rss:.0} MiB"),
+                met: at_scale.then_some(rss <= 3072.0),
+                note: scale_note.clone(),
+            });
+        }
+    }
+    if let Some(register) = &figures.register {
+        verdicts.push(Verdict {
+            id: "P3".into(),
+            measure: "registration rate, each registration durable".into(),
+            target: "≥ 5,000 clusters/s".into(),
+            measured: format!(
+                "{:.0} clusters/s ({} in {:.1} s, {} errors)",
+                register.clusters_per_second, register.clusters, register.seconds, register.errors
+            ),
+            met: Some(register.clusters_per_second >= 5_000.0),
+            note: scale_note.clone(),
+        });
+    }
+    if let Some(rollout) = &figures.rollout {
+        let limit = config.interval.as_secs_f64() + 10.0;
+        verdicts.push(Verdict {
+            id: "P4".into(),
+            measure: "bundle change until 99% of clusters report it Ready".into(),
+            target: format!("≤ one sync interval + 10 s ({limit:.0} s)"),
+            measured: match rollout.seconds_to_99 {
+                Some(seconds) => format!("{seconds:.1} s"),
+                None => "not reached".into(),
+            },
+            met: Some(
+                rollout
+                    .seconds_to_99
+                    .is_some_and(|seconds| seconds <= limit),
+            ),
+            note: scale_note.clone(),
+        });
+    }
+    if let Some(restart) = &figures.restart {
+        verdicts.push(Verdict {
+            id: "P5".into(),
+            measure: "kill -9 until the server serves the full fleet again".into(),
+            target: "≤ 30 s, nothing acknowledged lost".into(),
+            measured: format!(
+                "{:.1} s, {} of {} acknowledged writes lost",
+                restart.seconds_to_serve_fleet,
+                restart.lost_writes.len(),
+                restart.acknowledged_writes
+            ),
+            met: Some(
+                restart.seconds_to_serve_fleet <= 30.0
+                    && restart.lost_writes.is_empty()
+                    && restart.clusters_after >= restart.clusters_before,
+            ),
+            note: scale_note.clone(),
+        });
+    }
+    if let Some(api) = &figures.api {
+        let worst = api
+            .operations
+            .iter()
+            .map(|operation| operation.p99_ms)
+            .fold(0.0, f64::max);
+        let errors: u64 = api
+            .operations
+            .iter()
+            .map(|operation| operation.errors)
+            .sum();
+        verdicts.push(Verdict {
+            id: "P7".into(),
+            measure: "admin list / filter / page / describe p99 under load".into(),
+            target: "≤ 100 ms".into(),
+            measured: format!("worst p99 {worst:.1} ms, {errors} errors"),
+            met: Some(worst <= 100.0 && errors == 0),
+            note: scale_note,
+        });
+    }
+    verdicts
+}
