@@ -142,6 +142,15 @@ impl Run {
         self.started.elapsed().as_secs_f64()
     }
 
+    /// A line for the user, above the progress line (or on stderr when there is none).
+    pub fn say(&self, line: &str) {
+        if self.progress.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.progress.println(line);
+        }
+    }
+
     /// The server's pid and the CPU seconds it has used.
     pub fn pid_cpu(&self) -> Option<(i32, f64)> {
         let pid = self.pid.get()?;
@@ -150,7 +159,7 @@ impl Run {
 
     pub fn begin(&mut self, name: &str) -> f64 {
         *self.phase_name.lock() = name.to_string();
-        self.progress.println(format!("bench: {name}"));
+        self.say(&format!("bench: {name}"));
         self.now()
     }
 
@@ -192,6 +201,8 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("create {}", config.out.display()))?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    // The checkout as it is when the run starts (the binary was built from it).
+    let commit = machine::commit(&config.exe);
     let started = Instant::now();
     let target = match &config.server {
         Some((base, admin_token)) => Target::External {
@@ -290,7 +301,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
     let result = BenchResult {
         scenario: config.scenario.as_str().to_string(),
         command: config.command.clone(),
-        commit: machine::commit(&config.exe),
+        commit,
         started_at,
         machine: machine::describe(),
         clusters: config.clusters,

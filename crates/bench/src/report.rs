@@ -218,15 +218,22 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
             ],
         )?,
         chart(
-            "Server resident memory",
+            "Resident memory",
             "MiB",
             samples,
             phases,
-            &[Line {
-                label: "RSS",
-                color: BLUE_LINE,
-                value: |s| s.server_rss_mib,
-            }],
+            &[
+                Line {
+                    label: "server",
+                    color: BLUE_LINE,
+                    value: |s| s.server_rss_mib,
+                },
+                Line {
+                    label: "simulator",
+                    color: ORANGE_LINE,
+                    value: |s| s.sim_rss_mib,
+                },
+            ],
         )?,
         chart(
             "Bundle deployments",

@@ -33,8 +33,10 @@ pub struct Sample {
     /// Server CPU over the last second, in cores; absent when the server is not ours to sample.
     pub server_cpu_cores: Option<f64>,
     pub server_rss_mib: Option<f64>,
-    /// The simulator's (this process's) CPU, in cores.
+    /// The simulator's (this process's) CPU, in cores, and resident memory.
     pub sim_cpu_cores: Option<f64>,
+    #[serde(default)]
+    pub sim_rss_mib: Option<f64>,
     /// Bundle deployments the server counts Ready and desired.
     pub bundles_ready: Option<u64>,
     pub bundles_desired: Option<u64>,
@@ -126,7 +128,8 @@ impl Sampler {
                         _ => None,
                     };
                     last_server = server.map(|(pid, (cpu, _))| (pid, cpu));
-                    let own = process_usage(None).map(|(cpu, _)| cpu);
+                    let own_usage = process_usage(None);
+                    let own = own_usage.map(|(cpu, _)| cpu);
                     let sim_cpu_cores = match (own, last_self) {
                         (Some(cpu), Some(last)) => Some(((cpu - last) / seconds).max(0.0)),
                         _ => None,
@@ -161,6 +164,7 @@ impl Sampler {
                         server_cpu_cores,
                         server_rss_mib: server.map(|(_, (_, rss))| rss),
                         sim_cpu_cores,
+                        sim_rss_mib: own_usage.map(|(_, rss)| rss),
                         bundles_ready: gauge("flotilla_bundle_deployments{state=\"ready\"}"),
                         bundles_desired: gauge("flotilla_bundle_deployments{state=\"desired\"}"),
                         server_online: gauge("flotilla_clusters{state=\"Online\"}"),

@@ -80,8 +80,7 @@ pub async fn drive(run: &mut Run, sim_config: SimConfig) -> anyhow::Result<Figur
         if matches!(run.target, Target::Child(_)) {
             figures.restart = Some(restart(run).await?);
         } else {
-            run.progress
-                .println("bench: restart skipped: the server is not ours to kill (--server)");
+            run.say("bench: restart skipped: the server is not ours to kill (--server)");
         }
     }
     Ok(figures)

@@ -123,6 +123,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Small replies must not wait for Nagle's algorithm (a 204 would sit for the peer's
+    // delayed ACK, ~40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = api::app(state.clone());
     let serve = tokio::spawn(async move {
