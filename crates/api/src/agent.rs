@@ -144,4 +144,6 @@ pub struct DeployOptions {
     pub vars: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_resources: bool,
+    #[serde(default, skip_serializing_if = "crate::DriftPolicy::is_default")]
+    pub drift: crate::DriftPolicy,
 }

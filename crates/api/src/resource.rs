@@ -274,6 +274,50 @@ pub struct BundleSpec {
     /// Leave the objects on clusters when the bundle is deleted or stops targeting them.
     #[serde(default, skip_serializing_if = "is_false")]
     pub keep_resources: bool,
+    /// What agents do when live objects drift from the bundle.
+    #[serde(default, skip_serializing_if = "DriftPolicy::is_default")]
+    pub drift: DriftPolicy,
+}
+
+/// Drift handling: agents compare live objects with the fields the bundle sets, on an interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DriftPolicy {
+    /// `correct` (default): re-apply and report that it did; `report`: only mark Modified.
+    #[serde(default)]
+    pub mode: DriftMode,
+    /// Fields other controllers own, never compared nor taken over (e.g. `/spec/replicas` of a
+    /// Deployment under a HorizontalPodAutoscaler).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<DriftIgnore>,
+}
+
+impl DriftPolicy {
+    pub fn is_default(&self) -> bool {
+        self == &DriftPolicy::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DriftMode {
+    #[default]
+    Correct,
+    Report,
+}
+
+/// JSON pointers (RFC 6901, `*` matching any one segment) ignored on the objects it selects:
+/// every object when neither `apiVersion`, `kind` nor `name` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DriftIgnore {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub paths: Vec<String>,
 }
 
 fn is_false(value: &bool) -> bool {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_api::{BundleTarget, Customization, agent::DeployOptions};
+use flotilla_api::{BundleTarget, Customization, DriftPolicy, agent::DeployOptions};
 
 use crate::selector::Selector;
 
@@ -112,6 +112,7 @@ pub fn first_match<'a, L: Fn(&str) -> Option<&'a str> + Copy>(
 pub fn deploy_options<'a, L: Fn(&str) -> Option<&'a str> + Copy>(
     customization: &Customization,
     keep_resources: bool,
+    drift: &DriftPolicy,
     vars_needed: &BTreeSet<String>,
     cluster: &ClusterView<'a, L>,
 ) -> DeployOptions {
@@ -136,6 +137,7 @@ pub fn deploy_options<'a, L: Fn(&str) -> Option<&'a str> + Copy>(
         patches: customization.patches.clone(),
         vars,
         keep_resources,
+        drift: drift.clone(),
     }
 }
 
@@ -255,7 +257,7 @@ mod tests {
         .into_iter()
         .map(String::from)
         .collect();
-        let options = deploy_options(&customization, true, &needed, &view);
+        let options = deploy_options(&customization, true, &DriftPolicy::default(), &needed, &view);
         assert_eq!(
             options.vars,
             labels(&[

@@ -70,6 +70,8 @@ pub struct LiveRecord {
     pub digest: String,
     pub targets: Vec<BundleTarget>,
     pub keep_resources: bool,
+    #[serde(default, skip_serializing_if = "flotilla_api::DriftPolicy::is_default")]
+    pub drift: flotilla_api::DriftPolicy,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -272,6 +274,7 @@ fn bundle_entry(
                     &resources,
                     &live.targets,
                     live.keep_resources,
+                    &live.drift,
                 )
                 .map_err(anyhow::Error::msg)?,
             )

@@ -408,6 +408,39 @@ async fn invalid_target_selector_is_unprocessable_naming_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_ignore_paths_must_be_json_pointers() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    for (ignore, hint) in [
+        (
+            json!([{"kind": "Deployment", "paths": ["spec.replicas"]}]),
+            "spec.drift.ignore[0].paths[0]",
+        ),
+        (
+            json!([{"kind": "Deployment", "paths": []}]),
+            "spec.drift.ignore[0].paths: list at least one",
+        ),
+    ] {
+        let mut drifting = bundle("web", json!({}));
+        drifting["spec"]["drift"] = json!({"mode": "report", "ignore": ignore});
+        let error = expect_error(h.apply(&drifting).await, 422).await;
+        assert!(error.message.contains(hint), "{error:?}");
+    }
+    let mut unknown_mode = bundle("web", json!({}));
+    unknown_mode["spec"]["drift"] = json!({"mode": "sometimes"});
+    let error = expect_error(h.apply(&unknown_mode).await, 422).await;
+    assert!(error.message.contains("spec.drift.mode"), "{error:?}");
+    assert_eq!(h.revision(), before);
+    h.assert_absent("bundles", "web").await;
+    let mut valid = bundle("web", json!({}));
+    valid["spec"]["drift"] =
+        json!({"mode": "report", "ignore": [{"kind": "Deployment", "paths": ["/spec/replicas"]}]});
+    h.apply_ok(&valid).await;
+    h.assert_serving().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundle_without_metadata_name_is_unprocessable() {
     let h = Harness::start().await;
     let before = h.revision();

@@ -1,7 +1,12 @@
 //! One simulated agent: the shared `SyncMachine` plus a tiny simulated cluster (what is applied,
 //! and in which state). The step functions are the agent loop's logic without its IO waits.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::Ordering},
+};
+
+use parking_lot::Mutex;
 
 use flotilla_api::{
     BundleState, ClusterFacts,
@@ -13,21 +18,17 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::stats::Stats;
 
-/// One bundle applied on a simulated cluster.
-#[derive(Debug, Clone)]
-pub struct Applied {
-    pub bundle: Arc<str>,
-    pub deployment: Box<str>,
-    pub digest: Arc<str>,
-    pub state: BundleState,
-}
-
+/// One simulated agent. Kept small on purpose (a million of these share one process): what is
+/// applied is a snapshot of a desired set shared by every cluster that received the same one,
+/// plus one state byte per bundle.
 #[derive(Debug)]
 pub struct SimAgent {
     pub credential: Option<Box<str>>,
     pub machine: SyncMachine,
-    /// Sorted by bundle name.
-    pub applied: Vec<Applied>,
+    /// The desired set as last applied in full (sorted by bundle name, as the server sends it).
+    pub applied: Arc<[DesiredBundle]>,
+    /// The state of each bundle of `applied`, by position.
+    pub states: Box<[BundleState]>,
     /// Syncs left before a flapping cluster goes silent.
     pub flap_countdown: u16,
     pub online: bool,
@@ -43,7 +44,8 @@ impl Default for SimAgent {
         SimAgent {
             credential: None,
             machine: SyncMachine::default(),
-            applied: Vec::new(),
+            applied: Arc::from(Vec::new()),
+            states: Box::default(),
             flap_countdown: 0,
             online: false,
             backoff: Backoff::new(RETRY_BASE_MILLIS, RETRY_CAP_MILLIS),
@@ -83,11 +85,12 @@ impl SimAgent {
     pub fn reports(&self) -> Vec<BundleReport> {
         self.applied
             .iter()
-            .map(|applied| BundleReport {
-                bundle: applied.bundle.to_string(),
-                deployment: applied.deployment.to_string(),
-                state: applied.state,
-                message: match applied.state {
+            .zip(self.states.iter())
+            .map(|(bundle, state)| BundleReport {
+                bundle: bundle.name.clone(),
+                deployment: bundle.deployment.clone(),
+                state: *state,
+                message: match state {
                     BundleState::Error => Some("simulated apply failure".into()),
                     BundleState::NotReady => Some("simulated: not ready".into()),
                     _ => None,
@@ -103,85 +106,127 @@ impl SimAgent {
         self.machine.request(facts, &reports)
     }
 
-    /// Digests a reply; returns the bundles to apply (content needed) and whether the cluster
-    /// changed (so it should report soon).
+    /// Digests a reply, sharing the desired set with identical ones other clusters hold; returns
+    /// the bundles whose content must be fetched before the new set can be applied.
     pub fn on_reply(
         &mut self,
         reply: Option<SyncResponse>,
-        stats: &Stats,
-    ) -> (Vec<DesiredBundle>, bool) {
-        self.machine.on_reply(reply);
+        sets: &DesiredSets,
+    ) -> Vec<DesiredBundle> {
+        if self.machine.on_reply(reply).desired_changed {
+            self.machine
+                .share_desired(sets.share(self.machine.desired_shared()));
+        }
+        if Arc::ptr_eq(self.machine.desired_shared(), &self.applied)
+            || *self.machine.desired() == *self.applied
+        {
+            return Vec::new();
+        }
         let applied = self
             .applied
             .iter()
-            .map(|a| (a.bundle.to_string(), a.deployment.to_string()))
+            .map(|a| (a.name.clone(), a.deployment.clone()))
             .collect();
-        let plan = self.machine.plan(&applied);
-        let removed = !plan.remove.is_empty();
-        if removed {
-            self.applied.retain(|a| {
-                let keep = !plan.remove.iter().any(|name| **name == *a.bundle);
-                if !keep {
-                    stats.bundles_held.fetch_sub(1, Ordering::Relaxed);
-                    if a.state == BundleState::Ready {
-                        stats.bundles_ready.fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-                keep
-            });
-        }
-        (plan.apply, removed)
+        self.machine.plan(&applied).apply
     }
 
-    /// Records a bundle as applied, judged by the manifests' simulate annotations and the
-    /// configured rates (decided by a hash, so a cluster answers the same way every time).
-    pub fn apply(
+    /// Applies the whole desired set (its content was fetched): each bundle is judged by its
+    /// manifests' simulate annotations and the configured rates (decided by a hash, so a cluster
+    /// answers the same way every time). Returns whether anything changed.
+    pub fn apply_desired(
         &mut self,
         name: &str,
-        bundle: &DesiredBundle,
-        manifests: &[Value],
+        manifests: &dyn Fn(&str) -> Option<Arc<Vec<Value>>>,
         outcomes: Outcomes,
         stats: &Stats,
-    ) {
-        let mut state = flotilla_agent::simulated::simulate(bundle, manifests).state;
-        if state == BundleState::Ready {
-            let draw = (xxh3_64(format!("{name}/{}", bundle.deployment).as_bytes()) % 1_000_000)
-                as f64
-                / 1e6;
-            if draw < outcomes.fail_rate {
-                state = BundleState::Error;
-            } else if draw < outcomes.fail_rate + outcomes.not_ready_rate {
-                state = BundleState::NotReady;
-            }
+    ) -> bool {
+        let desired = self.machine.desired_shared().clone();
+        if Arc::ptr_eq(&desired, &self.applied) {
+            return false;
         }
-        let entry = Applied {
-            bundle: Arc::from(bundle.name.as_str()),
-            deployment: bundle.deployment.as_str().into(),
-            digest: Arc::from(bundle.digest.as_str()),
-            state,
-        };
-        match self
-            .applied
-            .binary_search_by(|a| (*a.bundle).cmp(&bundle.name))
-        {
-            Ok(index) => {
-                if self.applied[index].state == BundleState::Ready {
-                    stats.bundles_ready.fetch_sub(1, Ordering::Relaxed);
+        if *desired == *self.applied {
+            self.applied = desired;
+            return false;
+        }
+        let mut states = Vec::with_capacity(desired.len());
+        for bundle in desired.iter() {
+            let previous = self
+                .applied
+                .iter()
+                .position(|a| a.name == bundle.name && a.deployment == bundle.deployment);
+            let state = match previous {
+                Some(index) => self.states[index],
+                None => {
+                    let Some(manifests) = manifests(&bundle.digest) else {
+                        return false;
+                    };
+                    judge(name, bundle, &manifests, outcomes)
                 }
-                self.applied[index] = entry;
-            }
-            Err(index) => {
-                stats.bundles_held.fetch_add(1, Ordering::Relaxed);
-                self.applied.insert(index, entry);
-            }
+            };
+            states.push(state);
         }
-        if state == BundleState::Ready {
-            stats.bundles_ready.fetch_add(1, Ordering::Relaxed);
-        }
+        let count = |states: &[BundleState]| {
+            (
+                states.len() as i64,
+                states.iter().filter(|s| **s == BundleState::Ready).count() as i64,
+            )
+        };
+        let (old_held, old_ready) = count(&self.states);
+        let (new_held, new_ready) = count(&states);
+        stats
+            .bundles_held
+            .fetch_add(new_held - old_held, Ordering::Relaxed);
+        stats
+            .bundles_ready
+            .fetch_add(new_ready - old_ready, Ordering::Relaxed);
+        self.applied = desired;
+        self.states = states.into();
+        true
     }
 
     /// Whether the cluster already holds this content (it fetched it for an earlier apply).
     pub fn has_content(&self, digest: &str) -> bool {
-        self.applied.iter().any(|a| &*a.digest == digest)
+        self.applied.iter().any(|a| a.digest == digest)
+    }
+}
+
+fn judge(
+    name: &str,
+    bundle: &DesiredBundle,
+    manifests: &[Value],
+    outcomes: Outcomes,
+) -> BundleState {
+    let state = flotilla_agent::simulated::simulate(bundle, manifests).state;
+    if state != BundleState::Ready {
+        return state;
+    }
+    let draw =
+        (xxh3_64(format!("{name}/{}", bundle.deployment).as_bytes()) % 1_000_000) as f64 / 1e6;
+    if draw < outcomes.fail_rate {
+        BundleState::Error
+    } else if draw < outcomes.fail_rate + outcomes.not_ready_rate {
+        BundleState::NotReady
+    } else {
+        BundleState::Ready
+    }
+}
+
+/// Desired sets by etag, so that the many clusters that receive the same set hold one copy.
+#[derive(Debug, Default)]
+pub struct DesiredSets {
+    sets: Mutex<HashMap<u64, Arc<[DesiredBundle]>>>,
+}
+
+impl DesiredSets {
+    /// The shared copy of `set` (which becomes the shared copy if it is the first).
+    pub fn share(&self, set: &Arc<[DesiredBundle]>) -> Arc<[DesiredBundle]> {
+        let key = xxh3_64(&serde_json::to_vec(&**set).unwrap_or_default());
+        let mut sets = self.sets.lock();
+        let shared = sets.entry(key).or_insert_with(|| set.clone());
+        if **shared == **set {
+            shared.clone()
+        } else {
+            set.clone()
+        }
     }
 }

@@ -20,7 +20,7 @@ use rand::RngExt;
 use serde_json::Value;
 
 use crate::{
-    agent::{Outcomes, SimAgent},
+    agent::{DesiredSets, Outcomes, SimAgent},
     stats::{Snapshot, Stats},
     wheel::TimerWheel,
 };
@@ -102,6 +102,8 @@ struct Shared {
     facts: ClusterFacts,
     /// Parsed content by digest: each cluster still fetches content over HTTP, but parses once.
     contents: Mutex<HashMap<String, Arc<Vec<Value>>>>,
+    /// Identical desired sets, held once.
+    sets: DesiredSets,
     outcomes: Outcomes,
 }
 
@@ -219,6 +221,7 @@ impl Simulator {
             stats,
             facts,
             contents: Mutex::new(HashMap::new()),
+            sets: DesiredSets::default(),
             outcomes,
             config,
         });
@@ -434,30 +437,31 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
             return;
         }
     };
-    let (to_apply, removed) = {
+    let to_fetch = {
         let mut agent = shared.agents[ordinal as usize].lock();
         agent.backoff.reset();
         if !agent.online {
             agent.online = true;
             shared.stats.online.fetch_add(1, Ordering::Relaxed);
         }
-        agent.on_reply(reply, &shared.stats)
+        agent.on_reply(reply, &shared.sets)
     };
-    let mut changed = removed;
-    for bundle in to_apply {
-        let Some(manifests) = content(shared, ordinal, credential, &bundle.digest).await else {
-            continue;
-        };
+    let mut fetched = HashMap::new();
+    for bundle in &to_fetch {
+        if let Some(manifests) = content(shared, ordinal, credential, &bundle.digest).await {
+            fetched.insert(bundle.digest.clone(), manifests);
+        }
+    }
+    let changed = {
         let name = shared.name(ordinal);
-        shared.agents[ordinal as usize].lock().apply(
+        let lookup = |digest: &str| fetched.get(digest).cloned();
+        shared.agents[ordinal as usize].lock().apply_desired(
             &name,
-            &bundle,
-            &manifests,
+            &lookup,
             shared.outcomes,
             &shared.stats,
-        );
-        changed = true;
-    }
+        )
+    };
     let delay = if changed {
         // Report what was just applied right away, as the real agent does.
         Duration::ZERO

@@ -515,6 +515,7 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
         &bundle.spec.resources,
         &bundle.spec.targets,
         false,
+        &bundle.spec.drift,
     )
     .map_err(ApiError::Unprocessable)?;
     let now = now_seconds();
@@ -535,6 +536,7 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
                     digest: live.digest.clone(),
                     targets: old.live_targets.clone(),
                     keep_resources: live.keep_resources,
+                    drift: live.drift.clone(),
                 });
                 (
                     Some(old.metadata.clone()),
@@ -554,6 +556,7 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
             digest: spec_digest.clone(),
             targets: bundle.spec.targets.clone(),
             keep_resources: bundle.spec.keep_resources,
+            drift: bundle.spec.drift.clone(),
         })
     };
     let mut stored_spec = bundle.spec.clone();
@@ -590,6 +593,7 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
                     &resources,
                     &live.targets,
                     live.keep_resources,
+                    &live.drift,
                 )
                 .map_err(ApiError::internal)?,
             )

@@ -45,6 +45,7 @@ impl Fleet {
                     (Some(old), Some(new)) => {
                         old.targets != new.targets
                             || old.keep_resources != new.keep_resources
+                            || old.drift != new.drift
                             || old.vars != new.vars
                     }
                     (None, None) => false,
@@ -185,6 +186,7 @@ impl Fleet {
         Some(deploy_options(
             customization,
             live.keep_resources,
+            &live.drift,
             &live.vars,
             &view,
         ))
@@ -405,6 +407,25 @@ impl Fleet {
     }
 }
 
+/// Ignore paths are JSON pointers: each names a field, starting at the object's root.
+fn validate_drift(drift: &flotilla_api::DriftPolicy) -> Result<(), String> {
+    for (index, ignore) in drift.ignore.iter().enumerate() {
+        if ignore.paths.is_empty() {
+            return Err(format!(
+                "spec.drift.ignore[{index}].paths: list at least one JSON pointer, e.g. /spec/replicas"
+            ));
+        }
+        for (number, path) in ignore.paths.iter().enumerate() {
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err(format!(
+                    "spec.drift.ignore[{index}].paths[{number}]: {path:?} is not a JSON pointer; write it like /spec/replicas"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the live revision of a bundle spec: validates its targets and finds the placeholders
 /// its resources and patches use.
 pub fn live_revision(
@@ -413,8 +434,10 @@ pub fn live_revision(
     resources: &[serde_json::Value],
     targets: &[flotilla_api::BundleTarget],
     keep_resources: bool,
+    drift: &flotilla_api::DriftPolicy,
 ) -> Result<LiveRevision, String> {
     let compiled = compile_targets(targets)?;
+    validate_drift(drift)?;
     let patches: Vec<_> = targets
         .iter()
         .flat_map(|t| t.customization.patches.iter().cloned())
@@ -425,6 +448,7 @@ pub fn live_revision(
         digest,
         targets: compiled,
         keep_resources,
+        drift: drift.clone(),
         vars: referenced_vars(resources, &patches),
     })
 }

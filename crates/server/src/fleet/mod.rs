@@ -79,6 +79,7 @@ pub struct LiveRevision {
     pub digest: String,
     pub targets: Vec<Target>,
     pub keep_resources: bool,
+    pub drift: flotilla_api::DriftPolicy,
     /// Placeholders the content and patches use, resolved per cluster.
     pub vars: BTreeSet<String>,
 }
