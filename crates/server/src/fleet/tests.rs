@@ -72,8 +72,15 @@ fn entry(fleet: &Fleet, name: &str, content: &str, targets: Vec<BundleTarget>) -
     let generation = fleet
         .bundle_by_name(name)
         .map_or(1, |(_, b)| b.metadata.generation + 1);
-    let live = live_revision(generation, digest.clone(), &resources, &targets, false, &Default::default())
-        .expect("valid targets");
+    let live = live_revision(
+        generation,
+        digest.clone(),
+        &resources,
+        &targets,
+        false,
+        &Default::default(),
+    )
+    .expect("valid targets");
     BundleEntry {
         name: name.into(),
         metadata: ObjectMeta {
