@@ -30,4 +30,12 @@ pub trait ClusterDriver: Send {
 
     /// What is applied: bundle name → deployment id.
     fn applied(&self) -> BTreeMap<String, String>;
+
+    /// Re-reads what was applied: health of bundles not yet Ready, and with `check_drift` every
+    /// object compared with its manifest (corrected or reported, per the bundle's drift policy).
+    /// Returns whether any report changed.
+    fn refresh(&mut self, check_drift: bool) -> impl Future<Output = bool> + Send {
+        let _ = check_drift;
+        async { false }
+    }
 }

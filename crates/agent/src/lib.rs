@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod driver;
+pub mod kubernetes;
 pub mod runner;
 pub mod simulated;
 pub mod state_dir;

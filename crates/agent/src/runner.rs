@@ -37,7 +37,12 @@ pub struct AgentConfig {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub interval: Duration,
+    /// How often live objects are compared with their manifests (jittered).
+    pub drift_interval: Duration,
 }
+
+/// The default drift check interval.
+pub const DEFAULT_DRIFT_INTERVAL: Duration = Duration::from_secs(120);
 
 struct Agent<D> {
     config: AgentConfig,
@@ -49,6 +54,8 @@ struct Agent<D> {
     client_id: String,
     /// Bundles whose deployment could not be applied at all (bad content or customization).
     failures: BTreeMap<String, BundleReport>,
+    /// When live objects are next compared with their manifests.
+    next_drift_check: tokio::time::Instant,
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -79,6 +86,7 @@ pub async fn run<D: ClusterDriver>(
         credential,
         client_id,
         failures: BTreeMap::new(),
+        next_drift_check: tokio::time::Instant::now(),
     };
     tokio::select! {
         result = agent.run_loop() => result,
@@ -92,6 +100,7 @@ impl<D: ClusterDriver> Agent<D> {
         // Enforce the cached desired set before talking to anyone: a restart while the server is
         // down must not leave the cluster unmanaged.
         self.enforce().await;
+        self.refresh().await;
         loop {
             if self.credential.is_none() {
                 match self.register().await {
@@ -134,6 +143,7 @@ impl<D: ClusterDriver> Agent<D> {
                         ClientError::Unreachable(_) => {
                             tracing::warn!(%error, retry_in_ms = delay, "server unreachable; enforcing the cached desired set");
                             self.enforce().await;
+                            self.refresh().await;
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -174,6 +184,7 @@ impl<D: ClusterDriver> Agent<D> {
     async fn sync_once(&mut self) -> Result<bool, ClientError> {
         let credential = self.credential.clone().unwrap_or_default();
         let facts = self.driver.facts().await;
+        self.refresh().await;
         let reports = self.reports().await;
         let request = self.machine.request(&facts, &reports);
         let reply = self.client.sync(&credential, &request).await?;
@@ -189,6 +200,21 @@ impl<D: ClusterDriver> Agent<D> {
         }
         let changed = self.enforce().await;
         Ok(changed || outcome.sync_again)
+    }
+
+    /// Re-reads health, and compares with the manifests when a drift check is due.
+    async fn refresh(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let check_drift = now >= self.next_drift_check;
+        if check_drift {
+            let delay = jittered_millis(
+                self.config.drift_interval.as_millis() as u64,
+                INTERVAL_JITTER_PERCENT,
+                entropy(),
+            );
+            self.next_drift_check = now + Duration::from_millis(delay);
+        }
+        self.driver.refresh(check_drift).await
     }
 
     async fn reports(&mut self) -> Vec<BundleReport> {
@@ -314,7 +340,7 @@ enum Failure {
 }
 
 /// Marks an object as owned by a bundle deployment.
-fn stamp(manifest: &mut Value, bundle: &str, deployment: &str) {
+pub fn stamp(manifest: &mut Value, bundle: &str, deployment: &str) {
     let Some(metadata) = manifest.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };

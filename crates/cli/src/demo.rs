@@ -98,6 +98,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             name,
             labels,
             interval,
+            drift_interval: flotilla_agent::runner::DEFAULT_DRIFT_INTERVAL,
         };
         agents.push(tokio::spawn(async move {
             if let Err(error) =

@@ -171,6 +171,13 @@ struct AgentArgs {
     /// Sync interval (jittered ±10%).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// How often live objects are compared with their manifests (jittered ±10%).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    drift_interval: Duration,
+    /// Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service
+    /// account).
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -421,24 +428,46 @@ async fn run(command: Command) -> anyhow::Result<()> {
             nodes,
             state_dir,
             interval,
+            drift_interval,
+            kubeconfig,
         }) => {
-            if !simulated {
-                bail!(
-                    "only simulated clusters are supported by this build: pass --simulated (the Kubernetes driver is tracked in issue 5)"
-                );
-            }
-            let driver = flotilla_agent::simulated::SimulatedCluster::new(
-                nodes,
-                interval.as_secs() as u32,
-                Some(state_dir.join("simulated-cluster.json")),
-            );
             let config = flotilla_agent::AgentConfig {
                 server,
                 token,
                 name,
                 labels,
                 interval,
+                drift_interval,
             };
+            if simulated {
+                let driver = flotilla_agent::simulated::SimulatedCluster::new(
+                    nodes,
+                    interval.as_secs() as u32,
+                    Some(state_dir.join("simulated-cluster.json")),
+                );
+                return flotilla_agent::run(config, &state_dir, driver, shutdown_signal()).await;
+            }
+            let kube_config = match kubeconfig {
+                Some(path) => {
+                    let file = kube::config::Kubeconfig::read_from(&path)
+                        .with_context(|| format!("read kubeconfig {}", path.display()))?;
+                    kube::Config::from_custom_kubeconfig(file, &Default::default())
+                        .await
+                        .with_context(|| format!("use kubeconfig {}", path.display()))?
+                }
+                None => kube::Config::infer().await.context(
+                    "find the cluster: no kubeconfig ($KUBECONFIG, ~/.kube/config) and not running in a pod; pass --kubeconfig or --simulated",
+                )?,
+            };
+            let client =
+                kube::Client::try_from(kube_config).context("build the Kubernetes client")?;
+            std::fs::create_dir_all(&state_dir)
+                .with_context(|| format!("create state dir {}", state_dir.display()))?;
+            let driver = flotilla_agent::kubernetes::KubernetesCluster::new(
+                client,
+                interval.as_secs() as u32,
+                Some(&state_dir),
+            );
             flotilla_agent::run(config, &state_dir, driver, shutdown_signal()).await
         }
         Command::Demo(args) => demo::run(args).await,

@@ -257,7 +257,13 @@ mod tests {
         .into_iter()
         .map(String::from)
         .collect();
-        let options = deploy_options(&customization, true, &DriftPolicy::default(), &needed, &view);
+        let options = deploy_options(
+            &customization,
+            true,
+            &DriftPolicy::default(),
+            &needed,
+            &view,
+        );
         assert_eq!(
             options.vars,
             labels(&[
