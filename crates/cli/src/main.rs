@@ -2,6 +2,7 @@
 
 mod demo;
 mod documents;
+mod install;
 mod output;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
@@ -147,16 +148,19 @@ struct ServerArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct AgentArgs {
+    #[command(subcommand)]
+    action: Option<AgentAction>,
     #[arg(long, env = "FLOTILLA_SERVER")]
-    server: String,
+    server: Option<String>,
     /// Registration token (needed until the agent has registered; then its credential is kept
     /// in the state dir).
     #[arg(long, env = "FLOTILLA_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Cluster name (a DNS label).
     #[arg(long, env = "FLOTILLA_CLUSTER_NAME")]
-    name: String,
+    name: Option<String>,
     /// Labels the cluster asks for: k=v,k2=v2 (labels of the token win).
     #[arg(long, value_parser = parse_labels, default_value = "")]
     labels: BTreeMap<String, String>,
@@ -178,6 +182,13 @@ struct AgentArgs {
     /// account).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AgentAction {
+    /// Print the Kubernetes YAML that installs the agent in a cluster (`kubectl apply -f -`);
+    /// `kubectl delete -f` of the same output removes it.
+    Manifest(install::ManifestArgs),
 }
 
 #[derive(Args)]
@@ -420,6 +431,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server.run_until(shutdown_signal()).await
         }
         Command::Agent(AgentArgs {
+            action: Some(AgentAction::Manifest(args)),
+            ..
+        }) => {
+            let name = args.name.clone().unwrap_or_else(install::random_name);
+            flotilla_core::validate::validate_dns_label(&name)
+                .map_err(|e| anyhow::anyhow!("--name: cluster {e}"))?;
+            parse_labels(&args.labels).map_err(|e| anyhow::anyhow!("--labels: {e}"))?;
+            humantime::parse_duration(&args.interval)
+                .map_err(|e| anyhow::anyhow!("--interval {}: {e}", args.interval))?;
+            let mut text = String::new();
+            for document in install::documents(&args, &name) {
+                text.push_str("---\n");
+                text.push_str(&serde_saphyr::to_string(&document).context("render YAML")?);
+            }
+            output::out(&text)
+        }
+        Command::Agent(AgentArgs {
+            action: None,
             server,
             token,
             name,
@@ -431,6 +460,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             drift_interval,
             kubeconfig,
         }) => {
+            let server = server.context("--server is required (or set FLOTILLA_SERVER)")?;
+            let name = name.context("--name is required (or set FLOTILLA_CLUSTER_NAME)")?;
             let config = flotilla_agent::AgentConfig {
                 server,
                 token,

@@ -27,15 +27,29 @@ enum Reply {
     Text(&'static str),
 }
 
-/// Parsed query parameters (URL-decoded).
-struct Params(Vec<(String, String)>);
+/// One request, as the routes see it.
+struct Call<'a> {
+    method: &'a Method,
+    /// Query parameters, URL-decoded.
+    params: Vec<(String, String)>,
+    content_type: Option<&'a str>,
+    body: &'a Bytes,
+}
 
-impl Params {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
+impl Call<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    fn is_get(&self) -> bool {
+        *self.method == Method::GET
+    }
+
+    fn method_not_allowed(&self) -> ApiError {
+        ApiError::method_not_allowed(self.method.as_str())
     }
 }
 
@@ -90,17 +104,23 @@ fn route(
     body: &Bytes,
 ) -> Result<Reply, ApiError> {
     let params = match Query::<Vec<(String, String)>>::try_from_uri(uri) {
-        Ok(Query(pairs)) => Params(pairs),
+        Ok(Query(pairs)) => pairs,
         Err(e) => return Err(ApiError::bad_request(format!("invalid query: {e}"))),
     };
-    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let call = Call {
+        method,
+        params,
+        content_type,
+        body,
+    };
     let read_only = |reply: Reply| {
-        if *method == Method::GET {
+        if call.is_get() {
             Ok(reply)
         } else {
-            Err(ApiError::method_not_allowed(method.as_str()))
+            Err(call.method_not_allowed())
         }
     };
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         ["version"] => read_only(Reply::Json(200, discovery::version())),
         ["healthz" | "readyz" | "livez"] => read_only(Reply::Text("ok")),
@@ -118,41 +138,19 @@ fn route(
                 .ok_or_else(ApiError::no_such_resource)?;
             read_only(Reply::Json(200, discovery::group(name, versions)))
         }
-        ["api", version, rest @ ..] => resources(
-            state,
-            method,
-            "",
-            version,
-            rest,
-            &params,
-            content_type,
-            body,
-        ),
-        ["apis", group, version, rest @ ..] => resources(
-            state,
-            method,
-            group,
-            version,
-            rest,
-            &params,
-            content_type,
-            body,
-        ),
+        ["api", version, rest @ ..] => resources(state, &call, "", version, rest),
+        ["apis", group, version, rest @ ..] => resources(state, &call, group, version, rest),
         _ => Err(ApiError::no_such_resource()),
     }
 }
 
-/// Everything under one group version.
-#[allow(clippy::too_many_arguments)]
+/// Everything under one group version: `rest` is the path after `/api/v1` or `/apis/{g}/{v}`.
 fn resources(
     state: &mut State,
-    method: &Method,
+    call: &Call<'_>,
     group: &str,
     version: &str,
     rest: &[&str],
-    params: &Params,
-    content_type: Option<&str>,
-    body: &Bytes,
 ) -> Result<Reply, ApiError> {
     let types = state.resource_types();
     let served: Vec<&ResourceType> = types
@@ -162,22 +160,19 @@ fn resources(
     if served.is_empty() {
         return Err(ApiError::no_such_resource());
     }
-    let group_version = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
     let (namespace, plural, tail) = match rest {
-        [] => {
-            return if *method == Method::GET {
-                Ok(Reply::Json(
-                    200,
-                    discovery::resource_list(&group_version, &served),
-                ))
+        [] if call.is_get() => {
+            let group_version = if group.is_empty() {
+                version.to_string()
             } else {
-                Err(ApiError::method_not_allowed(method.as_str()))
+                format!("{group}/{version}")
             };
+            return Ok(Reply::Json(
+                200,
+                discovery::resource_list(&group_version, &served),
+            ));
         }
+        [] => return Err(call.method_not_allowed()),
         ["namespaces", namespace, plural, tail @ ..] => (Some(*namespace), *plural, tail),
         [plural, tail @ ..] => (None, *plural, tail),
     };
@@ -197,100 +192,108 @@ fn resources(
         return Err(ApiError::no_such_resource());
     }
     if let Some(subresource) = subresource {
-        return match (subresource, method.as_str()) {
-            ("status", "GET") if t.status_subresource => Ok(Reply::Json(
-                200,
-                state.get(t, namespace, name.unwrap_or(""))?,
-            )),
-            ("status", _) if t.status_subresource => {
-                Err(ApiError::method_not_allowed(method.as_str()))
+        return match (subresource, name) {
+            ("status", Some(name)) if t.status_subresource && call.is_get() => {
+                Ok(Reply::Json(200, state.get(t, namespace, name)?))
             }
+            ("status", _) if t.status_subresource => Err(call.method_not_allowed()),
             _ => Err(ApiError::no_such_resource()),
         };
     }
-    let dry_run = params.get("dryRun") == Some("All");
-    match (method.as_str(), name) {
+    let allows = |verb: &str| t.verbs.iter().any(|v| v == verb);
+    match (call.method.as_str(), name) {
         ("GET", Some(name)) => Ok(Reply::Json(200, state.get(t, namespace, name)?)),
-        ("GET", None) => list(state, t, namespace, params),
-        ("PATCH", Some(name)) if t.verbs.iter().any(|v| v == "patch") => {
-            let content_type = content_type.unwrap_or("");
-            if !content_type.starts_with(APPLY_PATCH) {
-                return Err(ApiError::unsupported_media_type(content_type));
-            }
-            let Some(manager) = params.get("fieldManager").filter(|m| !m.is_empty()) else {
-                return Err(ApiError::bad_request(
-                    "fieldManager is required for apply requests",
-                ));
-            };
-            // kube sends JSON, which is valid YAML; the stand-in reads only JSON.
-            let body: Value = serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "error decoding apply patch (the stand-in reads JSON only): {e}"
-                ))
-            })?;
-            let force = params.get("force") == Some("true");
-            let apply = Apply {
-                resource: t,
-                namespace,
-                name,
-                body,
-                manager,
-                force,
-                dry_run,
-            };
-            let (object, created) = state.apply(apply)?;
-            Ok(Reply::Json(if created { 201 } else { 200 }, object))
-        }
-        ("DELETE", Some(name)) if t.verbs.iter().any(|v| v == "delete") => {
-            // DeleteParams travel in the body; `dryRun: ["All"]` may also be there.
-            let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let dry_run = dry_run
-                || options["dryRun"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|v| v == "All"));
+        ("GET", None) => list(state, call, t, namespace),
+        ("PATCH", Some(name)) if allows("patch") => apply(state, call, t, namespace, name),
+        ("DELETE", Some(name)) if allows("delete") => {
+            // DeleteParams travel in the body; `dryRun: ["All"]` may be there or in the query.
+            let options: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+            let in_body = options["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+            let dry_run = in_body || call.param("dryRun") == Some("All");
             Ok(Reply::Json(200, state.delete(t, namespace, name, dry_run)?))
         }
-        _ => Err(ApiError::method_not_allowed(method.as_str())),
+        _ => Err(call.method_not_allowed()),
     }
 }
 
-/// LIST with `labelSelector`, `fieldSelector` and `limit`/`continue` (an offset).
-fn list(
-    state: &State,
+/// Server-side apply: `PATCH` with `application/apply-patch+yaml`, `fieldManager`, `force`, `dryRun`.
+fn apply(
+    state: &mut State,
+    call: &Call<'_>,
     t: &ResourceType,
     namespace: Option<&str>,
-    params: &Params,
+    name: &str,
 ) -> Result<Reply, ApiError> {
-    if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+    let content_type = call.content_type.unwrap_or("");
+    if !content_type.starts_with(APPLY_PATCH) {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    let Some(manager) = call.param("fieldManager").filter(|m| !m.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "fieldManager is required for apply requests",
+        ));
+    };
+    // kube sends JSON, which is valid YAML; the stand-in reads only JSON.
+    let body: Value = serde_json::from_slice(call.body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "error decoding apply patch (the stand-in reads JSON only): {e}"
+        ))
+    })?;
+    let force = call.param("force") == Some("true");
+    let dry_run = call.param("dryRun") == Some("All");
+    let (object, created) = state.apply(Apply {
+        resource: t,
+        namespace,
+        name,
+        body,
+        manager,
+        force,
+        dry_run,
+    })?;
+    Ok(Reply::Json(if created { 201 } else { 200 }, object))
+}
+
+/// LIST with `labelSelector`, `fieldSelector` and `limit`/`continue` (the token is an offset).
+fn list(
+    state: &State,
+    call: &Call<'_>,
+    t: &ResourceType,
+    namespace: Option<&str>,
+) -> Result<Reply, ApiError> {
+    if call.param("watch").is_some_and(|w| w == "true" || w == "1") {
         return Err(ApiError::bad_request(
             "watch is not implemented by the stand-in",
         ));
     }
-    let labels = LabelSelector::parse(params.get("labelSelector").unwrap_or(""))
+    let labels = LabelSelector::parse(call.param("labelSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(params.get("fieldSelector").unwrap_or(""))
+    let fields = FieldSelector::parse(call.param("fieldSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
     let mut items = state.list(t, namespace, &labels, &fields);
     let mut metadata = json!({"resourceVersion": state.current_resource_version()});
-    let offset: usize = match params.get("continue").filter(|c| !c.is_empty()) {
+    let offset: usize = match call.param("continue").filter(|c| !c.is_empty()) {
         Some(token) => token
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid continue token {token:?}")))?,
         None => 0,
     };
     items.drain(..offset.min(items.len()));
-    if let Some(limit) = params
-        .get("limit")
+    let limit = call
+        .param("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0)
+        .filter(|l| *l > 0);
+    if let Some(limit) = limit
         && items.len() > limit
     {
         metadata["continue"] = json!((offset + limit).to_string());
         metadata["remainingItemCount"] = json!(items.len() - limit);
         items.truncate(limit);
     }
+    let kind = format!("{}List", t.kind);
     Ok(Reply::Json(
         200,
-        json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": metadata, "items": items}),
+        json!({"kind": kind, "apiVersion": t.api_version(), "metadata": metadata, "items": items}),
     ))
 }
