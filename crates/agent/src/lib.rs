@@ -18,6 +18,8 @@ pub use runner::{AgentConfig, run};
 pub const BUNDLE_LABEL: &str = "flotilla.dev/bundle";
 /// Annotation naming the deployment id an object was applied from.
 pub const DEPLOYMENT_ANNOTATION: &str = "flotilla.dev/deployment";
+/// Annotation naming the content digest of the bundle revision an object came from.
+pub const DIGEST_ANNOTATION: &str = "flotilla.dev/content-digest";
 /// Test annotation on a manifest asking the simulated cluster to fail its apply (`fail`) or keep
 /// it not ready (`not-ready`).
 pub const SIMULATE_ANNOTATION: &str = "flotilla.dev/simulate";

@@ -18,7 +18,7 @@ use rand::RngExt;
 use serde_json::Value;
 
 use crate::{
-    BUNDLE_LABEL, DEPLOYMENT_ANNOTATION,
+    BUNDLE_LABEL, DEPLOYMENT_ANNOTATION, DIGEST_ANNOTATION,
     client::{ClientError, ServerClient},
     driver::ClusterDriver,
     state_dir::{CachedDesired, Identity, StateDir},
@@ -326,7 +326,7 @@ impl<D: ClusterDriver> Agent<D> {
         })
         .map_err(|e| Failure::Permanent(e.to_string()))?;
         for manifest in &mut customized {
-            stamp(manifest, &bundle.name, &bundle.deployment);
+            stamp(manifest, bundle);
         }
         Ok(customized)
     }
@@ -340,7 +340,7 @@ enum Failure {
 }
 
 /// Marks an object as owned by a bundle deployment.
-pub fn stamp(manifest: &mut Value, bundle: &str, deployment: &str) {
+pub fn stamp(manifest: &mut Value, bundle: &DesiredBundle) {
     let Some(metadata) = manifest.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
@@ -348,7 +348,7 @@ pub fn stamp(manifest: &mut Value, bundle: &str, deployment: &str) {
         .entry("labels")
         .or_insert_with(|| Value::Object(Default::default()));
     if let Some(labels) = labels.as_object_mut() {
-        labels.insert(BUNDLE_LABEL.into(), Value::String(bundle.into()));
+        labels.insert(BUNDLE_LABEL.into(), Value::String(bundle.name.clone()));
     }
     let annotations = metadata
         .entry("annotations")
@@ -356,7 +356,11 @@ pub fn stamp(manifest: &mut Value, bundle: &str, deployment: &str) {
     if let Some(annotations) = annotations.as_object_mut() {
         annotations.insert(
             DEPLOYMENT_ANNOTATION.into(),
-            Value::String(deployment.into()),
+            Value::String(bundle.deployment.clone()),
+        );
+        annotations.insert(
+            DIGEST_ANNOTATION.into(),
+            Value::String(bundle.digest.clone()),
         );
     }
 }

@@ -27,7 +27,7 @@ fn stamped(bundle: &DesiredBundle, manifests: &[Value]) -> Vec<Value> {
         .iter()
         .map(|manifest| {
             let mut manifest = manifest.clone();
-            stamp(&mut manifest, &bundle.name, &bundle.deployment);
+            stamp(&mut manifest, bundle);
             manifest
         })
         .collect()
@@ -106,6 +106,10 @@ async fn first_apply_creates_every_object_namespace_first_with_ownership_and_rep
     assert_eq!(
         live["metadata"]["annotations"]["flotilla.dev/deployment"],
         "d1"
+    );
+    assert_eq!(
+        live["metadata"]["annotations"]["flotilla.dev/content-digest"],
+        "sha256:d1"
     );
     assert!(
         api.get("v1", "ConfigMap", Some("shop"), "settings")
@@ -308,9 +312,16 @@ async fn drift_is_corrected_by_default_and_the_report_says_so() {
         message.contains("corrected drift") && message.contains("Deployment shop/web"),
         "{message}"
     );
-    // Nothing drifted since: the next check reports plainly.
-    driver.refresh(true).await;
-    assert_eq!(driver.reports().await[0].message, None);
+    // Nothing drifted since: the report keeps saying what was last corrected.
+    assert!(
+        !driver.refresh(true).await,
+        "an unchanged report is not news"
+    );
+    let again = driver.reports().await[0]
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(again, message);
 }
 
 #[tokio::test]
@@ -645,4 +656,22 @@ async fn facts_report_version_nodes_and_capacity() {
     assert_eq!((nodes.total, nodes.ready), (3, 2));
     assert!(facts.capacity.contains_key("cpu"), "{:?}", facts.capacity);
     assert_eq!(facts.sync_interval_seconds, Some(30));
+}
+
+#[tokio::test]
+async fn a_report_lists_at_most_ten_problem_objects_and_counts_the_rest() {
+    let api = StandInApiServer::start().await;
+    let mut driver = KubernetesCluster::new(api.client(), 30, None);
+    let bundle = desired("many", "d1", DeployOptions::default());
+    let manifests: Vec<Value> = (0..12)
+        .map(|index| {
+            let mut config_map = default_config_map(&format!("bad-{index:02}"));
+            config_map["metadata"]["annotations"] = json!({REJECT_ANNOTATION: "rejected"});
+            config_map
+        })
+        .collect();
+    let report = apply(&mut driver, &bundle, &manifests).await;
+    assert_eq!(report.state, BundleState::Error);
+    assert_eq!(report.problems.len(), 10);
+    assert_eq!(report.more_problems, 2);
 }

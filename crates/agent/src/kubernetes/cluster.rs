@@ -482,12 +482,20 @@ impl KubernetesCluster {
         }
         let mut report = summarize(name, &applied.deployment, &outcomes);
         if !corrected.is_empty() {
-            let what = format!("corrected drift: {}", corrected.join("; "));
+            let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            let what = format!("corrected drift at {at}: {}", corrected.join("; "));
             tracing::info!(bundle = %name, "{what}");
             // The bundle's state says how it is now; the message says what was done.
             if report.message.is_none() {
                 report.message = Some(what);
             }
+        } else if report.message.is_none()
+            && let Some(previous) = &applied.report.message
+            && previous.starts_with("corrected drift at ")
+        {
+            // The last correction stays reported (also to a server that was unreachable when it
+            // happened) until the bundle's next revision or next correction.
+            report.message = Some(previous.clone());
         }
         applied.report = report.clone();
         self.inventory.bundles.insert(name.to_string(), applied);
