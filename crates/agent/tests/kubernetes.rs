@@ -675,3 +675,97 @@ async fn a_report_lists_at_most_ten_problem_objects_and_counts_the_rest() {
     assert_eq!(report.problems.len(), 10);
     assert_eq!(report.more_problems, 2);
 }
+
+#[tokio::test]
+async fn objects_the_api_refused_are_applied_again_on_refresh_and_stay_errors_until_then() {
+    let api = StandInApiServer::start().await;
+    let mut driver = KubernetesCluster::new(api.client(), 30, None);
+    let first = desired("web", "d1", DeployOptions::default());
+    apply(&mut driver, &first, &[default_config_map("settings")]).await;
+    // The API is down while the next revision is applied: every object fails.
+    api.set_available(false);
+    let mut changed = default_config_map("settings");
+    changed["data"]["k"] = json!("v2");
+    let second = desired("web", "d2", DeployOptions::default());
+    let report = apply(&mut driver, &second, &[changed]).await;
+    assert_eq!(report.state, BundleState::Error, "{report:?}");
+    api.set_available(true);
+    // Reading the old object would look healthy; the refused one is applied again instead.
+    assert!(driver.refresh(false).await);
+    let report = report_of(&mut driver, "web").await;
+    assert_eq!(report.state, BundleState::Ready, "{report:?}");
+    let live = api
+        .get("v1", "ConfigMap", Some("default"), "settings")
+        .unwrap();
+    assert_eq!(live["data"]["k"], "v2");
+}
+
+#[tokio::test]
+async fn an_object_of_another_bundle_is_not_taken_over() {
+    let api = StandInApiServer::start().await;
+    let mut driver = KubernetesCluster::new(api.client(), 30, None);
+    let first = desired("web", "d1", DeployOptions::default());
+    apply(&mut driver, &first, &[default_config_map("shared")]).await;
+    let second = desired("api", "a1", DeployOptions::default());
+    let mut theirs = default_config_map("shared");
+    theirs["data"]["k"] = json!("api's value");
+    let report = apply(&mut driver, &second, &[theirs]).await;
+    assert_eq!(report.state, BundleState::Error, "{report:?}");
+    assert!(
+        report
+            .message
+            .unwrap_or_default()
+            .contains("already belongs to bundle web")
+    );
+    let live = api
+        .get("v1", "ConfigMap", Some("default"), "shared")
+        .unwrap();
+    assert_eq!(live["metadata"]["labels"][BUNDLE_LABEL], "web");
+    assert_eq!(live["data"]["k"], "v");
+}
+
+#[tokio::test]
+async fn namespaces_and_crds_are_kept_when_their_bundle_goes() {
+    let api = StandInApiServer::start().await;
+    let mut driver = KubernetesCluster::new(api.client(), 30, None);
+    let bundle = desired("platform", "p1", DeployOptions::default());
+    apply(
+        &mut driver,
+        &bundle,
+        &[namespace("shop"), crd(), config_map("settings", json!({}))],
+    )
+    .await;
+    driver.remove("platform").await.unwrap();
+    assert!(
+        api.get("v1", "ConfigMap", Some("shop"), "settings")
+            .is_none()
+    );
+    assert!(
+        api.get("v1", "Namespace", None, "shop").is_some(),
+        "namespace kept"
+    );
+    assert!(
+        api.get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "widgets.example.com"
+        )
+        .is_some(),
+        "CRD kept"
+    );
+}
+
+#[tokio::test]
+async fn server_owned_fields_in_a_manifest_are_not_sent() {
+    let api = StandInApiServer::start().await;
+    let mut driver = KubernetesCluster::new(api.client(), 30, None);
+    let bundle = desired("web", "d1", DeployOptions::default());
+    let mut exported = default_config_map("settings");
+    exported["metadata"]["resourceVersion"] = json!("12345");
+    exported["metadata"]["uid"] = json!("0f0f");
+    exported["metadata"]["managedFields"] = json!([{"manager": "kubectl"}]);
+    exported["status"] = json!({"phase": "whatever"});
+    let report = apply(&mut driver, &bundle, &[exported]).await;
+    assert_eq!(report.state, BundleState::Ready, "{report:?}");
+}

@@ -52,10 +52,7 @@ pub fn documents(args: &ManifestArgs, name: &str) -> Vec<Value> {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": APP, "labels": labels},
-            "rules": [
-                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                {"nonResourceURLs": ["*"], "verbs": ["get"]},
-            ],
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -101,7 +98,12 @@ pub fn documents(args: &ManifestArgs, name: &str) -> Vec<Value> {
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": APP,
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532},
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 65532,
+                        "fsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [{
                         "name": "agent",
                         "image": args.image,

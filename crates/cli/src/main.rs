@@ -490,6 +490,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "find the cluster: no kubeconfig ($KUBECONFIG, ~/.kube/config) and not running in a pod; pass --kubeconfig or --simulated",
                 )?,
             };
+            let mut kube_config = kube_config;
+            // A hung or overloaded API must not stall the agent's loop (and with it the sync
+            // that keeps the cluster Online): bounded reads, and the agent's own retries only.
+            kube_config.read_timeout = Some(Duration::from_secs(30));
+            kube_config.default_retry = false;
             let client =
                 kube::Client::try_from(kube_config).context("build the Kubernetes client")?;
             std::fs::create_dir_all(&state_dir)

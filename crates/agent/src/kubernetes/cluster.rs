@@ -65,6 +65,7 @@ impl ObjectRef {
             namespace: manifest
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
+                .filter(|namespace| !namespace.is_empty())
                 .map(str::to_string),
             name: text("/metadata/name"),
         }
@@ -92,6 +93,12 @@ pub struct AppliedBundle {
     /// Manifests not applied yet: custom resources waiting for their CRD.
     #[serde(default)]
     pub waiting: Vec<Value>,
+    /// Manifests whose apply failed: applied again on every refresh until they succeed.
+    #[serde(default)]
+    pub failed: Vec<Value>,
+    /// Objects a prune or removal could not delete yet.
+    #[serde(default)]
+    pub pending_deletes: Vec<ObjectRef>,
     pub report: BundleReport,
 }
 
@@ -99,6 +106,77 @@ pub struct AppliedBundle {
 #[serde(rename_all = "camelCase")]
 struct Inventory {
     bundles: BTreeMap<String, AppliedBundle>,
+}
+
+/// What applying a set of manifests did.
+struct ApplyResult {
+    outcomes: Vec<(ObjectRef, Outcome)>,
+    /// Custom resources waiting for their CRD.
+    waiting: Vec<Value>,
+    /// Manifests the API refused (or whose kind it does not serve).
+    failed: Vec<Value>,
+}
+
+/// The API groups the CRDs among `manifests` define.
+fn crd_groups(manifests: &[Value]) -> Vec<String> {
+    manifests
+        .iter()
+        .filter(|m| is_crd(m))
+        .filter_map(|m| {
+            m.pointer("/spec/group")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The bundle an object is labelled as belonging to.
+fn owner(object: &Value) -> Option<&str> {
+    object
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            BUNDLE_LABEL.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+}
+
+/// Kinds the agent never deletes: deleting them deletes what is inside or of them.
+fn is_kept_kind(target: &ObjectRef) -> bool {
+    (target.kind == "Namespace" && target.api_version == "v1")
+        || (target.kind == "CustomResourceDefinition"
+            && target.api_version.starts_with("apiextensions.k8s.io/"))
+}
+
+/// Kinds whose objects may disappear by design (finished Jobs with a TTL, completed Pods):
+/// gone is not drift, and they are not created again.
+fn may_vanish(target: &ObjectRef) -> bool {
+    (target.kind == "Job" && target.api_version.starts_with("batch/"))
+        || (target.kind == "Pod" && target.api_version == "v1")
+}
+
+/// Removes what the server owns from a manifest (a copy from `kubectl get -o yaml` carries
+/// them): a `resourceVersion` or `uid` would be a precondition, `managedFields` is refused.
+fn clean(manifest: &mut Value) {
+    if let Some(object) = manifest.as_object_mut() {
+        object.remove("status");
+    }
+    if let Some(metadata) = manifest.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in [
+            "resourceVersion",
+            "uid",
+            "managedFields",
+            "creationTimestamp",
+            "generation",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            metadata.remove(key);
+        }
+        if metadata.get("namespace").and_then(Value::as_str) == Some("") {
+            metadata.remove("namespace");
+        }
+    }
 }
 
 /// The outcome of one object in an apply or refresh.
@@ -146,7 +224,8 @@ impl KubernetesCluster {
     fn save(&self) {
         if let Some(path) = &self.file
             && let Ok(bytes) = serde_json::to_vec(&self.inventory)
-            && let Err(error) = write_atomic(path, &bytes, false)
+            // Mode 0600: the inventory holds the bundles' manifests, Secrets included.
+            && let Err(error) = write_atomic(path, &bytes, true)
         {
             tracing::warn!(%error, "could not save the Kubernetes inventory");
         }
@@ -205,6 +284,7 @@ impl KubernetesCluster {
         else {
             return Ok(None);
         };
+        clean(manifest);
         let namespace = match capabilities.scope {
             Scope::Namespaced => {
                 let namespace = target.namespace.clone().unwrap_or_else(|| "default".into());
@@ -227,7 +307,23 @@ impl KubernetesCluster {
         let object: DynamicObject = serde_json::from_value(body)
             .map_err(|e| format!("{}: not a Kubernetes object: {e}", target.describe()))?;
         let api = self.api(&resource, &capabilities, namespace.as_deref());
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        if !existed {
+            // Never take over an object another bundle owns: two bundles would fight over it.
+            let ours = owner(manifest).map(str::to_string);
+            if let Ok(Some(live)) = api.get_opt(&target.name).await
+                && let Some(other) = owner(&serde_json::to_value(&live).unwrap_or_default())
+                && Some(other) != ours.as_deref()
+            {
+                return Err(format!(
+                    "{} already belongs to bundle {other}; an object can be in one bundle only",
+                    ObjectRef::of(manifest).describe()
+                ));
+            }
+        }
+        // Strict: a misspelt field is an error now, not a silent drop and endless drift.
+        let params = PatchParams::apply(FIELD_MANAGER)
+            .force()
+            .validation_strict();
         match api
             .patch(&target.name, &params, &Patch::Apply(&object))
             .await
@@ -261,6 +357,12 @@ impl KubernetesCluster {
     /// Deletes an object the bundle owns; an object that lost the bundle's label (someone took it
     /// over) or is already gone is left alone.
     async fn delete_owned(&mut self, bundle: &str, target: &ObjectRef) -> Result<(), String> {
+        if is_kept_kind(target) {
+            // Deleting a Namespace or a CRD deletes everything in it or of it, other bundles'
+            // and other people's objects included: they stay, as Helm keeps CRDs.
+            tracing::info!(object = %target.describe(), "kept: Namespaces and CustomResourceDefinitions are never deleted by the agent");
+            return Ok(());
+        }
         let Some(live) = self.get(target).await? else {
             return Ok(());
         };
@@ -312,26 +414,20 @@ impl KubernetesCluster {
         found
     }
 
-    /// Applies `manifests` in order (Namespaces, CRDs, the rest, custom resources last),
-    /// returning per-object outcomes and the manifests that must wait for their CRD.
+    /// Applies `manifests` in order (Namespaces, CRDs, the rest, custom resources last).
+    /// `crd_groups` are the API groups the bundle's own CRDs define: their custom resources wait
+    /// for them instead of failing as unknown kinds.
     async fn apply_all(
         &mut self,
         manifests: &mut [Value],
         drift: &DriftPolicy,
         existing: &[ObjectRef],
-    ) -> (Vec<(ObjectRef, Outcome)>, Vec<Value>) {
+        crd_groups: &[String],
+    ) -> ApplyResult {
         manifests.sort_by_key(apply_rank);
-        let crds_in_bundle: Vec<String> = manifests
-            .iter()
-            .filter(|m| is_crd(m))
-            .filter_map(|m| {
-                m.pointer("/spec/group")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
         let mut outcomes = Vec::new();
         let mut waiting = Vec::new();
+        let mut failed = Vec::new();
         for manifest in manifests.iter_mut() {
             let target = ObjectRef::of(manifest);
             let ignore = ignored_paths(drift, manifest);
@@ -347,7 +443,7 @@ impl KubernetesCluster {
                         .split_once('/')
                         .map(|(g, _)| g)
                         .unwrap_or("");
-                    if crds_in_bundle.iter().any(|g| g == group) {
+                    if crd_groups.iter().any(|g| g == group) {
                         waiting.push(manifest.clone());
                         outcomes.push((
                             target.clone(),
@@ -360,6 +456,7 @@ impl KubernetesCluster {
                             },
                         ));
                     } else {
+                        failed.push(manifest.clone());
                         outcomes.push((
                             target.clone(),
                             Outcome::Problem {
@@ -372,20 +469,27 @@ impl KubernetesCluster {
                         ));
                     }
                 }
-                Err(message) => outcomes.push((
-                    target,
-                    Outcome::Problem {
-                        state: BundleState::Error,
-                        message,
-                    },
-                )),
+                Err(message) => {
+                    failed.push(manifest.clone());
+                    outcomes.push((
+                        target,
+                        Outcome::Problem {
+                            state: BundleState::Error,
+                            message,
+                        },
+                    ));
+                }
             }
             if is_crd(manifest) {
                 // A CRD changes what the cluster serves: forget cached misses for its group.
                 self.kinds.clear();
             }
         }
-        (outcomes, waiting)
+        ApplyResult {
+            outcomes,
+            waiting,
+            failed,
+        }
     }
 
     /// Re-reads a bundle's objects: health always; drift (corrected or reported, per the
@@ -394,21 +498,50 @@ impl KubernetesCluster {
         let mut applied = self.inventory.bundles.get(name)?.clone();
         let mut outcomes = Vec::new();
         let mut corrected = Vec::new();
+        let groups = crd_groups(&applied.manifests);
         // Custom resources waiting for their CRD: try again.
         if !applied.waiting.is_empty() {
             let mut waiting = std::mem::take(&mut applied.waiting);
-            let (retried, still) = self.apply_all(&mut waiting, &applied.drift, &[]).await;
+            let result = self
+                .apply_all(&mut waiting, &applied.drift, &[], &groups)
+                .await;
             for manifest in waiting {
                 let target = ObjectRef::of(&manifest);
-                if !still
+                if !result
+                    .waiting
                     .iter()
                     .any(|w| same_object(&ObjectRef::of(w), &target))
                 {
                     applied.manifests.push(manifest);
                 }
             }
-            outcomes.extend(retried);
-            applied.waiting = still;
+            outcomes.extend(result.outcomes);
+            applied.waiting = result.waiting;
+            applied.failed.extend(result.failed);
+        }
+        // Objects the API refused: apply them again (reading them would judge the old object).
+        if !applied.failed.is_empty() {
+            let mut failed = std::mem::take(&mut applied.failed);
+            let existing: Vec<ObjectRef> = applied.manifests.iter().map(ObjectRef::of).collect();
+            let result = self
+                .apply_all(&mut failed, &applied.drift, &existing, &groups)
+                .await;
+            outcomes.extend(result.outcomes);
+            applied.failed = result.failed;
+            applied.waiting.extend(result.waiting);
+        }
+        // Deletes that failed: try again.
+        for target in std::mem::take(&mut applied.pending_deletes) {
+            if let Err(message) = self.delete_owned(name, &target).await {
+                outcomes.push((
+                    target.clone(),
+                    Outcome::Problem {
+                        state: BundleState::Error,
+                        message,
+                    },
+                ));
+                applied.pending_deletes.push(target);
+            }
         }
         let manifests = applied.manifests.clone();
         for manifest in &manifests {
@@ -431,13 +564,18 @@ impl KubernetesCluster {
             };
             let ignore = ignored_paths(&applied.drift, manifest);
             let drifted: Vec<String> = match &live {
+                None if may_vanish(&target) => Vec::new(),
                 None => vec!["(deleted)".into()],
                 Some(live) if check_drift => diff(manifest, live, &ignore),
                 Some(_) => Vec::new(),
             };
             if drifted.is_empty() {
-                let live = live.unwrap_or(Value::Null);
-                outcomes.push((target.clone(), outcome_of(&target, &live)));
+                let outcome = match live {
+                    Some(live) => outcome_of(&target, &live),
+                    // A finished Job or Pod removed by its TTL did its work.
+                    None => Outcome::Healthy,
+                };
+                outcomes.push((target.clone(), outcome));
                 continue;
             }
             match applied.drift.mode {
@@ -665,8 +803,13 @@ impl ClusterDriver for KubernetesCluster {
             .as_ref()
             .map(|p| p.manifests.iter().map(ObjectRef::of).collect())
             .unwrap_or_default();
-        let (outcomes, waiting) = self
-            .apply_all(&mut manifests, &bundle.options.drift, &existing)
+        let groups = crd_groups(&manifests);
+        let ApplyResult {
+            outcomes,
+            waiting,
+            failed,
+        } = self
+            .apply_all(&mut manifests, &bundle.options.drift, &existing, &groups)
             .await;
         let applied: Vec<Value> = manifests
             .into_iter()
@@ -704,8 +847,20 @@ impl ClusterDriver for KubernetesCluster {
                     .collect()
             }
         };
+        let mut pending_deletes = previous
+            .as_ref()
+            .map(|p| p.pending_deletes.clone())
+            .unwrap_or_default();
+        pending_deletes.retain(|old| !keep.iter().any(|new| same_object(new, old)));
         for target in stale {
+            if pending_deletes.iter().any(|p| p == &target) {
+                continue;
+            }
+            pending_deletes.push(target);
+        }
+        for target in std::mem::take(&mut pending_deletes) {
             if let Err(message) = self.delete_owned(&bundle.name, &target).await {
+                pending_deletes.push(target.clone());
                 prune_problems.push((
                     target,
                     Outcome::Problem {
@@ -726,6 +881,8 @@ impl ClusterDriver for KubernetesCluster {
                 drift: bundle.options.drift.clone(),
                 manifests: applied,
                 waiting,
+                failed,
+                pending_deletes,
                 report,
             },
         );

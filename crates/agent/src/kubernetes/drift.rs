@@ -273,7 +273,8 @@ impl Walk {
     /// Whether the key `key` of the object at the current path is never compared.
     fn skipped(&self, key: &str) -> bool {
         match self.path.as_slice() {
-            [] => key == "status",
+            // `stringData` is write-only: a Secret comes back with `data` alone.
+            [] => key == "status" || key == "stringData",
             [metadata] if metadata == "metadata" => SERVER_METADATA.contains(&key),
             [metadata, annotations] if metadata == "metadata" && annotations == "annotations" => {
                 key == LAST_APPLIED
@@ -351,7 +352,8 @@ fn is_zero(value: &Value) -> bool {
         Value::Null => true,
         Value::Bool(b) => !b,
         Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(_) => false,
+        // Go's omitempty drops "" as well (e.g. an env var's `value: ""`).
+        Value::String(text) => text.is_empty(),
         Value::Array(items) => items.is_empty(),
         Value::Object(map) => map.values().all(is_zero),
     }
@@ -788,9 +790,19 @@ mod tests {
             diff(&d, &l, &[]),
             ["/spec/minReadySeconds", "/spec/paused", "/spec/tolerations"]
         );
-        // Empty strings and metadata are not zero-lenient.
+        // Empty strings are zero too (omitempty drops them); metadata is not zero-lenient.
         let d = json!({"metadata": {"labels": {}}, "spec": {"subPath": ""}});
-        assert_eq!(diff(&d, &json!({}), &[]), ["/metadata", "/spec"]);
+        assert_eq!(diff(&d, &json!({}), &[]), ["/metadata"]);
+        // Secrets come back without stringData.
+        let d = json!({"kind": "Secret", "stringData": {"password": "x"}});
+        assert_eq!(
+            diff(
+                &d,
+                &json!({"kind": "Secret", "data": {"password": "eA=="}}),
+                &[]
+            ),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
