@@ -1,4 +1,4 @@
-//! Resource documents: `Cluster`, `ClusterGroup`, `Bundle`, `RegistrationToken`.
+//! Resource documents: `Cluster`, `ClusterGroup`, `Bundle`, `RegistrationToken`, `GitRepo`, `Secret`.
 
 use std::collections::BTreeMap;
 
@@ -57,14 +57,18 @@ pub enum Kind {
     ClusterGroup,
     Bundle,
     RegistrationToken,
+    GitRepo,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Cluster,
         Kind::ClusterGroup,
         Kind::Bundle,
         Kind::RegistrationToken,
+        Kind::GitRepo,
+        Kind::Secret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +77,8 @@ impl Kind {
             Kind::ClusterGroup => "ClusterGroup",
             Kind::Bundle => "Bundle",
             Kind::RegistrationToken => "RegistrationToken",
+            Kind::GitRepo => "GitRepo",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -83,6 +89,8 @@ impl Kind {
             Kind::ClusterGroup => "clustergroups",
             Kind::Bundle => "bundles",
             Kind::RegistrationToken => "registrationtokens",
+            Kind::GitRepo => "gitrepos",
+            Kind::Secret => "secrets",
         }
     }
 
@@ -95,6 +103,8 @@ impl Kind {
             "registrationtoken" | "registrationtokens" | "token" | "tokens" => {
                 Some(Kind::RegistrationToken)
             }
+            "gitrepo" | "gitrepos" | "repo" | "repos" => Some(Kind::GitRepo),
+            "secret" | "secrets" => Some(Kind::Secret),
             _ => None,
         }
     }
@@ -277,6 +287,19 @@ pub struct BundleSpec {
     /// What agents do when live objects drift from the bundle.
     #[serde(default, skip_serializing_if = "DriftPolicy::is_default")]
     pub drift: DriftPolicy,
+    /// Bundles that must be Ready on a cluster before this one is first deployed there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<BundleDependency>,
+}
+
+/// A bundle this one waits for: by name, or every bundle whose labels match a selector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleDependency {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
 }
 
 /// Drift handling: agents compare live objects with the fields the bundle sets, on an interval.
@@ -339,6 +362,14 @@ pub struct BundleTarget {
     pub cluster_name: Option<String>,
     #[serde(default, skip_serializing_if = "Customization::is_empty")]
     pub customization: Customization,
+    /// Clusters this target matches first get nothing: the bundle is not deployed there (Fleet's
+    /// `doNotDeploy`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub do_not_deploy: bool,
+    /// Manifests that replace `spec.resources` for the clusters this target matches first (a
+    /// folder rendered with this target's Helm values, Kustomize directory or overlays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<Value>>,
 }
 
 /// Per-target changes made to the manifests before they are applied.
@@ -441,4 +472,107 @@ pub struct RegistrationTokenStatus {
     /// The secret token. Present only in the response that created it; the server keeps a hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitRepo
+
+pub type GitRepo = Object<GitRepoSpec, GitRepoStatus>;
+
+/// A git repository whose folders are rendered to bundles (raw YAML, Kustomize, Helm, or Rancher
+/// Fleet's `fleet.yaml`), followed by polling and webhooks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitRepoSpec {
+    /// Repository URL: `https://…`, `http://…`, `git://…`, `ssh://…`, `user@host:path` or `file://…`.
+    pub repo: String,
+    /// Branch to follow; `main` when neither `branch` nor `revision` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// A tag or commit to deploy instead of a branch head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Folders of the repository to deploy; the repository root when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// How often the repository is polled, e.g. `60s` (the default), jittered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    /// Where the rendered bundles go, as in a Bundle; a folder's `fleet.yaml`
+    /// `targetCustomizations` customize within these targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<BundleTarget>,
+    /// A paused repository is neither fetched nor re-rendered; its bundles keep serving.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Name of a `Secret` (type `basic-auth` or `ssh-auth`) with the credentials to fetch with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_name: Option<String>,
+    /// Leave the bundles' objects on clusters when the repository or a folder is removed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_resources: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepoStatus {
+    /// The spec generation the status describes.
+    pub observed_generation: u64,
+    /// The commit the bundles were last rendered from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// RFC 3339 time of the last successful fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetched: Option<String>,
+    /// Why the last fetch or render failed; the bundles of the last good commit keep serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Consecutive failed fetches; polling backs off while it grows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u64,
+    /// RFC 3339 time of the next poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fetch: Option<String>,
+    /// The bundles this repository produced, one per deployable folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<GitRepoBundle>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepoBundle {
+    pub name: String,
+    /// The folder, relative to the repository root (`.` for the root).
+    pub path: String,
+    /// Content digest of the folder's default rendering.
+    pub digest: String,
+    /// Why this folder failed to render at the current commit (the previous rendering keeps serving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secret
+
+pub type Secret = Object<SecretSpec, SecretStatus>;
+
+/// Credentials the server uses (git fetches, webhook verification). Values are write-only: the
+/// API never returns them, only their keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretSpec {
+    /// `basic-auth` (`username`, `password`: HTTPS, a token as password), `ssh-auth`
+    /// (`ssh-privatekey`, optional `known_hosts`) or `webhook` (`github`, `gitlab`).
+    #[serde(rename = "type")]
+    pub secret_type: String,
+    /// Plain-text values by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub string_data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStatus {
+    /// The keys the secret holds (values are never returned).
+    pub keys: Vec<String>,
 }

@@ -109,6 +109,9 @@ impl Sampler {
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut ticker = tokio::time::interval(Duration::from_secs(1));
+                // The first tick completes at once: take it before the baseline, or the first
+                // sample divides a few milliseconds of CPU by a near-zero interval.
+                ticker.tick().await;
                 let mut last_at = Instant::now();
                 let mut last_stats = stats.snapshot(true);
                 let mut last_server: Option<(i32, f64)> = None;

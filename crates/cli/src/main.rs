@@ -4,6 +4,7 @@ mod demo;
 mod documents;
 mod install;
 mod output;
+mod render_cmd;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -104,6 +105,23 @@ enum Command {
         overwrite: bool,
         #[command(flatten)]
         connection: Connection,
+    },
+    /// Render a folder offline as the server would for a GitRepo, and print what one cluster
+    /// gets (raw YAML, Kustomize, Helm or fleet.yaml; before the agent's ownership labels).
+    Render {
+        /// The folder (inside a git work tree, `../` paths in fleet.yaml resolve from its root).
+        path: PathBuf,
+        /// The cluster's name (for clusterName targets and `${cluster.name}`).
+        #[arg(long, default_value = "local")]
+        cluster_name: String,
+        /// The cluster's labels: k=v,k2=v2.
+        #[arg(long, value_parser = parse_labels, default_value = "")]
+        labels: BTreeMap<String, String>,
+        /// Cluster groups the cluster belongs to (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+        output: Format,
     },
     /// Registration tokens.
     Token {
@@ -704,6 +722,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ))?;
             Ok(())
         }
+        Command::Render {
+            path,
+            cluster_name,
+            labels,
+            groups,
+            output,
+        } => render_cmd::run(render_cmd::RenderArgs {
+            path,
+            cluster_name,
+            labels,
+            groups,
+            output,
+        }),
         Command::Token {
             command:
                 TokenCommand::Create {

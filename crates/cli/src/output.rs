@@ -111,6 +111,41 @@ fn row(kind: Kind, item: &Value) -> Vec<String> {
             },
             age(&s(item, "/metadata/creationTimestamp")),
         ],
+        Kind::GitRepo => {
+            let commit = s(item, "/status/commit");
+            let bundles = item
+                .pointer("/status/bundles")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let wanted = match (s(item, "/spec/revision"), s(item, "/spec/branch")) {
+                (revision, _) if !revision.is_empty() => revision,
+                (_, branch) if !branch.is_empty() => branch,
+                _ => "main".into(),
+            };
+            vec![
+                s(item, "/metadata/name"),
+                s(item, "/spec/repo"),
+                wanted,
+                commit.chars().take(12).collect(),
+                bundles.to_string(),
+                age(&s(item, "/status/lastFetched")),
+                s(item, "/status/error"),
+            ]
+        }
+        Kind::Secret => vec![
+            s(item, "/metadata/name"),
+            s(item, "/spec/type"),
+            item.pointer("/status/keys")
+                .and_then(Value::as_array)
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            age(&s(item, "/metadata/creationTimestamp")),
+        ],
     }
 }
 
@@ -138,6 +173,10 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         ],
         Kind::ClusterGroup => &["NAME", "CLUSTERS", "ONLINE", "SELECTOR"],
         Kind::RegistrationToken => &["NAME", "STATE", "USES", "MAX-USES", "EXPIRES", "AGE"],
+        Kind::GitRepo => &[
+            "NAME", "REPO", "REF", "COMMIT", "BUNDLES", "FETCHED", "ERROR",
+        ],
+        Kind::Secret => &["NAME", "TYPE", "KEYS", "AGE"],
     }
 }
 
@@ -263,6 +302,16 @@ pub fn describe(kind: Kind, item: &Value) -> anyhow::Result<()> {
             line("State", s(item, "/status/state"));
             line("Uses", s(item, "/status/uses"));
             line("Expires", s(item, "/spec/expiresAt"));
+        }
+        Kind::GitRepo => {
+            line("Repo", s(item, "/spec/repo"));
+            line("Commit", s(item, "/status/commit"));
+            line("Last fetched", s(item, "/status/lastFetched"));
+            line("Next fetch", s(item, "/status/nextFetch"));
+            line("Error", s(item, "/status/error"));
+        }
+        Kind::Secret => {
+            line("Type", s(item, "/spec/type"));
         }
     }
     let mut section = |title: &str, value: &Value| -> anyhow::Result<()> {

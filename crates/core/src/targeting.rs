@@ -14,6 +14,10 @@ pub struct Target {
     pub group: Option<String>,
     pub cluster_name: Option<String>,
     pub customization: Customization,
+    /// Clusters this target matches first do not get the bundle.
+    pub do_not_deploy: bool,
+    /// Content digest of the target's own `resources`, when it replaces the bundle's.
+    pub digest: Option<String>,
 }
 
 /// Validates a bundle's targets; the error names the target and says what to fix.
@@ -50,11 +54,23 @@ pub fn compile_targets(targets: &[BundleTarget]) -> Result<Vec<Target>, String> 
                     .and_then(|()| crate::selector::validate_label_value(value))
                     .map_err(|error| format!("{label}.customization.labels: {error}"))?;
             }
+            let digest = match &target.resources {
+                Some(resources) => {
+                    crate::customize::validate_manifests(resources)
+                        .map_err(|error| format!("{label}.resources: {error}"))?;
+                    Some(crate::digest::content_digest(
+                        &crate::digest::canonical_content(resources),
+                    ))
+                }
+                None => None,
+            };
             Ok(Target {
                 selector,
                 group: target.cluster_group.clone(),
                 cluster_name: target.cluster_name.clone(),
                 customization: target.customization.clone(),
+                do_not_deploy: target.do_not_deploy,
+                digest,
             })
         })
         .collect()
@@ -104,6 +120,22 @@ pub fn first_match<'a, L: Fn(&str) -> Option<&'a str> + Copy>(
     targets
         .iter()
         .position(|target| target.matches(cluster, group_selector))
+}
+
+/// The placeholders a bundle's clusters need resolved: those its resources, its targets' own
+/// resources and its targets' patches use.
+pub fn vars_needed(resources: &[serde_json::Value], targets: &[BundleTarget]) -> BTreeSet<String> {
+    let patches: Vec<_> = targets
+        .iter()
+        .flat_map(|t| t.customization.patches.iter().cloned())
+        .collect();
+    let mut vars = crate::customize::referenced_vars(resources, &patches);
+    for target in targets {
+        if let Some(resources) = &target.resources {
+            vars.extend(crate::customize::referenced_vars(resources, &[]));
+        }
+    }
+    vars
 }
 
 /// Builds the deploy options a cluster receives for a bundle: the matched target's customization

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod fleet;
+pub mod gitops;
 pub mod metrics;
 pub mod records;
 pub mod state;
@@ -97,6 +98,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         metrics,
         deadlines: Mutex::new(Default::default()),
         dirty: Mutex::new(Vec::new()),
+        gitops: gitops::GitOps::new(
+            config.data_dir.join("git"),
+            flotilla_render::Tools::detect(),
+        ),
     });
     // Clusters that were Online get one full offline window from now: their last-seen times
     // predate the restart.
@@ -142,6 +147,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let workers = vec![
         tokio::spawn(workers::offline_sweeper(state.clone())),
         tokio::spawn(workers::soft_state_flusher(state.clone())),
+        tokio::spawn(gitops::worker(state.clone())),
     ];
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "flotilla server listening");
     Ok(Server {

@@ -19,6 +19,9 @@ pub const REPORT: &str = "ClusterReport";
 pub const GROUP: &str = "ClusterGroup";
 pub const BUNDLE: &str = "Bundle";
 pub const TOKEN: &str = "RegistrationToken";
+pub const GITREPO: &str = "GitRepo";
+pub const GITREPO_STATUS: &str = "GitRepoStatus";
+pub const SECRET: &str = "Secret";
 pub const META: &str = "Meta";
 pub const ADMIN_TOKEN: &str = "admin-token";
 
@@ -61,7 +64,13 @@ pub struct BundleRecord {
     /// The spec without `resources`, which live in the content table under `spec_digest`.
     pub spec: BundleSpec,
     pub spec_digest: String,
+    /// Digests of the spec targets' own `resources` (stripped from `spec`), by target index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spec_target_digests: Vec<Option<String>>,
     pub live: Option<LiveRecord>,
+    /// The GitRepo that renders this bundle; admins cannot change or delete it directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +81,85 @@ pub struct LiveRecord {
     pub keep_resources: bool,
     #[serde(default, skip_serializing_if = "flotilla_api::DriftPolicy::is_default")]
     pub drift: flotilla_api::DriftPolicy,
+    /// Digests of the targets' own `resources`, by target index. In memory `targets` carry their
+    /// resources and this is empty; the stored form moves them to the content table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_digests: Vec<Option<String>>,
+}
+
+impl LiveRecord {
+    /// The stored form: targets' resources moved to content ops.
+    pub fn stored(&self, ops: &mut Vec<Op>) -> LiveRecord {
+        let (targets, target_digests) = strip_targets(&self.targets, ops);
+        LiveRecord {
+            targets,
+            target_digests,
+            ..self.clone()
+        }
+    }
+}
+
+/// Moves the targets' own `resources` out into content ops (stored once by digest) and returns
+/// the stripped targets with their digests by index (empty when no target has resources).
+pub fn strip_targets(
+    targets: &[BundleTarget],
+    ops: &mut Vec<Op>,
+) -> (Vec<BundleTarget>, Vec<Option<String>>) {
+    if targets.iter().all(|t| t.resources.is_none()) {
+        return (targets.to_vec(), Vec::new());
+    }
+    let mut digests = Vec::with_capacity(targets.len());
+    let stripped = targets
+        .iter()
+        .map(|target| {
+            let mut target = target.clone();
+            let digest = target.resources.take().map(|resources| {
+                let body = flotilla_core::digest::canonical_content(&resources);
+                let digest = flotilla_core::digest::content_digest(&body);
+                ops.push(Op::PutContent {
+                    digest: digest.clone(),
+                    body,
+                });
+                digest
+            });
+            digests.push(digest);
+            target
+        })
+        .collect();
+    (stripped, digests)
+}
+
+/// Puts the targets' resources back from the content table.
+pub fn join_targets(
+    mut targets: Vec<BundleTarget>,
+    digests: &[Option<String>],
+    content: &mut dyn FnMut(&str) -> anyhow::Result<Arc<Vec<u8>>>,
+) -> anyhow::Result<Vec<BundleTarget>> {
+    for (target, digest) in targets.iter_mut().zip(digests) {
+        if let Some(digest) = digest {
+            target.resources = Some(serde_json::from_slice(&content(digest)?)?);
+        }
+    }
+    Ok(targets)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GitRepoRecord {
+    pub metadata: ObjectMeta,
+    pub spec: flotilla_api::GitRepoSpec,
+}
+
+/// Written by the git source worker after each fetch, so a restart knows the last commit.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GitRepoStatusRecord {
+    pub status: flotilla_api::GitRepoStatus,
+}
+
+/// Secret values are stored as given (the server must use them); the data dir is the boundary.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretRecord {
+    pub metadata: ObjectMeta,
+    pub spec: flotilla_api::SecretSpec,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -170,6 +258,46 @@ pub fn load(snapshot: Snapshot, store: &dyn Store) -> anyhow::Result<Loaded> {
         metadata.resource_version = Some(record.revision.to_string());
         fleet.upsert_group(&record.name, metadata, selector);
     }
+    for record in by_kind.get(SECRET).into_iter().flatten() {
+        let secret: SecretRecord = decode(SECRET, &record.name, &record.doc)?;
+        let mut metadata = secret.metadata;
+        metadata.resource_version = Some(record.revision.to_string());
+        fleet.secrets.insert(
+            record.name.clone(),
+            crate::fleet::SecretEntry {
+                metadata,
+                spec: secret.spec,
+            },
+        );
+    }
+    let statuses: BTreeMap<&str, GitRepoStatusRecord> = by_kind
+        .get(GITREPO_STATUS)
+        .into_iter()
+        .flatten()
+        .map(|record| {
+            Ok((
+                record.name.as_str(),
+                decode(GITREPO_STATUS, &record.name, &record.doc)?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for record in by_kind.get(GITREPO).into_iter().flatten() {
+        let repo: GitRepoRecord = decode(GITREPO, &record.name, &record.doc)?;
+        let mut metadata = repo.metadata;
+        metadata.resource_version = Some(record.revision.to_string());
+        let status = statuses
+            .get(record.name.as_str())
+            .map(|s| s.status.clone())
+            .unwrap_or_default();
+        fleet.gitrepos.insert(
+            record.name.clone(),
+            crate::fleet::GitRepoEntry {
+                metadata,
+                spec: repo.spec,
+                status,
+            },
+        );
+    }
     for record in by_kind.get(BUNDLE).into_iter().flatten() {
         let stored: BundleRecord = decode(BUNDLE, &record.name, &record.doc)?;
         let entry = bundle_entry(&mut fleet, stored, record.revision, store)?;
@@ -258,12 +386,20 @@ fn bundle_entry(
     let spec_bytes = content(&stored.spec_digest)?;
     let mut spec = stored.spec;
     spec.resources = serde_json::from_slice(&spec_bytes)?;
-    let live_targets = stored
-        .live
+    spec.targets = join_targets(spec.targets, &stored.spec_target_digests, &mut content)?;
+    let stored_live = match stored.live {
+        Some(mut live) => {
+            live.targets = join_targets(live.targets, &live.target_digests, &mut content)?;
+            live.target_digests.clear();
+            Some(live)
+        }
+        None => None,
+    };
+    let live_targets = stored_live
         .as_ref()
         .map(|l| l.targets.clone())
         .unwrap_or_default();
-    let live = match stored.live {
+    let live = match stored_live {
         Some(live) => {
             let live_bytes = content(&live.digest)?;
             let resources: Vec<serde_json::Value> = serde_json::from_slice(&live_bytes)?;
@@ -281,6 +417,8 @@ fn bundle_entry(
         }
         None => None,
     };
+    let dependencies =
+        crate::fleet::compile_dependencies(&spec.depends_on).map_err(anyhow::Error::msg)?;
     let mut metadata = stored.metadata;
     metadata.resource_version = Some(revision.to_string());
     Ok(BundleEntry {
@@ -290,6 +428,8 @@ fn bundle_entry(
         spec_digest: stored.spec_digest,
         live,
         live_targets,
+        owner: stored.owner,
+        dependencies,
         targeted: Default::default(),
         counts: [0; 5],
         problems: Default::default(),

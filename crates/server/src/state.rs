@@ -47,6 +47,8 @@ pub struct AppState {
     pub deadlines: Mutex<BTreeMap<u64, Vec<u32>>>,
     /// Clusters whose soft state must be written by the next flush.
     pub dirty: Mutex<Vec<u32>>,
+    /// Git sources: scheduling, fetch cache, rendering tools.
+    pub gitops: crate::gitops::GitOps,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::{
     body::{RawBody, typed},
-    render,
+    render, sources,
 };
 use crate::{
     auth::{bearer, hash_secret, new_secret, secret_matches},
@@ -272,6 +272,38 @@ pub async fn list(
                 .collect();
             Ok(items_json(items, next, Some(fleet.tokens.len() as u64)))
         }
+        Kind::GitRepo => {
+            let names = fleet
+                .gitrepos
+                .iter()
+                .map(|(name, repo)| (name.as_str(), repo));
+            let (repos, next) = page(names, descending, after, limit, |_, repo| {
+                selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches_map(&repo.metadata.labels))
+            });
+            let items = repos
+                .into_iter()
+                .map(|repo| sources::render_gitrepo(&fleet, &repo.metadata.name))
+                .collect();
+            Ok(items_json(items, next, Some(fleet.gitrepos.len() as u64)))
+        }
+        Kind::Secret => {
+            let names = fleet
+                .secrets
+                .iter()
+                .map(|(name, secret)| (name.as_str(), secret));
+            let (secrets, next) = page(names, descending, after, limit, |_, secret| {
+                selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches_map(&secret.metadata.labels))
+            });
+            let items = secrets
+                .into_iter()
+                .map(|secret| sources::render_secret(&fleet, &secret.metadata.name))
+                .collect();
+            Ok(items_json(items, next, Some(fleet.secrets.len() as u64)))
+        }
     }
 }
 
@@ -301,6 +333,14 @@ pub async fn get(
             let token = fleet.tokens.get(&name).ok_or_else(not_found)?;
             serde_json::to_value(render::token(token, now_seconds(), None))
         }
+        Kind::GitRepo => {
+            fleet.gitrepos.get(&name).ok_or_else(not_found)?;
+            Ok(sources::render_gitrepo(&fleet, &name))
+        }
+        Kind::Secret => {
+            fleet.secrets.get(&name).ok_or_else(not_found)?;
+            Ok(sources::render_secret(&fleet, &name))
+        }
     }
     .map_err(ApiError::internal)?;
     Ok(Json(value).into_response())
@@ -308,7 +348,7 @@ pub async fn get(
 
 /// How a write treats an existing object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     /// POST: the object must not exist.
     Create,
     /// PUT / apply: create or replace.
@@ -394,7 +434,7 @@ async fn write_inner(
         .find(|k| k.as_str() == kind_text)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "unknown kind {kind_text:?}; flotilla serves Cluster, ClusterGroup, Bundle and RegistrationToken"
+                "unknown kind {kind_text:?}; flotilla serves Cluster, ClusterGroup, Bundle, RegistrationToken, GitRepo and Secret"
             ))
         })?;
     if let Some(expected) = expected
@@ -425,10 +465,18 @@ async fn write_inner(
         Kind::ClusterGroup => write_group(state, typed(document)?, mode).await,
         Kind::RegistrationToken => write_token(state, typed(document)?, mode).await,
         Kind::Cluster => write_cluster(state, typed(document)?, mode).await,
+        Kind::GitRepo => {
+            let (created, rendered) = sources::write_gitrepo(state, typed(document)?, mode).await?;
+            respond(created, &rendered)
+        }
+        Kind::Secret => {
+            let (created, rendered) = sources::write_secret(state, typed(document)?, mode).await?;
+            respond(created, &rendered)
+        }
     }
 }
 
-fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
+pub(super) fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
     for (key, value) in labels {
         validate_label_key(key)
             .and_then(|()| validate_label_value(value))
@@ -438,7 +486,11 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
 }
 
 /// Checks `metadata.resourceVersion` when the client sent one (optimistic concurrency).
-fn check_version(sent: &Option<String>, current: Option<&str>, what: &str) -> ApiResult<()> {
+pub(super) fn check_version(
+    sent: &Option<String>,
+    current: Option<&str>,
+    what: &str,
+) -> ApiResult<()> {
     if let Some(sent) = sent
         && current != Some(sent.as_str())
     {
@@ -449,13 +501,13 @@ fn check_version(sent: &Option<String>, current: Option<&str>, what: &str) -> Ap
     Ok(())
 }
 
-fn exists_error(kind: Kind, name: &str) -> ApiError {
+pub(super) fn exists_error(kind: Kind, name: &str) -> ApiError {
     ApiError::Conflict(format!(
         "{kind} {name:?} already exists; use `flotilla apply` to replace it"
     ))
 }
 
-async fn commit(state: &SharedState, ops: Vec<Op>) -> ApiResult<u64> {
+pub(crate) async fn commit(state: &SharedState, ops: Vec<Op>) -> ApiResult<u64> {
     let started = Instant::now();
     let revision = state.store.commit(ops).await?;
     state
@@ -465,7 +517,7 @@ async fn commit(state: &SharedState, ops: Vec<Op>) -> ApiResult<u64> {
     Ok(revision)
 }
 
-fn respond<T: serde::Serialize>(created: bool, object: &T) -> ApiResult<Response> {
+pub(super) fn respond<T: serde::Serialize>(created: bool, object: &T) -> ApiResult<Response> {
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -478,7 +530,7 @@ fn respond<T: serde::Serialize>(created: bool, object: &T) -> ApiResult<Response
         .into_response())
 }
 
-fn fresh_metadata(
+pub(super) fn fresh_metadata(
     metadata: &ObjectMeta,
     old: Option<&ObjectMeta>,
     changed: bool,
@@ -501,6 +553,54 @@ fn fresh_metadata(
 }
 
 async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiResult<Response> {
+    let prepared = {
+        let fleet = state.fleet.read();
+        prepare_bundle(&fleet, bundle, mode, None)?
+    };
+    let created = prepared.created;
+    let revision = commit(state, prepared.ops.clone()).await?;
+    let mut fleet = state.fleet.write();
+    let ordinal = apply_bundle(&mut fleet, prepared, revision)?;
+    release_contents(&mut fleet);
+    let rendered = fleet
+        .bundle(ordinal)
+        .map(|bundle| render::bundle(&fleet, bundle))
+        .ok_or_else(|| ApiError::internal("bundle vanished after write"))?;
+    respond(created, &rendered)
+}
+
+/// Drops content no bundle references any more.
+pub fn release_contents(fleet: &mut crate::fleet::Fleet) {
+    let referenced = fleet.referenced_digests();
+    fleet
+        .contents
+        .retain(|digest, _| referenced.contains(digest));
+}
+
+/// A validated bundle write: the store ops to commit, then what memory applies.
+pub struct PreparedBundle {
+    pub name: String,
+    pub created: bool,
+    /// Whether anything changes (a GitRepo re-render that changed nothing writes nothing).
+    pub changed: bool,
+    pub ops: Vec<Op>,
+    metadata: ObjectMeta,
+    spec: flotilla_api::BundleSpec,
+    spec_digest: String,
+    live: Option<LiveRecord>,
+    owner: Option<String>,
+    dependencies: Vec<crate::fleet::Dependency>,
+    contents: Vec<(String, Vec<u8>)>,
+}
+
+/// Validates a bundle write against the current model and builds its store ops. `owner` is the
+/// GitRepo writing it; admins (`None`) may not change a bundle a GitRepo owns.
+pub fn prepare_bundle(
+    fleet: &crate::fleet::Fleet,
+    bundle: Bundle,
+    mode: Mode,
+    owner: Option<&str>,
+) -> ApiResult<PreparedBundle> {
     let name = bundle.metadata.name.clone();
     validate_dns_subdomain(&name).map_err(|e| ApiError::Unprocessable(format!("bundle {e}")))?;
     validate_labels(&bundle.metadata.labels)?;
@@ -518,35 +618,42 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
         &bundle.spec.drift,
     )
     .map_err(ApiError::Unprocessable)?;
+    let dependencies = crate::fleet::compile_dependencies(&bundle.spec.depends_on)
+        .map_err(ApiError::Unprocessable)?;
     let now = now_seconds();
-    let (old_meta, old_live, spec_changed) = {
-        let fleet = state.fleet.read();
-        match fleet.bundle_by_name(&name) {
-            Some((_, old)) => {
-                if mode == Mode::Create {
-                    return Err(exists_error(Kind::Bundle, &name));
-                }
-                check_version(
-                    &bundle.metadata.resource_version,
-                    old.metadata.resource_version.as_deref(),
-                    "the bundle",
-                )?;
-                let old_live = old.live.as_ref().map(|live| LiveRecord {
-                    generation: live.generation,
-                    digest: live.digest.clone(),
-                    targets: old.live_targets.clone(),
-                    keep_resources: live.keep_resources,
-                    drift: live.drift.clone(),
-                });
-                (
-                    Some(old.metadata.clone()),
-                    old_live,
-                    old.spec != bundle.spec,
-                )
+    let (old_meta, old_live, spec_changed) = match fleet.bundle_by_name(&name) {
+        Some((_, old)) => {
+            if mode == Mode::Create {
+                return Err(exists_error(Kind::Bundle, &name));
             }
-            None => (None, None, true),
+            if old.owner.as_deref() != owner {
+                return Err(owned_error(&name, old.owner.as_deref()));
+            }
+            check_version(
+                &bundle.metadata.resource_version,
+                old.metadata.resource_version.as_deref(),
+                "the bundle",
+            )?;
+            let old_live = old.live.as_ref().map(|live| LiveRecord {
+                generation: live.generation,
+                digest: live.digest.clone(),
+                targets: old.live_targets.clone(),
+                keep_resources: live.keep_resources,
+                drift: live.drift.clone(),
+                target_digests: Vec::new(),
+            });
+            (
+                Some(old.metadata.clone()),
+                old_live,
+                old.spec != bundle.spec,
+            )
         }
+        None => (None, None, true),
     };
+    let changed = spec_changed
+        || old_meta.as_ref().is_none_or(|old| {
+            old.labels != bundle.metadata.labels || old.annotations != bundle.metadata.annotations
+        });
     let metadata = fresh_metadata(&bundle.metadata, old_meta.as_ref(), spec_changed, now);
     let live = if bundle.spec.paused {
         old_live
@@ -557,30 +664,71 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
             targets: bundle.spec.targets.clone(),
             keep_resources: bundle.spec.keep_resources,
             drift: bundle.spec.drift.clone(),
+            target_digests: Vec::new(),
         })
     };
+    let mut ops = vec![Op::PutContent {
+        digest: spec_digest.clone(),
+        body: content,
+    }];
     let mut stored_spec = bundle.spec.clone();
     stored_spec.resources = Vec::new();
+    let (stored_targets, spec_target_digests) =
+        records::strip_targets(&stored_spec.targets, &mut ops);
+    stored_spec.targets = stored_targets;
     let record = BundleRecord {
         metadata: metadata.clone(),
         spec: stored_spec,
         spec_digest: spec_digest.clone(),
-        live: live.clone(),
+        spec_target_digests,
+        live: live.as_ref().map(|live| live.stored(&mut ops)),
+        owner: owner.map(str::to_string),
     };
-    let ops = vec![
-        Op::PutContent {
-            digest: spec_digest.clone(),
-            body: content.clone(),
-        },
-        records::put(records::BUNDLE, &name, &record),
-    ];
-    let revision = commit(state, ops).await?;
-    let mut fleet = state.fleet.write();
-    fleet
-        .contents
-        .entry(spec_digest.clone())
-        .or_insert_with(|| Arc::new(content));
-    let live_revision = match &live {
+    ops.push(records::put(records::BUNDLE, &name, &record));
+    // Content the model must hold: every digest the ops put (the spec's and the targets').
+    let contents = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::PutContent { digest, body } => Some((digest.clone(), body.clone())),
+            _ => None,
+        })
+        .collect();
+    Ok(PreparedBundle {
+        name,
+        created: old_meta.is_none(),
+        changed,
+        ops,
+        metadata,
+        spec: bundle.spec,
+        spec_digest,
+        live,
+        owner: owner.map(str::to_string),
+        dependencies,
+        contents,
+    })
+}
+
+impl PreparedBundle {
+    /// The digest of the bundle's default content.
+    pub fn spec_digest(&self) -> &str {
+        &self.spec_digest
+    }
+}
+
+/// Applies a committed bundle write to memory; returns the bundle's ordinal. The caller releases
+/// unreferenced content afterwards (`release_contents`).
+pub fn apply_bundle(
+    fleet: &mut crate::fleet::Fleet,
+    prepared: PreparedBundle,
+    revision: u64,
+) -> ApiResult<u32> {
+    for (digest, body) in prepared.contents {
+        fleet
+            .contents
+            .entry(digest)
+            .or_insert_with(|| Arc::new(body));
+    }
+    let live_revision = match &prepared.live {
         Some(live) => {
             let resources: Vec<Value> = match fleet.contents.get(&live.digest) {
                 Some(bytes) => serde_json::from_slice(bytes).map_err(ApiError::internal)?,
@@ -600,28 +748,32 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
         }
         None => None,
     };
-    let mut metadata = metadata;
+    let mut metadata = prepared.metadata;
     metadata.resource_version = Some(revision.to_string());
-    let ordinal = fleet.upsert_bundle(BundleEntry {
-        name: name.clone(),
+    Ok(fleet.upsert_bundle(BundleEntry {
+        name: prepared.name,
         metadata,
-        spec: bundle.spec,
-        spec_digest,
+        spec: prepared.spec,
+        spec_digest: prepared.spec_digest,
         live: live_revision,
-        live_targets: live.map(|l| l.targets).unwrap_or_default(),
+        live_targets: prepared.live.map(|l| l.targets).unwrap_or_default(),
+        owner: prepared.owner,
+        dependencies: prepared.dependencies,
         targeted: Default::default(),
         counts: [0; 5],
         problems: Default::default(),
-    });
-    let referenced = fleet.referenced_digests();
-    fleet
-        .contents
-        .retain(|digest, _| referenced.contains(digest));
-    let rendered = fleet
-        .bundle(ordinal)
-        .map(|bundle| render::bundle(&fleet, bundle))
-        .ok_or_else(|| ApiError::internal("bundle vanished after write"))?;
-    respond(old_meta.is_none(), &rendered)
+    }))
+}
+
+fn owned_error(name: &str, owner: Option<&str>) -> ApiError {
+    match owner {
+        Some(repo) => ApiError::Conflict(format!(
+            "bundle {name:?} is rendered from GitRepo {repo:?}; change the repository (or delete the GitRepo) instead"
+        )),
+        None => ApiError::Conflict(format!(
+            "bundle {name:?} already exists and was not created by this GitRepo; rename the folder (fleet.yaml `name`) or delete the bundle"
+        )),
+    }
 }
 
 async fn write_group(state: &SharedState, group: ClusterGroup, mode: Mode) -> ApiResult<Response> {
@@ -818,9 +970,16 @@ pub async fn delete(
         let fleet = state.fleet.read();
         match kind {
             Kind::Cluster => fleet.cluster_by_name(&name).is_some(),
-            Kind::Bundle => fleet.bundle_by_name(&name).is_some(),
+            Kind::Bundle => match fleet.bundle_by_name(&name) {
+                Some((_, bundle)) if bundle.owner.is_some() => {
+                    return Err(owned_error(&name, bundle.owner.as_deref()));
+                }
+                found => found.is_some(),
+            },
             Kind::ClusterGroup => fleet.groups.contains_key(&name),
             Kind::RegistrationToken => fleet.tokens.contains_key(&name),
+            Kind::GitRepo => fleet.gitrepos.contains_key(&name),
+            Kind::Secret => fleet.secrets.contains_key(&name),
         }
     };
     if !exists {
@@ -840,6 +999,8 @@ pub async fn delete(
                 counter: records::token_uses_counter(&name),
             },
         ],
+        Kind::GitRepo => sources::delete_gitrepo_ops(&state.fleet.read(), &name),
+        Kind::Secret => vec![records::delete(records::SECRET, &name)],
     };
     commit(&state, ops).await?;
     let mut fleet = state.fleet.write();
@@ -851,14 +1012,15 @@ pub async fn delete(
         }
         Kind::Bundle => {
             fleet.remove_bundle(&name);
-            let referenced = fleet.referenced_digests();
-            fleet
-                .contents
-                .retain(|digest, _| referenced.contains(digest));
+            release_contents(&mut fleet);
         }
         Kind::ClusterGroup => fleet.remove_group(&name),
         Kind::RegistrationToken => {
             fleet.tokens.remove(&name);
+        }
+        Kind::GitRepo => sources::remove_gitrepo(&mut fleet, &name),
+        Kind::Secret => {
+            fleet.secrets.remove(&name);
         }
     }
     tracing::info!(%kind, %name, "deleted");

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod body;
 pub mod openapi;
 pub mod render;
+pub mod sources;
 
 use std::time::Instant;
 
@@ -32,6 +33,10 @@ pub fn app(state: SharedState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/apply", post(admin::apply))
+        .route(
+            "/api/v1/webhooks/git",
+            post(crate::gitops::webhook::receive),
+        )
         .route("/api/v1/{plural}", get(admin::list).post(admin::create))
         .route(
             "/api/v1/{plural}/{name}",

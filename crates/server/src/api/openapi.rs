@@ -62,7 +62,7 @@ pub fn openapi() -> Value {
     apply["responses"]["200"] = ok("Replaced", object.clone());
     apply["responses"]["201"] = ok("Created", object.clone());
     let plural = json!({"name": "plural", "in": "path", "required": true,
-        "schema": {"type": "string", "enum": ["clusters", "clustergroups", "bundles", "registrationtokens"]}});
+        "schema": {"type": "string", "enum": ["clusters", "clustergroups", "bundles", "registrationtokens", "gitrepos", "secrets"]}});
     let name =
         json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
     json!({
@@ -79,7 +79,7 @@ pub fn openapi() -> Value {
                     "code": {"type": "integer"}, "reason": {"type": "string"}, "message": {"type": "string"}}},
                 "Object": {"type": "object", "required": ["apiVersion", "kind", "metadata"], "properties": {
                     "apiVersion": {"const": flotilla_api::API_VERSION},
-                    "kind": {"enum": ["Cluster", "ClusterGroup", "Bundle", "RegistrationToken"]},
+                    "kind": {"enum": ["Cluster", "ClusterGroup", "Bundle", "RegistrationToken", "GitRepo", "Secret"]},
                     "metadata": {"type": "object", "properties": {
                         "name": {"type": "string"},
                         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -100,6 +100,11 @@ pub fn openapi() -> Value {
             "/api/v1/apply": {"post": apply},
             "/api/v1/{plural}": {"parameters": [plural.clone()], "get": collection_get, "post": collection_post},
             "/api/v1/{plural}/{name}": {"parameters": [plural, name], "get": item_get, "put": item_put, "delete": item_delete},
+            "/api/v1/webhooks/git": {"post": {"summary": "GitHub or GitLab push event: fetch the GitRepos following that repository and ref now",
+                "description": "Authenticated by X-Hub-Signature-256 (GitHub) or X-Gitlab-Token (GitLab) against the Secret git-webhook (type webhook, keys github / gitlab).",
+                "security": [],
+                "responses": {"202": {"description": "Fetches triggered; lists the GitRepos"}, "200": {"description": "Ping or ignored event"},
+                    "401": {"description": "Signature or token does not match"}, "403": {"description": "Webhooks not configured"}}}},
             "/agent/v1/register": {"post": {"summary": "Register a cluster with a registration token", "security": [],
                 "responses": {"201": {"description": "Registered"}, "200": {"description": "Re-registered"}}}},
             "/agent/v1/sync": {"post": {"summary": "Heartbeat, status changes, and the current desired set when the etag differs",

@@ -8,10 +8,9 @@ use flotilla_api::{
     agent::{DeployOptions, DesiredBundle},
 };
 use flotilla_core::{
-    customize::referenced_vars,
     digest::{deployment_hash, deployment_id, desired_etag, options_hash},
     selector::Selector,
-    targeting::{ClusterView, Target, compile_targets, deploy_options, first_match},
+    targeting::{ClusterView, Target, compile_targets, deploy_options, first_match, vars_needed},
 };
 use roaring::RoaringBitmap;
 
@@ -29,7 +28,7 @@ impl Fleet {
                 let old_live = self.bundle(ordinal).and_then(|b| b.live.as_ref());
                 if let Some(live) = entry.live.as_mut() {
                     live.epoch = match old_live {
-                        Some(old) if old.digest == live.digest => old.epoch,
+                        Some(old) if old.same_content(live) => old.epoch,
                         Some(old) => old.epoch + 1,
                         None => 1,
                     };
@@ -133,7 +132,9 @@ impl Fleet {
         };
         let mut targeted = RoaringBitmap::new();
         if let Some(live) = &bundle.live {
-            for target in &live.targets {
+            // A cluster only a doNotDeploy target matches gets nothing; one that matches it
+            // before another target is dropped by `place_deployment`.
+            for target in live.targets.iter().filter(|t| !t.do_not_deploy) {
                 targeted |= self.select_target(target);
             }
         }
@@ -170,6 +171,7 @@ impl Fleet {
         };
         let groups = |name: &str| self.groups.get(name).map(|group| &group.selector);
         first_match(&live.targets, &view, &groups)
+            .filter(|&index| !live.targets[index].do_not_deploy)
     }
 
     /// The options a cluster receives for a bundle under the given target.
@@ -205,7 +207,7 @@ impl Fleet {
         let Some((epoch, digest)) = self
             .bundle(bundle)
             .and_then(|b| b.live.as_ref())
-            .map(|live| (live.epoch, live.digest.clone()))
+            .map(|live| (live.epoch, live.digest_for(target).to_string()))
         else {
             return;
         };
@@ -334,6 +336,47 @@ impl Fleet {
         }
     }
 
+    /// Whether a deployment waits for its bundle's dependencies: it was never reported by the
+    /// cluster (never deployed there) and some dependency is not Ready on this cluster. Once
+    /// deployed it is never withdrawn because a dependency degrades.
+    fn waits_for_dependencies(&self, entry: &super::ClusterEntry, deployment: &Deployment) -> bool {
+        let Some(bundle) = self.bundle(deployment.bundle) else {
+            return false;
+        };
+        if bundle.dependencies.is_empty() || deployment.report.is_some() {
+            return false;
+        }
+        let ready = |ordinal: u32| {
+            let live_epoch = self
+                .bundle(ordinal)
+                .and_then(|b| b.live.as_ref())
+                .map(|l| l.epoch);
+            entry.deployments.iter().any(|d| {
+                d.bundle == ordinal
+                    && d.counted == BundleState::Ready
+                    && Some(d.counted_epoch) == live_epoch
+            })
+        };
+        bundle
+            .dependencies
+            .iter()
+            .any(|dependency| match dependency {
+                super::Dependency::Name(name) => match self.bundle_names.get(name) {
+                    Some(&ordinal) => !ready(ordinal),
+                    None => true,
+                },
+                super::Dependency::Selector(selector) => self
+                    .bundles
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(ordinal, b)| Some((ordinal as u32, b.as_ref()?)))
+                    .filter(|(ordinal, b)| {
+                        *ordinal != deployment.bundle && selector.matches_map(&b.metadata.labels)
+                    })
+                    .any(|(ordinal, _)| !ready(ordinal)),
+            })
+    }
+
     /// The etag of a cluster's current desired set (cheap: a hash over its few deployments, no
     /// allocation).
     pub fn desired_etag(&self, cluster: u32) -> String {
@@ -341,11 +384,14 @@ impl Fleet {
             return desired_etag([]);
         };
         desired_etag(entry.deployments.iter().filter_map(|d| {
+            if self.waits_for_dependencies(entry, d) {
+                return None;
+            }
             let bundle = self.bundle(d.bundle)?;
             let live = bundle.live.as_ref()?;
             Some((
                 bundle.name.as_str(),
-                deployment_hash(&live.digest, d.options_hash),
+                deployment_hash(live.digest_for(d.target as usize), d.options_hash),
             ))
         }))
     }
@@ -359,13 +405,16 @@ impl Fleet {
             .deployments
             .iter()
             .filter_map(|d| {
+                if self.waits_for_dependencies(entry, d) {
+                    return None;
+                }
                 let bundle = self.bundle(d.bundle)?;
                 let live = bundle.live.as_ref()?;
                 let options = self.options_for(cluster, d.bundle, d.target as usize)?;
                 Some(DesiredBundle {
                     name: bundle.name.clone(),
-                    deployment: deployment_id(&live.digest, d.options_hash),
-                    digest: live.digest.clone(),
+                    deployment: deployment_id(live.digest_for(d.target as usize), d.options_hash),
+                    digest: live.digest_for(d.target as usize).to_string(),
                     options,
                 })
             })
@@ -378,7 +427,7 @@ impl Fleet {
             entry.deployments.iter().any(|d| {
                 self.bundle(d.bundle)
                     .and_then(|b| b.live.as_ref())
-                    .is_some_and(|live| live.digest == digest)
+                    .is_some_and(|live| live.digest_for(d.target as usize) == digest)
             })
         })
     }
@@ -400,8 +449,17 @@ impl Fleet {
             .iter()
             .flatten()
             .flat_map(|b| {
+                let spec_targets = b.spec.targets.iter().filter_map(|t| {
+                    t.resources.as_ref().map(|resources| {
+                        flotilla_core::digest::content_digest(
+                            &flotilla_core::digest::canonical_content(resources),
+                        )
+                    })
+                });
                 std::iter::once(b.spec_digest.clone())
-                    .chain(b.live.as_ref().map(|l| l.digest.clone()))
+                    .chain(spec_targets)
+                    .chain(b.live.iter().flat_map(|l| l.digests().map(str::to_string)))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -438,10 +496,7 @@ pub fn live_revision(
 ) -> Result<LiveRevision, String> {
     let compiled = compile_targets(targets)?;
     validate_drift(drift)?;
-    let patches: Vec<_> = targets
-        .iter()
-        .flat_map(|t| t.customization.patches.iter().cloned())
-        .collect();
+    let vars = vars_needed(resources, targets);
     Ok(LiveRevision {
         generation,
         epoch: 0,
@@ -449,6 +504,6 @@ pub fn live_revision(
         targets: compiled,
         keep_resources,
         drift: drift.clone(),
-        vars: referenced_vars(resources, &patches),
+        vars,
     })
 }

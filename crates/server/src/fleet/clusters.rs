@@ -198,7 +198,10 @@ impl Fleet {
                 .bundle(deployment.bundle)
                 .and_then(|b| b.live.as_ref())
                 .map(|live| {
-                    let expected = deployment_id(&live.digest, deployment.options_hash);
+                    let expected = deployment_id(
+                        live.digest_for(deployment.target as usize),
+                        deployment.options_hash,
+                    );
                     (live.epoch, expected)
                 })
             else {
@@ -299,7 +302,6 @@ impl Fleet {
             return false;
         };
         let epoch = live.epoch;
-        let digest = live.digest.clone();
         let Some(cluster) = self.cluster(ordinal) else {
             return false;
         };
@@ -307,6 +309,7 @@ impl Fleet {
             return false;
         };
         let deployment = cluster.deployments[position].clone();
+        let digest = live.digest_for(deployment.target as usize).to_string();
         if deployment.report.as_deref() == report {
             return false;
         }

@@ -84,6 +84,33 @@ pub struct LiveRevision {
     pub vars: BTreeSet<String>,
 }
 
+impl LiveRevision {
+    /// The content a cluster matched by `target` receives: the target's own, or the bundle's.
+    pub fn digest_for(&self, target: usize) -> &str {
+        self.targets
+            .get(target)
+            .and_then(|t| t.digest.as_deref())
+            .unwrap_or(&self.digest)
+    }
+
+    /// Whether two revisions deploy the same content everywhere (same epoch).
+    pub fn same_content(&self, other: &LiveRevision) -> bool {
+        self.digest == other.digest
+            && self.targets.len() == other.targets.len()
+            && self
+                .targets
+                .iter()
+                .zip(&other.targets)
+                .all(|(a, b)| a.digest == b.digest)
+    }
+
+    /// Every digest this revision deploys.
+    pub fn digests(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.digest.as_str())
+            .chain(self.targets.iter().filter_map(|t| t.digest.as_deref()))
+    }
+}
+
 /// One bundle with its targeting and incremental summary.
 #[derive(Debug)]
 pub struct BundleEntry {
@@ -95,11 +122,43 @@ pub struct BundleEntry {
     pub live: Option<LiveRevision>,
     /// The live revision's targets as written (kept to persist them again while paused).
     pub live_targets: Vec<flotilla_api::BundleTarget>,
+    /// The GitRepo that renders this bundle, if any.
+    pub owner: Option<String>,
+    /// Bundles that must be Ready on a cluster before this one is first deployed there.
+    pub dependencies: Vec<Dependency>,
     pub targeted: RoaringBitmap,
     /// Counts of targeted clusters by state, indexed by `state_index`.
     pub counts: [u64; 5],
     /// Clusters whose current deployment is in a problem state.
     pub problems: RoaringBitmap,
+}
+
+/// A compiled `spec.dependsOn` entry.
+#[derive(Debug, Clone)]
+pub enum Dependency {
+    Name(String),
+    Selector(Selector),
+}
+
+/// Compiles `spec.dependsOn`; the error names the entry.
+pub fn compile_dependencies(
+    depends_on: &[flotilla_api::BundleDependency],
+) -> Result<Vec<Dependency>, String> {
+    depends_on
+        .iter()
+        .enumerate()
+        .map(
+            |(index, dependency)| match (&dependency.name, &dependency.selector) {
+                (Some(name), None) if !name.is_empty() => Ok(Dependency::Name(name.clone())),
+                (None, Some(selector)) => Selector::from_api(selector)
+                    .map(Dependency::Selector)
+                    .map_err(|e| format!("spec.dependsOn[{index}].selector: {e}")),
+                _ => Err(format!(
+                    "spec.dependsOn[{index}]: set exactly one of name or selector"
+                )),
+            },
+        )
+        .collect()
 }
 
 #[derive(Debug)]
@@ -121,6 +180,19 @@ pub struct TokenEntry {
     pub reserved: u64,
 }
 
+#[derive(Debug)]
+pub struct GitRepoEntry {
+    pub metadata: ObjectMeta,
+    pub spec: flotilla_api::GitRepoSpec,
+    pub status: flotilla_api::GitRepoStatus,
+}
+
+#[derive(Debug)]
+pub struct SecretEntry {
+    pub metadata: ObjectMeta,
+    pub spec: flotilla_api::SecretSpec,
+}
+
 /// The whole fleet.
 #[derive(Debug, Default)]
 pub struct Fleet {
@@ -136,6 +208,8 @@ pub struct Fleet {
     pub bundle_names: BTreeMap<String, u32>,
     pub groups: BTreeMap<String, GroupEntry>,
     pub tokens: BTreeMap<String, TokenEntry>,
+    pub gitrepos: BTreeMap<String, GitRepoEntry>,
+    pub secrets: BTreeMap<String, SecretEntry>,
     /// Content of live and latest bundle specs, by digest.
     pub contents: BTreeMap<String, Arc<Vec<u8>>>,
     /// Names of clusters whose registration is being committed.

@@ -96,6 +96,8 @@ fn entry(fleet: &Fleet, name: &str, content: &str, targets: Vec<BundleTarget>) -
         spec_digest: digest,
         live: Some(live),
         live_targets: targets,
+        owner: None,
+        dependencies: Vec::new(),
         targeted: Default::default(),
         counts: [0; 5],
         problems: Default::default(),
@@ -222,7 +224,11 @@ fn assert_consistent(fleet: &Fleet) {
         }
         for &bundle in fleet.bundle_names.values() {
             let live = fleet.bundle(bundle).and_then(|b| b.live.as_ref());
-            if live.is_some_and(|live| first_match(&live.targets, &view, &groups).is_some()) {
+            let deployed = live.is_some_and(|live| {
+                first_match(&live.targets, &view, &groups)
+                    .is_some_and(|index| !live.targets[index].do_not_deploy)
+            });
+            if deployed {
                 targeted.entry(bundle).or_default().insert(ordinal);
             }
         }
@@ -737,4 +743,123 @@ fn cluster_counts_track_online_and_offline() {
     assert!(!fleet.online.contains(d));
     assert_eq!(counts(&fleet), [1, 1, 0]);
     assert_consistent(&fleet);
+}
+
+fn config_map(name: &str, content: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name}, "data": {"content": content},
+    })
+}
+
+fn digest_sent(fleet: &Fleet, cluster: u32, bundle: &str) -> String {
+    fleet
+        .desired_set(cluster)
+        .into_iter()
+        .find(|d| d.name == bundle)
+        .map(|d| d.digest)
+        .expect("bundle in the desired set")
+}
+
+#[test]
+fn a_target_with_its_own_resources_sends_its_clusters_that_content() {
+    let mut fleet = Fleet::default();
+    let prod = add_cluster(&mut fleet, "p", &[("env", "prod")]);
+    let dev = add_cluster(&mut fleet, "d", &[("env", "dev")]);
+    let variant = |content: &str| BundleTarget {
+        resources: Some(vec![config_map("web", content)]),
+        ..selecting(&[("env", "prod")])
+    };
+    put_bundle(
+        &mut fleet,
+        "web",
+        "base",
+        vec![variant("prod-1"), selecting(&[])],
+    );
+    let prod_digest = content_digest(&canonical_content(&[config_map("web", "prod-1")]));
+    assert_eq!(digest_sent(&fleet, prod, "web"), prod_digest);
+    let base_digest = digest_sent(&fleet, dev, "web");
+    assert_ne!(base_digest, prod_digest);
+    assert!(fleet.cluster_may_read(prod, &prod_digest));
+    assert!(
+        !fleet.cluster_may_read(dev, &prod_digest),
+        "a cluster reads only its own variant"
+    );
+    report(&mut fleet, prod, "web", BundleState::Ready);
+    report(&mut fleet, dev, "web", BundleState::Ready);
+    assert_eq!(summary(&fleet, "web").ready, 2);
+
+    // The variant changes: prod gets new content and counts Pending until it reports it;
+    // dev's content is the same.
+    let old_prod_etag = fleet.desired_etag(prod);
+    let old_dev_etag = fleet.desired_etag(dev);
+    put_bundle(
+        &mut fleet,
+        "web",
+        "base",
+        vec![variant("prod-2"), selecting(&[])],
+    );
+    assert_ne!(digest_sent(&fleet, prod, "web"), prod_digest);
+    assert_ne!(fleet.desired_etag(prod), old_prod_etag);
+    assert_eq!(fleet.desired_etag(dev), old_dev_etag, "dev is not woken");
+    assert_eq!(digest_sent(&fleet, dev, "web"), base_digest);
+    report(&mut fleet, prod, "web", BundleState::Ready);
+    assert!(
+        fleet
+            .referenced_digests()
+            .contains(&digest_sent(&fleet, prod, "web"))
+    );
+}
+
+#[test]
+fn a_do_not_deploy_target_excludes_the_clusters_it_matches_first() {
+    let mut fleet = Fleet::default();
+    let lab = add_cluster(&mut fleet, "lab", &[("env", "lab")]);
+    let dev = add_cluster(&mut fleet, "dev", &[("env", "dev")]);
+    let excluded = BundleTarget {
+        do_not_deploy: true,
+        ..selecting(&[("env", "lab")])
+    };
+    put_bundle(&mut fleet, "web", "v1", vec![excluded, selecting(&[])]);
+    assert!(desired_names(&fleet, lab).is_empty());
+    assert_eq!(desired_names(&fleet, dev), ["web"]);
+    assert_eq!(summary(&fleet, "web").desired, 1);
+    relabel(&mut fleet, lab, &[("env", "dev")]);
+    assert_consistent(&fleet);
+    assert_eq!(desired_names(&fleet, lab), ["web"]);
+    relabel(&mut fleet, dev, &[("env", "lab")]);
+    assert_consistent(&fleet);
+    assert!(desired_names(&fleet, dev).is_empty());
+    assert_eq!(summary(&fleet, "web").desired, 1);
+}
+
+#[test]
+fn a_dependent_bundle_waits_until_its_dependency_is_ready_on_that_cluster() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[]);
+    let b = add_cluster(&mut fleet, "b", &[]);
+    put_bundle(&mut fleet, "base", "v1", vec![selecting(&[])]);
+    let mut app = entry(&fleet, "app", "v1", vec![selecting(&[])]);
+    app.dependencies = vec![super::Dependency::Name("base".into())];
+    fleet.upsert_bundle(app);
+    assert_consistent(&fleet);
+    assert_eq!(desired_names(&fleet, a), ["base"]);
+    let waiting = fleet.desired_etag(a);
+    report(&mut fleet, a, "base", BundleState::Ready);
+    assert_eq!(desired_names(&fleet, a), ["app", "base"]);
+    assert_ne!(
+        fleet.desired_etag(a),
+        waiting,
+        "the agent learns of it at its next sync"
+    );
+    assert_eq!(desired_names(&fleet, b), ["base"], "per cluster");
+    report(&mut fleet, a, "app", BundleState::Ready);
+    // Once deployed, a dependency that degrades does not withdraw it.
+    report(&mut fleet, a, "base", BundleState::NotReady);
+    assert_eq!(desired_names(&fleet, a), ["app", "base"]);
+    // Waiting for a bundle that does not exist means waiting.
+    let mut orphan = entry(&fleet, "orphan", "v1", vec![selecting(&[])]);
+    orphan.dependencies = vec![super::Dependency::Name("missing".into())];
+    fleet.upsert_bundle(orphan);
+    assert!(!desired_names(&fleet, b).contains(&"orphan".to_string()));
 }

@@ -1,0 +1,388 @@
+//! Fetching with the real `git` CLI: resolve the wanted ref with `ls-remote` (cheap: one round
+//! trip, no objects), fetch only that commit shallowly into a per-URL cache repository, and
+//! export its tree into a scratch folder for rendering.
+//!
+//! Credentials never appear on a command line (other users can read those from /proc): HTTP
+//! credentials travel as an `http.extraHeader` in `GIT_CONFIG_*` environment variables, SSH keys
+//! as 0600 files named by `GIT_SSH_COMMAND`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+
+/// Longest a single git command may run.
+const GIT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Credentials from a `Secret`.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Basic {
+        username: String,
+        password: String,
+    },
+    Ssh {
+        private_key: String,
+        known_hosts: Option<String>,
+    },
+}
+
+/// What to deploy: a branch head, or a tag or commit.
+#[derive(Debug, Clone)]
+pub enum Wanted {
+    Branch(String),
+    Revision(String),
+}
+
+impl Wanted {
+    pub fn describe(&self) -> String {
+        match self {
+            Wanted::Branch(branch) => format!("branch {branch:?}"),
+            Wanted::Revision(revision) => format!("revision {revision:?}"),
+        }
+    }
+}
+
+/// A git invocation with a clean environment: no system or user config, no prompts.
+struct Git {
+    home: PathBuf,
+    env: Vec<(String, String)>,
+    /// Keeps the SSH key file alive while commands run.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Git {
+    fn new(cache_root: &Path, credentials: Option<&Credentials>) -> anyhow::Result<Git> {
+        let home = cache_root.join("home");
+        std::fs::create_dir_all(&home)?;
+        let mut env = vec![
+            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+            ("GIT_ASKPASS".into(), "true".into()),
+            ("SSH_ASKPASS".into(), "true".into()),
+            ("GIT_SSH_VARIANT".into(), "ssh".into()),
+        ];
+        let mut scratch = None;
+        match credentials {
+            Some(Credentials::Basic { username, password }) => {
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                env.push(("GIT_CONFIG_COUNT".into(), "1".into()));
+                env.push(("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()));
+                env.push((
+                    "GIT_CONFIG_VALUE_0".into(),
+                    format!("Authorization: Basic {token}"),
+                ));
+            }
+            Some(Credentials::Ssh {
+                private_key,
+                known_hosts,
+            }) => {
+                let dir = tempfile::tempdir()?;
+                let key = dir.path().join("key");
+                write_private(&key, private_key)?;
+                let hosts = dir.path().join("known_hosts");
+                write_private(&hosts, known_hosts.as_deref().unwrap_or(""))?;
+                // Without known_hosts the first key seen is trusted (and then pinned for the
+                // life of this fetch only); with them, any other host key is refused.
+                let checking = if known_hosts.is_some() {
+                    "yes"
+                } else {
+                    "accept-new"
+                };
+                env.push((
+                    "GIT_SSH_COMMAND".into(),
+                    format!(
+                        "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile='{}' -o StrictHostKeyChecking={checking}",
+                        key.display(),
+                        hosts.display()
+                    ),
+                ));
+                scratch = Some(dir);
+            }
+            None => {}
+        }
+        Ok(Git {
+            home,
+            env,
+            _scratch: scratch,
+        })
+    }
+
+    /// Runs git and returns its stdout; the error carries git's own message.
+    async fn run(&self, dir: Option<&Path>, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+        let mut command = Command::new("git");
+        if let Some(dir) = dir {
+            command.arg("-C").arg(dir);
+        }
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let output = match tokio::time::timeout(GIT_TIMEOUT, command.output()).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("git is not installed on the server; install git")
+            }
+            Ok(Err(error)) => anyhow::bail!("git {}: {error}", args[0]),
+            Err(_) => anyhow::bail!(
+                "git {} took longer than {}s; is the repository reachable?",
+                args[0],
+                GIT_TIMEOUT.as_secs()
+            ),
+        };
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let message = stderr
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with("hint:"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            anyhow::bail!("git {} failed: {}", args[0], redact(&message));
+        }
+        Ok(output.stdout)
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    if !contents.is_empty() && !contents.ends_with('\n') {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Removes `user:password@` from URLs in git's messages.
+fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(tail.len());
+        let authority_end = tail[..end].find('/').unwrap_or(end);
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***@");
+                rest = &tail[at + 1..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A per-URL cache repository under `root`.
+pub struct Fetcher {
+    root: PathBuf,
+}
+
+impl Fetcher {
+    pub fn new(root: PathBuf) -> Fetcher {
+        Fetcher { root }
+    }
+
+    fn repo_dir(&self, url: &str) -> PathBuf {
+        let hash = hex::encode(&Sha256::digest(url.as_bytes())[..12]);
+        self.root.join("repos").join(hash)
+    }
+
+    /// The commit `wanted` names on the remote, by `git ls-remote` (no objects are fetched).
+    pub async fn resolve(
+        &self,
+        url: &str,
+        wanted: &Wanted,
+        credentials: Option<&Credentials>,
+    ) -> anyhow::Result<String> {
+        let git = Git::new(&self.root, credentials)?;
+        if let Wanted::Revision(revision) = wanted
+            && is_commit_id(revision)
+            && revision.len() == 40
+        {
+            return Ok(revision.to_ascii_lowercase());
+        }
+        let patterns: Vec<String> = match wanted {
+            Wanted::Branch(branch) => vec![format!("refs/heads/{branch}")],
+            Wanted::Revision(revision) => vec![
+                format!("refs/tags/{revision}"),
+                format!("refs/tags/{revision}^{{}}"),
+                format!("refs/heads/{revision}"),
+            ],
+        };
+        let mut args = vec!["ls-remote", "--", url];
+        args.extend(patterns.iter().map(String::as_str));
+        let listing = git.run(None, &args).await?;
+        let listing = String::from_utf8_lossy(&listing);
+        let refs: Vec<(&str, &str)> = listing
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .collect();
+        let find = |name: &str| {
+            refs.iter()
+                .find(|(_, r)| *r == name)
+                .map(|(sha, _)| sha.to_string())
+        };
+        let found = match wanted {
+            Wanted::Branch(branch) => find(&format!("refs/heads/{branch}")),
+            // A peeled annotated tag names the commit; a lightweight tag names it directly.
+            Wanted::Revision(revision) => find(&format!("refs/tags/{revision}^{{}}"))
+                .or_else(|| find(&format!("refs/tags/{revision}")))
+                .or_else(|| find(&format!("refs/heads/{revision}"))),
+        };
+        match (found, wanted) {
+            (Some(sha), _) => Ok(sha),
+            (None, Wanted::Revision(revision)) if is_commit_id(revision) => {
+                Ok(revision.to_ascii_lowercase())
+            }
+            (None, wanted) => {
+                anyhow::bail!("{} does not exist in {}", wanted.describe(), redact(url))
+            }
+        }
+    }
+
+    /// Fetches `commit` (shallow where the transport allows it) and exports its tree into a new
+    /// scratch folder.
+    pub async fn checkout(
+        &self,
+        url: &str,
+        commit: &str,
+        wanted: &Wanted,
+        credentials: Option<&Credentials>,
+    ) -> anyhow::Result<tempfile::TempDir> {
+        let git = Git::new(&self.root, credentials)?;
+        let repo = self.repo_dir(url);
+        if !repo.join("HEAD").exists() {
+            std::fs::create_dir_all(&repo)?;
+            git.run(Some(&repo), &["init", "--quiet", "--bare"]).await?;
+        }
+        if git
+            .run(
+                Some(&repo),
+                &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+            )
+            .await
+            .is_err()
+        {
+            // By commit id first (servers that allow it send just that commit), then by ref
+            // (every server allows that), unshallowing when the commit is older than the tip.
+            let by_id = git
+                .run(
+                    Some(&repo),
+                    &[
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "--depth",
+                        "1",
+                        "--",
+                        url,
+                        commit,
+                    ],
+                )
+                .await;
+            if by_id.is_err() {
+                let refspec = match wanted {
+                    Wanted::Branch(branch) => format!("refs/heads/{branch}"),
+                    Wanted::Revision(revision) if !is_commit_id(revision) => {
+                        format!("refs/tags/{revision}")
+                    }
+                    Wanted::Revision(_) => "+refs/heads/*:refs/remotes/origin/*".into(),
+                };
+                git.run(
+                    Some(&repo),
+                    &["fetch", "--quiet", "--no-tags", "--", url, &refspec],
+                )
+                .await?;
+            }
+            git.run(
+                Some(&repo),
+                &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+            )
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("commit {commit} is not in {} after fetching", redact(url))
+            })?;
+        }
+        let tree = tempfile::Builder::new()
+            .prefix("checkout-")
+            .tempdir_in(&self.root)?;
+        let archive = git
+            .run(Some(&repo), &["archive", "--format=tar", commit])
+            .await?;
+        let target = tree.path().to_path_buf();
+        tokio::task::spawn_blocking(move || unpack(&archive, &target))
+            .await
+            .map_err(|e| anyhow::anyhow!("unpack: {e}"))??;
+        Ok(tree)
+    }
+}
+
+/// A full or abbreviated commit id (hex, 7 to 40 characters).
+pub fn is_commit_id(text: &str) -> bool {
+    (7..=40).contains(&text.len()) && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Unpacks a tar archive from `git archive` into `target`: regular files and folders only (a
+/// symlink could point outside the checkout; submodules are not exported by git archive).
+fn unpack(archive: &[u8], target: &Path) -> anyhow::Result<()> {
+    let mut reader = tar::Archive::new(archive);
+    for entry in reader.entries()? {
+        let mut entry = entry?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir()) {
+            continue;
+        }
+        // `unpack_in` refuses paths that would escape `target`.
+        entry.unpack_in(target)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_redacted_from_messages() {
+        assert_eq!(
+            redact("fatal: unable to access 'https://bob:s3cret@git.example/x.git/': 403"),
+            "fatal: unable to access 'https://***@git.example/x.git/': 403"
+        );
+        assert_eq!(redact("no url here"), "no url here");
+        assert_eq!(
+            redact("git://host/repo and https://host/a@b"),
+            "git://host/repo and https://host/a@b"
+        );
+    }
+
+    #[test]
+    fn commit_ids_are_hex_of_seven_to_forty_characters() {
+        assert!(is_commit_id("deadbee"));
+        assert!(is_commit_id(&"a".repeat(40)));
+        assert!(!is_commit_id("v1.2.3"));
+        assert!(!is_commit_id("abc"));
+    }
+}

@@ -1,0 +1,505 @@
+//! Git sources: a worker that polls each `GitRepo` on its (jittered) interval or at once when a
+//! webhook or a spec change asks, resolves the wanted commit with `ls-remote`, and only when it
+//! is new (or the spec changed) fetches it, renders every deployable folder with
+//! `flotilla_render` and commits the resulting bundles and the repo's status in one store commit.
+//!
+//! Rules it keeps:
+//! - *An unchanged render writes nothing:* a bundle whose rendered spec equals the stored one is
+//!   not rewritten, so a commit that changes nothing rendered does not move a digest or wake a
+//!   cluster.
+//! - *The last good revision keeps serving:* a failed fetch or a folder that fails to render
+//!   leaves the bundles as they were and puts the error on the GitRepo status (per folder where
+//!   it is one folder's).
+//! - *Failing repos back off:* each consecutive failure doubles the wait (jittered), up to an
+//!   hour; success resets it.
+//! - *Repos do not poll in lockstep:* the first poll of each repo is spread over its interval.
+
+pub mod fetch;
+pub mod webhook;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use flotilla_api::{Bundle, GitRepoBundle, GitRepoSpec, GitRepoStatus, Kind, ObjectMeta};
+use flotilla_core::sync::Backoff;
+use parking_lot::Mutex;
+use rand::RngExt;
+use tokio::sync::Notify;
+
+use crate::{
+    api::{
+        admin::{self, Mode, PreparedBundle},
+        sources,
+    },
+    records::{self, GitRepoStatusRecord},
+    state::{SharedState, now_seconds, rfc3339},
+};
+use fetch::{Credentials, Fetcher, Wanted};
+
+/// Label on every bundle a GitRepo renders, naming the repo.
+pub const REPO_LABEL: &str = "flotilla.dev/gitrepo";
+/// Annotation naming the folder a bundle was rendered from.
+pub const PATH_ANNOTATION: &str = "flotilla.dev/gitrepo-path";
+/// Repositories fetched and rendered at the same time.
+const PARALLEL: usize = 4;
+/// Longest wait between retries of a failing repository.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Scheduling state of the git source worker, shared with the API (spec writes, webhooks).
+pub struct GitOps {
+    /// When each repository is next due; absent means "schedule its first poll".
+    due: Mutex<HashMap<String, Instant>>,
+    backoff: Mutex<HashMap<String, Backoff>>,
+    running: Mutex<HashSet<String>>,
+    wake: Notify,
+    fetcher: Fetcher,
+    tools: flotilla_render::Tools,
+}
+
+impl GitOps {
+    pub fn new(cache_dir: PathBuf, tools: flotilla_render::Tools) -> GitOps {
+        GitOps {
+            due: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+            fetcher: Fetcher::new(cache_dir),
+            tools,
+        }
+    }
+
+    /// Asks for a fetch of `repo` as soon as possible (a spec change, a webhook, a new secret).
+    pub fn fetch_now(&self, repo: &str) {
+        self.due.lock().insert(repo.to_string(), Instant::now());
+        self.wake.notify_one();
+    }
+}
+
+/// The worker: runs due repositories (a few at a time) and sleeps until the next is due or it
+/// is woken.
+pub async fn worker(state: SharedState) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let now = Instant::now();
+        let mut next = now + Duration::from_secs(60);
+        let mut ready = Vec::new();
+        {
+            let fleet = state.fleet.read();
+            let mut due = state.gitops.due.lock();
+            due.retain(|name, _| fleet.gitrepos.contains_key(name));
+            let running = state.gitops.running.lock();
+            for (name, repo) in &fleet.gitrepos {
+                if repo.spec.paused {
+                    continue;
+                }
+                let at = *due.entry(name.clone()).or_insert_with(|| {
+                    // First poll after start: anywhere within one interval, so repositories
+                    // spread out; a repo never fetched (or whose spec moved) goes at once.
+                    if repo.status.commit.is_none()
+                        || repo.status.observed_generation != repo.metadata.generation
+                    {
+                        now
+                    } else {
+                        let interval = sources::poll_interval(&repo.spec);
+                        now + interval.mul_f64(rand::rng().random_range(0.0..1.0))
+                    }
+                });
+                if running.contains(name) {
+                    continue;
+                }
+                if at <= now {
+                    ready.push(name.clone());
+                } else {
+                    next = next.min(at);
+                }
+            }
+        }
+        for name in ready {
+            if tasks.len() >= PARALLEL {
+                break;
+            }
+            state.gitops.running.lock().insert(name.clone());
+            let state = state.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let outcome = sync_repo(&state, &name).await;
+                state.gitops.running.lock().remove(&name);
+                reschedule(&state, &name, started, outcome);
+            });
+        }
+        let sleep = next.saturating_duration_since(Instant::now());
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = state.gitops.wake.notified() => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+}
+
+/// How one run went, for scheduling.
+enum Outcome {
+    Ok,
+    Failed,
+    Gone,
+}
+
+fn reschedule(state: &SharedState, name: &str, started: Instant, outcome: Outcome) {
+    let interval = {
+        let fleet = state.fleet.read();
+        match fleet.gitrepos.get(name) {
+            Some(repo) => sources::poll_interval(&repo.spec),
+            None => return,
+        }
+    };
+    let wait = match outcome {
+        Outcome::Gone => return,
+        Outcome::Ok => {
+            state.gitops.backoff.lock().remove(name);
+            // ±10 % jitter keeps repositories with equal intervals apart.
+            interval.mul_f64(rand::rng().random_range(0.9..1.1))
+        }
+        Outcome::Failed => {
+            let mut backoff = state.gitops.backoff.lock();
+            let backoff = backoff.entry(name.to_string()).or_insert_with(|| {
+                Backoff::new(
+                    interval.as_millis() as u64,
+                    MAX_BACKOFF.max(interval).as_millis() as u64,
+                )
+            });
+            Duration::from_millis(backoff.next_delay_millis(rand::rng().random()))
+        }
+    };
+    {
+        let mut due = state.gitops.due.lock();
+        let entry = due.entry(name.to_string()).or_insert(started);
+        // A fetch asked for during the run (webhook, spec change) stays due; otherwise the
+        // next poll is one interval (or one backoff) away.
+        if *entry <= started {
+            *entry = Instant::now() + wait;
+        }
+    }
+    let next_fetch = rfc3339(now_seconds() + wait.as_secs());
+    if let Some(repo) = state.fleet.write().gitrepos.get_mut(name) {
+        repo.status.next_fetch = Some(next_fetch);
+    }
+    state.gitops.wake.notify_one();
+}
+
+/// What a run works from: a snapshot of the repo's spec and status.
+struct Snapshot {
+    spec: GitRepoSpec,
+    generation: u64,
+    status: GitRepoStatus,
+    credentials: Result<Option<Credentials>, String>,
+}
+
+fn snapshot(state: &SharedState, name: &str) -> Option<Snapshot> {
+    let fleet = state.fleet.read();
+    let repo = fleet.gitrepos.get(name)?;
+    let credentials = match &repo.spec.client_secret_name {
+        None => Ok(None),
+        Some(secret_name) => match fleet.secrets.get(secret_name) {
+            None => Err(format!(
+                "Secret {secret_name:?} (spec.clientSecretName) does not exist; create it"
+            )),
+            Some(secret) => {
+                let data = &secret.spec.string_data;
+                let get = |key: &str| data.get(key).cloned().unwrap_or_default();
+                match secret.spec.secret_type.as_str() {
+                    "basic-auth" => Ok(Some(Credentials::Basic {
+                        username: get("username"),
+                        password: get("password"),
+                    })),
+                    "ssh-auth" => Ok(Some(Credentials::Ssh {
+                        private_key: get("ssh-privatekey"),
+                        known_hosts: data.get("known_hosts").cloned(),
+                    })),
+                    other => Err(format!(
+                        "Secret {secret_name:?} has type {other}; git credentials need basic-auth or ssh-auth"
+                    )),
+                }
+            }
+        },
+    };
+    Some(Snapshot {
+        spec: repo.spec.clone(),
+        generation: repo.metadata.generation,
+        status: repo.status.clone(),
+        credentials,
+    })
+}
+
+/// One poll of one repository.
+async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
+    let Some(snap) = snapshot(state, name) else {
+        return Outcome::Gone;
+    };
+    let wanted = match (&snap.spec.revision, &snap.spec.branch) {
+        (Some(revision), _) => Wanted::Revision(revision.clone()),
+        (None, Some(branch)) => Wanted::Branch(branch.clone()),
+        (None, None) => Wanted::Branch("main".into()),
+    };
+    let result = async {
+        let credentials = snap.credentials.clone().map_err(anyhow::Error::msg)?;
+        let commit = state
+            .gitops
+            .fetcher
+            .resolve(&snap.spec.repo, &wanted, credentials.as_ref())
+            .await?;
+        let current = snap.status.commit.as_deref() == Some(commit.as_str())
+            && snap.status.observed_generation == snap.generation
+            && snap.status.error.is_none();
+        if current {
+            return Ok(None);
+        }
+        let tree = state
+            .gitops
+            .fetcher
+            .checkout(&snap.spec.repo, &commit, &wanted, credentials.as_ref())
+            .await?;
+        let paths = snap.spec.paths.clone();
+        let tools = state.gitops.tools.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let root = tree.path();
+            let folders = flotilla_render::bundle_folders(root, &paths)
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            let rendered: Vec<(String, Result<flotilla_render::RenderedFolder, String>)> = folders
+                .into_iter()
+                .map(|folder| {
+                    let result = flotilla_render::render_folder(root, &folder, &tools)
+                        .map_err(|error| error.to_string());
+                    (folder, result)
+                })
+                .collect();
+            anyhow::Ok(rendered)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("render task: {e}"))??;
+        anyhow::Ok(Some((commit, rendered)))
+    }
+    .await;
+    match result {
+        Ok(None) => {
+            let mut fleet = state.fleet.write();
+            if let Some(repo) = fleet.gitrepos.get_mut(name) {
+                repo.status.last_fetched = Some(rfc3339(now_seconds()));
+            }
+            Outcome::Ok
+        }
+        Ok(Some((commit, rendered))) => match publish(state, name, &snap, commit, rendered).await {
+            Ok(all_good) => {
+                if all_good {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
+                }
+            }
+            Err(error) => {
+                record_failure(state, name, &snap, format!("{error}")).await;
+                Outcome::Failed
+            }
+        },
+        Err(error) => {
+            record_failure(state, name, &snap, format!("{error:#}")).await;
+            Outcome::Failed
+        }
+    }
+}
+
+/// Records a failed fetch on the status (persisted, so it survives a restart and is visible).
+async fn record_failure(state: &SharedState, name: &str, snap: &Snapshot, error: String) {
+    tracing::warn!(repo = %name, %error, "git source failed");
+    let _serialized = state.admin_lock.lock().await;
+    let status = {
+        let fleet = state.fleet.read();
+        let Some(repo) = fleet.gitrepos.get(name) else {
+            return;
+        };
+        if repo.metadata.generation != snap.generation {
+            // The spec moved during the run; the next run reports on the new one.
+            return;
+        }
+        let mut status = repo.status.clone();
+        status.error = Some(error);
+        status.failures += 1;
+        status
+    };
+    let record = GitRepoStatusRecord {
+        status: status.clone(),
+    };
+    if admin::commit(
+        state,
+        vec![records::put(records::GITREPO_STATUS, name, &record)],
+    )
+    .await
+    .is_ok()
+        && let Some(repo) = state.fleet.write().gitrepos.get_mut(name)
+    {
+        repo.status = status;
+    }
+}
+
+/// Turns the rendered folders into bundle writes and deletes, commits them with the new status
+/// in one commit, and applies them. Returns whether every folder rendered.
+async fn publish(
+    state: &SharedState,
+    name: &str,
+    snap: &Snapshot,
+    commit: String,
+    rendered: Vec<(String, Result<flotilla_render::RenderedFolder, String>)>,
+) -> anyhow::Result<bool> {
+    let _serialized = state.admin_lock.lock().await;
+    let mut prepared: Vec<PreparedBundle> = Vec::new();
+    let mut entries: Vec<GitRepoBundle> = Vec::new();
+    let mut produced: BTreeSet<String> = BTreeSet::new();
+    let mut failed = 0usize;
+    let ops_and_status = {
+        let fleet = state.fleet.read();
+        let Some(repo) = fleet.gitrepos.get(name) else {
+            return Ok(true);
+        };
+        if repo.metadata.generation != snap.generation {
+            // The spec changed while this run fetched; the next run (due now) renders it.
+            state.gitops.fetch_now(name);
+            return Ok(true);
+        }
+        let previous: BTreeMap<&str, &GitRepoBundle> = repo
+            .status
+            .bundles
+            .iter()
+            .map(|b| (b.path.as_str(), b))
+            .collect();
+        for (folder, result) in rendered {
+            let outcome = result.and_then(|rendered| {
+                let bundle_name =
+                    flotilla_render::bundle_name(name, &folder, rendered.name.as_deref());
+                if produced.contains(&bundle_name) {
+                    return Err(format!(
+                        "bundle name {bundle_name:?} is already used by another folder of this repository; set a distinct fleet.yaml name"
+                    ));
+                }
+                let spec = flotilla_render::bundle_spec(
+                    &rendered,
+                    &snap.spec.targets,
+                    snap.spec.keep_resources,
+                )?;
+                let mut labels = rendered.labels.clone();
+                labels.insert(REPO_LABEL.into(), name.into());
+                let mut annotations = BTreeMap::new();
+                annotations.insert(PATH_ANNOTATION.to_string(), folder.clone());
+                let resource_version = fleet
+                    .bundle_by_name(&bundle_name)
+                    .and_then(|(_, b)| b.metadata.resource_version.clone());
+                let bundle = Bundle {
+                    api_version: flotilla_api::API_VERSION.into(),
+                    kind: Kind::Bundle.as_str().into(),
+                    metadata: ObjectMeta {
+                        name: bundle_name.clone(),
+                        labels,
+                        annotations,
+                        resource_version,
+                        ..ObjectMeta::default()
+                    },
+                    spec,
+                    status: None,
+                };
+                let bundle_write = admin::prepare_bundle(&fleet, bundle, Mode::Upsert, Some(name))
+                    .map_err(|error| error.to_string())?;
+                Ok((bundle_name, bundle_write))
+            });
+            match outcome {
+                Ok((bundle_name, bundle_write)) => {
+                    let digest = bundle_write.spec_digest().to_string();
+                    produced.insert(bundle_name.clone());
+                    entries.push(GitRepoBundle {
+                        name: bundle_name,
+                        path: folder,
+                        digest,
+                        error: None,
+                    });
+                    if bundle_write.changed {
+                        prepared.push(bundle_write);
+                    }
+                }
+                Err(error) => {
+                    failed += 1;
+                    // The folder's previous bundle (if any) keeps serving.
+                    let old = previous.get(folder.as_str());
+                    if let Some(old) = old {
+                        produced.insert(old.name.clone());
+                    }
+                    entries.push(GitRepoBundle {
+                        name: old.map(|o| o.name.clone()).unwrap_or_default(),
+                        path: folder,
+                        digest: old.map(|o| o.digest.clone()).unwrap_or_default(),
+                        error: Some(error),
+                    });
+                }
+            }
+        }
+        let removed: Vec<String> = sources::owned_bundles(&fleet, name)
+            .into_iter()
+            .filter(|bundle| !produced.contains(bundle))
+            .collect();
+        let status = GitRepoStatus {
+            observed_generation: snap.generation,
+            commit: Some(commit.clone()),
+            last_fetched: Some(rfc3339(now_seconds())),
+            error: (failed > 0).then(|| {
+                let total = entries.len();
+                format!(
+                    "{failed} of {total} folders failed to render at {}; their last good bundles keep serving (see bundles[].error)",
+                    &commit[..commit.len().min(12)]
+                )
+            }),
+            failures: if failed > 0 {
+                repo.status.failures + 1
+            } else {
+                0
+            },
+            next_fetch: repo.status.next_fetch.clone(),
+            bundles: entries,
+        };
+        let mut ops = Vec::new();
+        for write in &prepared {
+            ops.extend(write.ops.iter().cloned());
+        }
+        for bundle in &removed {
+            ops.push(records::delete(records::BUNDLE, bundle));
+        }
+        ops.push(records::put(
+            records::GITREPO_STATUS,
+            name,
+            &GitRepoStatusRecord {
+                status: status.clone(),
+            },
+        ));
+        (ops, status, removed)
+    };
+    let (ops, status, removed) = ops_and_status;
+    let written = prepared.len();
+    let revision = admin::commit(state, ops).await?;
+    let mut fleet = state.fleet.write();
+    for write in prepared {
+        admin::apply_bundle(&mut fleet, write, revision)?;
+    }
+    for bundle in &removed {
+        fleet.remove_bundle(bundle);
+    }
+    admin::release_contents(&mut fleet);
+    if let Some(repo) = fleet.gitrepos.get_mut(name) {
+        repo.status = status;
+    }
+    tracing::info!(
+        repo = %name,
+        commit = %commit,
+        written,
+        removed = removed.len(),
+        failed,
+        "git source rendered"
+    );
+    Ok(failed == 0)
+}
