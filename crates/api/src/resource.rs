@@ -562,7 +562,8 @@ pub type Secret = Object<SecretSpec, SecretStatus>;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretSpec {
     /// `basic-auth` (`username`, `password`: HTTPS, a token as password), `ssh-auth`
-    /// (`ssh-privatekey`, optional `known_hosts`) or `webhook` (`github`, `gitlab`).
+    /// (`ssh-privatekey`, `known_hosts`: host keys are always checked) or `webhook` (`github`,
+    /// `gitlab`).
     #[serde(rename = "type")]
     pub secret_type: String,
     /// Plain-text values by key.

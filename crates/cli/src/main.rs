@@ -120,6 +120,9 @@ enum Command {
         /// Cluster groups the cluster belongs to (repeatable).
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// A file with the GitRepo whose targets apply (default: one matching every cluster).
+        #[arg(long)]
+        gitrepo: Option<PathBuf>,
         #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
         output: Format,
     },
@@ -727,12 +730,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             cluster_name,
             labels,
             groups,
+            gitrepo,
             output,
         } => render_cmd::run(render_cmd::RenderArgs {
             path,
             cluster_name,
             labels,
             groups,
+            gitrepo,
             output,
         }),
         Command::Token {

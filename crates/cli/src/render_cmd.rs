@@ -24,7 +24,35 @@ pub struct RenderArgs {
     pub cluster_name: String,
     pub labels: BTreeMap<String, String>,
     pub groups: Vec<String>,
+    /// A file holding the GitRepo whose targets (and keepResources) apply, as on the server.
+    pub gitrepo: Option<PathBuf>,
     pub output: Format,
+}
+
+/// The GitRepo targets and keepResources: from `--gitrepo`, else one target matching everything.
+fn gitrepo_targets(file: Option<&Path>) -> anyhow::Result<(Vec<BundleTarget>, bool)> {
+    let Some(file) = file else {
+        let everything = BundleTarget {
+            cluster_selector: Some(LabelSelector::default()),
+            ..BundleTarget::default()
+        };
+        return Ok((vec![everything], false));
+    };
+    let documents = crate::documents::read(&file.display().to_string())?;
+    let document = documents
+        .into_iter()
+        .find(|d| d.value.get("kind").and_then(Value::as_str) == Some("GitRepo"))
+        .with_context(|| format!("{} holds no GitRepo document", file.display()))?;
+    let repo: flotilla_api::GitRepo =
+        serde_path_to_error::deserialize(document.value).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: invalid GitRepo at {}: {}",
+                file.display(),
+                e.path(),
+                e.inner()
+            )
+        })?;
+    Ok((repo.spec.targets, repo.spec.keep_resources))
 }
 
 /// The repository root a folder belongs to (its git work tree, else the folder itself) and the
@@ -65,12 +93,8 @@ pub fn manifests_for(args: &RenderArgs) -> anyhow::Result<Option<Vec<Value>>> {
     let tools = flotilla_render::Tools::detect();
     let rendered = flotilla_render::render_folder(&root, &folder, &tools)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The cluster is assumed to be within the GitRepo's targets: one target matching everything.
-    let everything = BundleTarget {
-        cluster_selector: Some(LabelSelector::default()),
-        ..BundleTarget::default()
-    };
-    let spec = flotilla_render::bundle_spec(&rendered, &[everything], false)
+    let (repo_targets, keep_resources) = gitrepo_targets(args.gitrepo.as_deref())?;
+    let spec = flotilla_render::bundle_spec(&rendered, &repo_targets, keep_resources)
         .map_err(anyhow::Error::msg)?;
     let targets = compile_targets(&spec.targets).map_err(anyhow::Error::msg)?;
     let labels = &args.labels;
@@ -108,7 +132,7 @@ pub fn manifests_for(args: &RenderArgs) -> anyhow::Result<Option<Vec<Value>>> {
 pub fn run(args: RenderArgs) -> anyhow::Result<()> {
     let Some(manifests) = manifests_for(&args)? else {
         eprintln!(
-            "{} is not deployed to a cluster named {:?} with these labels and groups (a doNotDeploy targetCustomization matches it)",
+            "{} is not deployed to a cluster named {:?} with these labels and groups: no target matches it, or a doNotDeploy targetCustomization does",
             args.path.display(),
             args.cluster_name
         );

@@ -417,16 +417,26 @@ fn render_prints_exactly_what_an_agent_with_those_labels_receives() {
     let first = repo.commit("shop");
     let server = ServerProcess::start(&dir.path().join("server"), &[]);
     let token = server.new_token();
-    server.apply(&gitrepo("fleet", &repo.file_url(), "  pollInterval: 1h\n"));
+    // The GitRepo's own target customization (extra labels) is part of what agents receive.
+    let document = format!(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: GitRepo\nmetadata:\n  name: fleet\nspec:\n  repo: {}\n  paths: [apps]\n  pollInterval: 1h\n  targets:\n    - clusterSelector: {{}}\n      customization:\n        labels: {{team: shop}}\n",
+        repo.file_url()
+    );
+    server.apply(&document);
+    let gitrepo_file = dir.path().join("gitrepo.yaml");
+    std::fs::write(&gitrepo_file, &document).unwrap();
     wait_commit(&server, "fleet", &first);
     for (name, labels) in [("p-1", "env=prod,region=eu"), ("d-1", "env=dev,region=us")] {
         let received = agent_view(&server, &token, name, labels);
+        assert_eq!(received[0]["metadata"]["labels"]["team"], "shop");
         let output = Command::new(BIN)
             .args([
                 "render",
                 &repo.work_dir().join("apps/shop").display().to_string(),
             ])
             .args(["--cluster-name", name, "--labels", labels, "-o", "json"])
+            .arg("--gitrepo")
+            .arg(&gitrepo_file)
             .output()
             .unwrap();
         assert!(

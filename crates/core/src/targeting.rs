@@ -20,8 +20,17 @@ pub struct Target {
     pub digest: Option<String>,
 }
 
+/// Most targets one bundle may have (a deployment records its target's index in 16 bits).
+pub const MAX_TARGETS: usize = 4096;
+
 /// Validates a bundle's targets; the error names the target and says what to fix.
 pub fn compile_targets(targets: &[BundleTarget]) -> Result<Vec<Target>, String> {
+    if targets.len() > MAX_TARGETS {
+        return Err(format!(
+            "spec.targets: {} targets, at most {MAX_TARGETS}; target cluster groups or selectors instead of clusters one by one",
+            targets.len()
+        ));
+    }
     targets
         .iter()
         .enumerate()

@@ -962,3 +962,75 @@ async fn a_barrage_of_bad_input_changes_nothing_and_the_server_keeps_serving() {
     h.assert_serving().await;
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_git_repos_and_secrets_are_unprocessable_naming_the_field() {
+    let h = Harness::start().await;
+    let before = h.revision();
+    let repo = |spec: Value| json!({"apiVersion": API_VERSION, "kind": "GitRepo", "metadata": {"name": "fleet"}, "spec": spec});
+    for (spec, hint) in [
+        (json!({"repo": "--upload-pack=evil"}), "spec.repo"),
+        (json!({"repo": "ext::sh -c evil"}), "spec.repo"),
+        (
+            json!({"repo": "https://bob:hunter2@git.example/x.git"}),
+            "clientSecretName",
+        ),
+        (
+            json!({"repo": "https://git.example/x.git", "branch": "-x"}),
+            "spec.branch",
+        ),
+        (
+            json!({"repo": "https://git.example/x.git", "branch": "main", "revision": "v1"}),
+            "spec.branch and spec.revision",
+        ),
+        (
+            json!({"repo": "https://git.example/x.git", "paths": ["../etc"]}),
+            "spec.paths[0]",
+        ),
+        (
+            json!({"repo": "https://git.example/x.git", "pollInterval": "soon"}),
+            "spec.pollInterval",
+        ),
+        (
+            json!({"repo": "https://git.example/x.git", "targets": [{"clusterSelector": {}, "resources": []}]}),
+            "spec.targets[].resources",
+        ),
+    ] {
+        let error = expect_error(h.apply(&repo(spec)).await, 422).await;
+        assert!(error.message.contains(hint), "{hint}: {error:?}");
+    }
+    let secret = |spec: Value| json!({"apiVersion": API_VERSION, "kind": "Secret", "metadata": {"name": "git-webhook"}, "spec": spec});
+    for (spec, hint) in [
+        (json!({"type": "token"}), "spec.type"),
+        (
+            json!({"type": "basic-auth", "stringData": {"username": "u"}}),
+            "spec.stringData.password",
+        ),
+        // An empty webhook key would accept requests anyone can forge.
+        (
+            json!({"type": "webhook", "stringData": {"gitlab": ""}}),
+            "spec.stringData.gitlab",
+        ),
+        (
+            json!({"type": "ssh-auth", "stringData": {"ssh-privatekey": "k"}}),
+            "spec.stringData.known_hosts",
+        ),
+    ] {
+        let error = expect_error(h.apply(&secret(spec)).await, 422).await;
+        assert!(error.message.contains(hint), "{hint}: {error:?}");
+    }
+    assert_eq!(h.revision(), before, "nothing was written");
+    h.assert_absent("gitrepos", "fleet").await;
+    h.assert_absent("secrets", "git-webhook").await;
+    let shown = h
+        .apply_ok(&secret(
+            json!({"type": "webhook", "stringData": {"github": "s3cret"}}),
+        ))
+        .await;
+    assert!(
+        !shown.to_string().contains("s3cret"),
+        "values are write-only: {shown}"
+    );
+    h.assert_serving().await;
+    h.shutdown().await;
+}

@@ -620,6 +620,16 @@ pub fn prepare_bundle(
     .map_err(ApiError::Unprocessable)?;
     let dependencies = crate::fleet::compile_dependencies(&bundle.spec.depends_on)
         .map_err(ApiError::Unprocessable)?;
+    if let Some(index) = bundle
+        .spec
+        .depends_on
+        .iter()
+        .position(|d| d.name.as_deref() == Some(name.as_str()))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "spec.dependsOn[{index}]: a bundle cannot depend on itself"
+        )));
+    }
     let now = now_seconds();
     let (old_meta, old_live, spec_changed) = match fleet.bundle_by_name(&name) {
         Some((_, old)) => {
@@ -1018,7 +1028,10 @@ pub async fn delete(
         Kind::RegistrationToken => {
             fleet.tokens.remove(&name);
         }
-        Kind::GitRepo => sources::remove_gitrepo(&mut fleet, &name),
+        Kind::GitRepo => {
+            sources::remove_gitrepo(&mut fleet, &name);
+            state.gitops.forget(&name);
+        }
         Kind::Secret => {
             fleet.secrets.remove(&name);
         }

@@ -64,6 +64,21 @@ fn validate_repo_url(url: &str) -> ApiResult<()> {
             "spec.repo: {url:?} is not a repository URL"
         )));
     }
+    if url.contains("::") {
+        return Err(ApiError::Unprocessable(format!(
+            "spec.repo: {url:?} names a git remote helper; use https://, http://, git://, ssh://, file:// or user@host:path"
+        )));
+    }
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some(authority) = rest.split('/').next()
+        && authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
+        return Err(ApiError::Unprocessable(
+            "spec.repo: the URL carries a password; put credentials in a Secret (type basic-auth) and name it in spec.clientSecretName".into(),
+        ));
+    }
     if !(known_scheme || scp_like) {
         return Err(ApiError::Unprocessable(format!(
             "spec.repo: {url:?} is not a repository URL; use https://, http://, git://, ssh://, file:// or user@host:path"
@@ -211,7 +226,7 @@ pub fn render_gitrepo(fleet: &Fleet, name: &str) -> Value {
 const SECRET_TYPES: &[(&str, &[&str], &[&str])] = &[
     // type, required keys, optional keys
     ("basic-auth", &["username", "password"], &[]),
-    ("ssh-auth", &["ssh-privatekey"], &["known_hosts"]),
+    ("ssh-auth", &["ssh-privatekey", "known_hosts"], &[]),
     ("webhook", &[], &["github", "gitlab"]),
 ];
 
@@ -237,7 +252,12 @@ pub fn validate_secret(secret: &Secret) -> ApiResult<()> {
             )));
         }
     }
-    for key in spec.string_data.keys() {
+    for (key, value) in &spec.string_data {
+        if value.is_empty() {
+            return Err(ApiError::Unprocessable(format!(
+                "spec.stringData.{key}: empty; give it a value or leave the key out"
+            )));
+        }
         if !required.contains(&key.as_str()) && !optional.contains(&key.as_str()) {
             let mut known: Vec<&str> = required.to_vec();
             known.extend_from_slice(optional);

@@ -336,9 +336,12 @@ impl Fleet {
         }
     }
 
-    /// Whether a deployment waits for its bundle's dependencies: it was never reported by the
-    /// cluster (never deployed there) and some dependency is not Ready on this cluster. Once
-    /// deployed it is never withdrawn because a dependency degrades.
+    /// Whether a deployment waits for its bundle's dependencies: the cluster has never reported
+    /// it (it was never deployed there) and some dependency has not yet been reported Ready by
+    /// this cluster (any revision: once released, a dependent is never withdrawn because a
+    /// dependency changes or degrades, which would prune running workloads). A selector
+    /// dependency looks only at the bundles deployed to this cluster. O(deployments of the
+    /// cluster) per dependency, and only for bundles that have dependencies.
     fn waits_for_dependencies(&self, entry: &super::ClusterEntry, deployment: &Deployment) -> bool {
         let Some(bundle) = self.bundle(deployment.bundle) else {
             return false;
@@ -346,34 +349,29 @@ impl Fleet {
         if bundle.dependencies.is_empty() || deployment.report.is_some() {
             return false;
         }
-        let ready = |ordinal: u32| {
-            let live_epoch = self
-                .bundle(ordinal)
-                .and_then(|b| b.live.as_ref())
-                .map(|l| l.epoch);
-            entry.deployments.iter().any(|d| {
-                d.bundle == ordinal
-                    && d.counted == BundleState::Ready
-                    && Some(d.counted_epoch) == live_epoch
-            })
+        let reported_ready = |d: &Deployment| {
+            d.report
+                .as_ref()
+                .is_some_and(|report| report.state == BundleState::Ready)
         };
         bundle
             .dependencies
             .iter()
             .any(|dependency| match dependency {
                 super::Dependency::Name(name) => match self.bundle_names.get(name) {
-                    Some(&ordinal) => !ready(ordinal),
+                    Some(&ordinal) => !entry
+                        .deployments
+                        .iter()
+                        .any(|d| d.bundle == ordinal && reported_ready(d)),
                     None => true,
                 },
-                super::Dependency::Selector(selector) => self
-                    .bundles
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(ordinal, b)| Some((ordinal as u32, b.as_ref()?)))
-                    .filter(|(ordinal, b)| {
-                        *ordinal != deployment.bundle && selector.matches_map(&b.metadata.labels)
-                    })
-                    .any(|(ordinal, _)| !ready(ordinal)),
+                super::Dependency::Selector(selector) => entry.deployments.iter().any(|d| {
+                    d.bundle != deployment.bundle
+                        && self
+                            .bundle(d.bundle)
+                            .is_some_and(|b| selector.matches_map(&b.metadata.labels))
+                        && !reported_ready(d)
+                }),
             })
     }
 

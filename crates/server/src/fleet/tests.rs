@@ -863,3 +863,25 @@ fn a_dependent_bundle_waits_until_its_dependency_is_ready_on_that_cluster() {
     fleet.upsert_bundle(orphan);
     assert!(!desired_names(&fleet, b).contains(&"orphan".to_string()));
 }
+
+#[test]
+fn a_selector_dependency_counts_only_bundles_deployed_to_that_cluster() {
+    let mut fleet = Fleet::default();
+    let a = add_cluster(&mut fleet, "a", &[("site", "a")]);
+    let mut base = entry(&fleet, "base-a", "v1", vec![selecting(&[("site", "a")])]);
+    base.metadata.labels = labels(&[("tier", "base")]);
+    fleet.upsert_bundle(base);
+    // A base bundle for other clusters never becomes Ready here and must not hold `a` back.
+    let mut elsewhere = entry(&fleet, "base-b", "v1", vec![selecting(&[("site", "b")])]);
+    elsewhere.metadata.labels = labels(&[("tier", "base")]);
+    fleet.upsert_bundle(elsewhere);
+    let mut app = entry(&fleet, "app", "v1", vec![selecting(&[])]);
+    app.dependencies = vec![super::Dependency::Selector(
+        Selector::parse("tier=base").unwrap(),
+    )];
+    fleet.upsert_bundle(app);
+    assert_consistent(&fleet);
+    assert_eq!(desired_names(&fleet, a), ["base-a"]);
+    report(&mut fleet, a, "base-a", BundleState::Ready);
+    assert_eq!(desired_names(&fleet, a), ["app", "base-a"]);
+}

@@ -7,8 +7,10 @@
 //! as 0600 files named by `GIT_SSH_COMMAND`.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::Arc,
     time::Duration,
 };
 
@@ -28,7 +30,7 @@ pub enum Credentials {
     },
     Ssh {
         private_key: String,
-        known_hosts: Option<String>,
+        known_hosts: String,
     },
 }
 
@@ -66,6 +68,11 @@ impl Git {
             ("GIT_ASKPASS".into(), "true".into()),
             ("SSH_ASKPASS".into(), "true".into()),
             ("GIT_SSH_VARIANT".into(), "ssh".into()),
+            // Only real transports: no remote helpers such as fd:: or ext::.
+            (
+                "GIT_ALLOW_PROTOCOL".into(),
+                "https:http:ssh:git:file".into(),
+            ),
         ];
         let mut scratch = None;
         match credentials {
@@ -87,25 +94,18 @@ impl Git {
                 let key = dir.path().join("key");
                 write_private(&key, private_key)?;
                 let hosts = dir.path().join("known_hosts");
-                write_private(&hosts, known_hosts.as_deref().unwrap_or(""))?;
-                // Without known_hosts the first key seen is trusted (and then pinned for the
-                // life of this fetch only); with them, any other host key is refused.
-                let checking = if known_hosts.is_some() {
-                    "yes"
-                } else {
-                    "accept-new"
-                };
-                env.push((
-                    "GIT_SSH_COMMAND".into(),
-                    format!(
-                        "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile='{}' -o StrictHostKeyChecking={checking}",
-                        key.display(),
-                        hosts.display()
-                    ),
-                ));
+                write_private(&hosts, known_hosts)?;
+                env.push(("GIT_SSH_COMMAND".into(), ssh_command(Some(&key), &hosts)));
                 scratch = Some(dir);
             }
-            None => {}
+            None => {
+                // No credentials: ssh still never uses the server user's keys or config, and
+                // knows no host, so ssh:// URLs need a Secret with known_hosts.
+                env.push((
+                    "GIT_SSH_COMMAND".into(),
+                    ssh_command(None, Path::new("/dev/null")),
+                ));
+            }
         }
         Ok(Git {
             home,
@@ -156,6 +156,19 @@ impl Git {
     }
 }
 
+/// ssh for git: only the given key, no user config or agent, and host keys checked against
+/// `known_hosts` (never trusted on first use: a forged host could serve any commit to the fleet).
+fn ssh_command(key: Option<&Path>, known_hosts: &Path) -> String {
+    let identity = match key {
+        Some(key) => format!("-i '{}' -o IdentitiesOnly=yes", key.display()),
+        None => "-o IdentitiesOnly=yes -o IdentityFile=none".into(),
+    };
+    format!(
+        "ssh -F /dev/null {identity} -o IdentityAgent=none -o BatchMode=yes -o UserKnownHostsFile='{}' -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes",
+        known_hosts.display()
+    )
+}
+
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
@@ -195,19 +208,57 @@ fn redact(message: &str) -> String {
     out
 }
 
-/// A per-URL cache repository under `root`.
+/// Cache repositories under `root`, one per URL and credentials: content fetched with one
+/// GitRepo's credentials is never served to another GitRepo without them.
 pub struct Fetcher {
     root: PathBuf,
+    /// One fetch at a time per cache repository (git locks its files; concurrent fetches into
+    /// one repository fail).
+    locks: parking_lot::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Fetcher {
+    /// Also removes scratch checkouts a crash may have left behind.
     pub fn new(root: PathBuf) -> Fetcher {
-        Fetcher { root }
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("checkout-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Fetcher {
+            root,
+            locks: Default::default(),
+        }
     }
 
-    fn repo_dir(&self, url: &str) -> PathBuf {
-        let hash = hex::encode(&Sha256::digest(url.as_bytes())[..12]);
+    fn repo_dir(&self, url: &str, credentials: Option<&Credentials>) -> PathBuf {
+        let mut hasher = Sha256::new();
+        hasher.update(url.as_bytes());
+        match credentials {
+            None => {}
+            Some(Credentials::Basic { username, password }) => {
+                hasher.update(b"\0basic\0");
+                hasher.update(username.as_bytes());
+                hasher.update(b"\0");
+                hasher.update(password.as_bytes());
+            }
+            Some(Credentials::Ssh { private_key, .. }) => {
+                hasher.update(b"\0ssh\0");
+                hasher.update(private_key.as_bytes());
+            }
+        }
+        let hash = hex::encode(&hasher.finalize()[..12]);
         self.root.join("repos").join(hash)
+    }
+
+    fn lock_for(&self, repo: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .entry(repo.to_path_buf())
+            .or_default()
+            .clone()
     }
 
     /// The commit `wanted` names on the remote, by `git ls-remote` (no objects are fetched).
@@ -273,7 +324,9 @@ impl Fetcher {
         credentials: Option<&Credentials>,
     ) -> anyhow::Result<tempfile::TempDir> {
         let git = Git::new(&self.root, credentials)?;
-        let repo = self.repo_dir(url);
+        let repo = self.repo_dir(url, credentials);
+        let lock = self.lock_for(&repo);
+        let _one_at_a_time = lock.lock().await;
         if !repo.join("HEAD").exists() {
             std::fs::create_dir_all(&repo)?;
             git.run(Some(&repo), &["init", "--quiet", "--bare"]).await?;

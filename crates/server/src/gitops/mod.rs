@@ -71,6 +71,12 @@ impl GitOps {
         }
     }
 
+    /// Drops a deleted repository's scheduling state.
+    pub fn forget(&self, repo: &str) {
+        self.due.lock().remove(repo);
+        self.backoff.lock().remove(repo);
+    }
+
     /// Asks for a fetch of `repo` as soon as possible (a spec change, a webhook, a new secret).
     pub fn fetch_now(&self, repo: &str) {
         self.due.lock().insert(repo.to_string(), Instant::now());
@@ -111,23 +117,32 @@ pub async fn worker(state: SharedState) {
                     continue;
                 }
                 if at <= now {
-                    ready.push(name.clone());
+                    ready.push((at, name.clone()));
                 } else {
                     next = next.min(at);
                 }
             }
         }
-        for name in ready {
+        // Longest-waiting first, so a busy server never starves repos late in the alphabet.
+        ready.sort();
+        for (_, name) in ready {
             if tasks.len() >= PARALLEL {
                 break;
             }
             state.gitops.running.lock().insert(name.clone());
             let state = state.clone();
             tasks.spawn(async move {
+                // Leaves `running` even if the run panics, so the repo is polled again.
+                let guard = Running {
+                    state: state.clone(),
+                    name: name.clone(),
+                };
                 let started = Instant::now();
                 let outcome = sync_repo(&state, &name).await;
-                state.gitops.running.lock().remove(&name);
+                // Reschedule before leaving `running`: the worker must not see the old due time
+                // of a repo that is no longer running and start it again.
                 reschedule(&state, &name, started, outcome);
+                drop(guard);
             });
         }
         let sleep = next.saturating_duration_since(Instant::now());
@@ -136,6 +151,19 @@ pub async fn worker(state: SharedState) {
             _ = state.gitops.wake.notified() => {}
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
+    }
+}
+
+/// Marks a repository as running for as long as it lives.
+struct Running {
+    state: SharedState,
+    name: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.state.gitops.running.lock().remove(&self.name);
+        self.state.gitops.wake.notify_one();
     }
 }
 
@@ -215,7 +243,7 @@ fn snapshot(state: &SharedState, name: &str) -> Option<Snapshot> {
                     })),
                     "ssh-auth" => Ok(Some(Credentials::Ssh {
                         private_key: get("ssh-privatekey"),
-                        known_hosts: data.get("known_hosts").cloned(),
+                        known_hosts: get("known_hosts"),
                     })),
                     other => Err(format!(
                         "Secret {secret_name:?} has type {other}; git credentials need basic-auth or ssh-auth"
@@ -249,9 +277,11 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
             .fetcher
             .resolve(&snap.spec.repo, &wanted, credentials.as_ref())
             .await?;
+        // Same commit and spec, and every folder rendered last time: nothing to do. A failed
+        // fetch in between does not force a re-render; a folder that failed is retried.
         let current = snap.status.commit.as_deref() == Some(commit.as_str())
             && snap.status.observed_generation == snap.generation
-            && snap.status.error.is_none();
+            && snap.status.bundles.iter().all(|b| b.error.is_none());
         if current {
             return Ok(None);
         }
@@ -283,20 +313,20 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
     .await;
     match result {
         Ok(None) => {
+            if snap.status.error.is_some() || snap.status.failures > 0 {
+                // The repository is reachable again: clear the fetch error, durably.
+                clear_failure(state, name, &snap).await;
+            }
             let mut fleet = state.fleet.write();
             if let Some(repo) = fleet.gitrepos.get_mut(name) {
                 repo.status.last_fetched = Some(rfc3339(now_seconds()));
             }
             Outcome::Ok
         }
+        // A folder that fails to render is the commit's problem, not the repository's: the
+        // other folders keep following at the normal interval, no backoff.
         Ok(Some((commit, rendered))) => match publish(state, name, &snap, commit, rendered).await {
-            Ok(all_good) => {
-                if all_good {
-                    Outcome::Ok
-                } else {
-                    Outcome::Failed
-                }
-            }
+            Ok(_) => Outcome::Ok,
             Err(error) => {
                 record_failure(state, name, &snap, format!("{error}")).await;
                 Outcome::Failed
@@ -318,13 +348,45 @@ async fn record_failure(state: &SharedState, name: &str, snap: &Snapshot, error:
         let Some(repo) = fleet.gitrepos.get(name) else {
             return;
         };
-        if repo.metadata.generation != snap.generation {
-            // The spec moved during the run; the next run reports on the new one.
+        if repo.spec != snap.spec {
+            // The spec moved (or the repo was deleted and created again) during the run; the
+            // next run reports on the new one.
             return;
         }
         let mut status = repo.status.clone();
         status.error = Some(error);
         status.failures += 1;
+        status
+    };
+    let record = GitRepoStatusRecord {
+        status: status.clone(),
+    };
+    if admin::commit(
+        state,
+        vec![records::put(records::GITREPO_STATUS, name, &record)],
+    )
+    .await
+    .is_ok()
+        && let Some(repo) = state.fleet.write().gitrepos.get_mut(name)
+    {
+        repo.status = status;
+    }
+}
+
+/// Clears a fetch failure from the status once the repository answers again.
+async fn clear_failure(state: &SharedState, name: &str, snap: &Snapshot) {
+    let _serialized = state.admin_lock.lock().await;
+    let status = {
+        let fleet = state.fleet.read();
+        let Some(repo) = fleet.gitrepos.get(name) else {
+            return;
+        };
+        if repo.spec != snap.spec {
+            return;
+        }
+        let mut status = repo.status.clone();
+        status.error = None;
+        status.failures = 0;
         status
     };
     let record = GitRepoStatusRecord {
@@ -361,8 +423,9 @@ async fn publish(
         let Some(repo) = fleet.gitrepos.get(name) else {
             return Ok(true);
         };
-        if repo.metadata.generation != snap.generation {
-            // The spec changed while this run fetched; the next run (due now) renders it.
+        if repo.spec != snap.spec || repo.metadata.generation != snap.generation {
+            // The spec changed (or the repo was deleted and created again) while this run
+            // fetched; the next run (due now) renders the current one.
             state.gitops.fetch_now(name);
             return Ok(true);
         }
@@ -455,11 +518,8 @@ async fn publish(
                     &commit[..commit.len().min(12)]
                 )
             }),
-            failures: if failed > 0 {
-                repo.status.failures + 1
-            } else {
-                0
-            },
+            // Counts failed fetches; this one succeeded (folder errors are listed per folder).
+            failures: 0,
             next_fetch: repo.status.next_fetch.clone(),
             bundles: entries,
         };

@@ -53,8 +53,19 @@ pub async fn receive(
             )));
         };
         (
-            secret.spec.string_data.get("github").cloned(),
-            secret.spec.string_data.get("gitlab").cloned(),
+            // An empty key would accept requests anyone can forge.
+            secret
+                .spec
+                .string_data
+                .get("github")
+                .filter(|k| !k.is_empty())
+                .cloned(),
+            secret
+                .spec
+                .string_data
+                .get("gitlab")
+                .filter(|k| !k.is_empty())
+                .cloned(),
         )
     };
     let host = if let Some(event) = header("x-github-event") {
