@@ -387,6 +387,12 @@ fn bundle_entry(
     let mut spec = stored.spec;
     spec.resources = serde_json::from_slice(&spec_bytes)?;
     spec.targets = join_targets(spec.targets, &stored.spec_target_digests, &mut content)?;
+    let spec_target_digests: Vec<String> = stored
+        .spec_target_digests
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
     let stored_live = match stored.live {
         Some(mut live) => {
             live.targets = join_targets(live.targets, &live.target_digests, &mut content)?;
@@ -426,6 +432,7 @@ fn bundle_entry(
         metadata,
         spec,
         spec_digest: stored.spec_digest,
+        spec_target_digests,
         live,
         live_targets,
         owner: stored.owner,

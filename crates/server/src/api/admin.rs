@@ -590,6 +590,7 @@ pub struct PreparedBundle {
     live: Option<LiveRecord>,
     owner: Option<String>,
     dependencies: Vec<crate::fleet::Dependency>,
+    target_digests: Vec<String>,
     contents: Vec<(String, Vec<u8>)>,
 }
 
@@ -686,6 +687,7 @@ pub fn prepare_bundle(
     let (stored_targets, spec_target_digests) =
         records::strip_targets(&stored_spec.targets, &mut ops);
     stored_spec.targets = stored_targets;
+    let target_digests: Vec<String> = spec_target_digests.iter().flatten().cloned().collect();
     let record = BundleRecord {
         metadata: metadata.clone(),
         spec: stored_spec,
@@ -714,6 +716,7 @@ pub fn prepare_bundle(
         live,
         owner: owner.map(str::to_string),
         dependencies,
+        target_digests,
         contents,
     })
 }
@@ -765,6 +768,7 @@ pub fn apply_bundle(
         metadata,
         spec: prepared.spec,
         spec_digest: prepared.spec_digest,
+        spec_target_digests: prepared.target_digests,
         live: live_revision,
         live_targets: prepared.live.map(|l| l.targets).unwrap_or_default(),
         owner: prepared.owner,

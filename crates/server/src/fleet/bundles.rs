@@ -447,15 +447,8 @@ impl Fleet {
             .iter()
             .flatten()
             .flat_map(|b| {
-                let spec_targets = b.spec.targets.iter().filter_map(|t| {
-                    t.resources.as_ref().map(|resources| {
-                        flotilla_core::digest::content_digest(
-                            &flotilla_core::digest::canonical_content(resources),
-                        )
-                    })
-                });
                 std::iter::once(b.spec_digest.clone())
-                    .chain(spec_targets)
+                    .chain(b.spec_target_digests.iter().cloned())
                     .chain(b.live.iter().flat_map(|l| l.digests().map(str::to_string)))
                     .collect::<Vec<_>>()
             })

@@ -119,6 +119,8 @@ pub struct BundleEntry {
     /// The latest spec, `resources` included (what GET returns).
     pub spec: BundleSpec,
     pub spec_digest: String,
+    /// Digests of the spec targets' own resources (kept so content bookkeeping never rehashes).
+    pub spec_target_digests: Vec<String>,
     pub live: Option<LiveRevision>,
     /// The live revision's targets as written (kept to persist them again while paused).
     pub live_targets: Vec<flotilla_api::BundleTarget>,

@@ -94,6 +94,11 @@ fn entry(fleet: &Fleet, name: &str, content: &str, targets: Vec<BundleTarget>) -
             ..BundleSpec::default()
         },
         spec_digest: digest,
+        spec_target_digests: live
+            .targets
+            .iter()
+            .filter_map(|t| t.digest.clone())
+            .collect(),
         live: Some(live),
         live_targets: targets,
         owner: None,

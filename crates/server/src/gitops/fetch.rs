@@ -382,13 +382,34 @@ impl Fetcher {
         let tree = tempfile::Builder::new()
             .prefix("checkout-")
             .tempdir_in(&self.root)?;
-        let archive = git
-            .run(Some(&repo), &["archive", "--format=tar", commit])
-            .await?;
+        // `git archive` streams into the unpacker: a large repository never sits in memory.
+        let mut command = std::process::Command::new("git");
+        command
+            .arg("-C")
+            .arg(&repo)
+            .args(["archive", "--format=tar", commit])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &git.home)
+            .envs(git.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let target = tree.path().to_path_buf();
-        tokio::task::spawn_blocking(move || unpack(&archive, &target))
-            .await
-            .map_err(|e| anyhow::anyhow!("unpack: {e}"))??;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut child = command.spawn()?;
+            let stdout = child.stdout.take().expect("piped stdout");
+            let unpacked = unpack(stdout, &target);
+            if unpacked.is_err() {
+                let _ = child.kill();
+            }
+            let status = child.wait()?;
+            unpacked?;
+            anyhow::ensure!(status.success(), "git archive failed ({status})");
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("unpack: {e}"))??;
         Ok(tree)
     }
 }
@@ -398,16 +419,30 @@ pub fn is_commit_id(text: &str) -> bool {
     (7..=40).contains(&text.len()) && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// Unpacks a tar archive from `git archive` into `target`: regular files and folders only (a
-/// symlink could point outside the checkout; submodules are not exported by git archive).
-fn unpack(archive: &[u8], target: &Path) -> anyhow::Result<()> {
+/// Largest checkout unpacked (the sum of its files): a repository is configuration, not data.
+const MAX_CHECKOUT_BYTES: u64 = 1 << 30;
+
+/// Unpacks a tar stream from `git archive` into `target`: regular files and folders only (a
+/// symlink could point outside the checkout, e.g. at the server's own files, and end up in a
+/// bundle; submodules are not exported by git archive), at most `MAX_CHECKOUT_BYTES`.
+fn unpack(archive: impl std::io::Read, target: &Path) -> anyhow::Result<()> {
     let mut reader = tar::Archive::new(archive);
+    let mut total = 0u64;
     for entry in reader.entries()? {
         let mut entry = entry?;
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_dir()) {
+            if kind.is_symlink() {
+                tracing::warn!(path = %entry.path()?.display(), "symlink in repository skipped");
+            }
             continue;
         }
+        total += entry.size();
+        anyhow::ensure!(
+            total <= MAX_CHECKOUT_BYTES,
+            "the checkout is larger than {} MiB; deploy from a smaller repository or folder",
+            MAX_CHECKOUT_BYTES >> 20
+        );
         // `unpack_in` refuses paths that would escape `target`.
         entry.unpack_in(target)?;
     }
