@@ -54,6 +54,18 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    // The store holds git credentials and the data dir the admin token: owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| {
+                format!(
+                    "restrict data dir {} to its owner",
+                    config.data_dir.display()
+                )
+            })?;
+    }
     let store_path = config.data_dir.join("flotilla.db");
     let started = Instant::now();
     let metrics = metrics::Metrics::default();

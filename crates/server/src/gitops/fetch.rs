@@ -1,6 +1,6 @@
 //! Fetching with the real `git` CLI: resolve the wanted ref with `ls-remote` (cheap: one round
-//! trip, no objects), fetch only that commit shallowly into a per-URL cache repository, and
-//! export its tree into a scratch folder for rendering.
+//! trip, no objects), fetch only that commit shallowly into a cache repository per URL and
+//! credentials, and check it out in that repository's work tree for rendering.
 //!
 //! Credentials never appear on a command line (other users can read those from /proc): HTTP
 //! credentials travel as an `http.extraHeader` in `GIT_CONFIG_*` environment variables, SSH keys
@@ -218,15 +218,7 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// Also removes scratch checkouts a crash may have left behind.
     pub fn new(root: PathBuf) -> Fetcher {
-        if let Ok(entries) = std::fs::read_dir(&root) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with("checkout-") {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
         Fetcher {
             root,
             locks: Default::default(),
@@ -314,22 +306,29 @@ impl Fetcher {
         }
     }
 
-    /// Fetches `commit` (shallow where the transport allows it) and exports its tree into a new
-    /// scratch folder.
+    /// Fetches `commit` (shallow where the transport allows it) and checks it out in the cache
+    /// repository's work tree. Checking out moves only the files that differ from the previous
+    /// commit (creating thousands of files is what costs on most disks), and the returned
+    /// `Checkout` holds the repository's lock until rendering is done with it.
     pub async fn checkout(
         &self,
         url: &str,
         commit: &str,
         wanted: &Wanted,
         credentials: Option<&Credentials>,
-    ) -> anyhow::Result<tempfile::TempDir> {
+    ) -> anyhow::Result<Checkout> {
         let git = Git::new(&self.root, credentials)?;
         let repo = self.repo_dir(url, credentials);
-        let lock = self.lock_for(&repo);
-        let _one_at_a_time = lock.lock().await;
-        if !repo.join("HEAD").exists() {
+        let guard = self.lock_for(&repo).lock_owned().await;
+        if !repo.join(".git").join("HEAD").exists() {
+            let _ = std::fs::remove_dir_all(&repo);
             std::fs::create_dir_all(&repo)?;
-            git.run(Some(&repo), &["init", "--quiet", "--bare"]).await?;
+            git.run(Some(&repo), &["init", "--quiet"]).await?;
+            // Symlinks become plain files holding the link text: a link could point at the
+            // server's own files and carry them into a bundle.
+            git.run(Some(&repo), &["config", "core.symlinks", "false"])
+                .await?;
+            git.run(Some(&repo), &["config", "gc.auto", "0"]).await?;
         }
         if git
             .run(
@@ -379,74 +378,52 @@ impl Fetcher {
                 anyhow::anyhow!("commit {commit} is not in {} after fetching", redact(url))
             })?;
         }
-        let tree = tempfile::Builder::new()
-            .prefix("checkout-")
-            .tempdir_in(&self.root)?;
-        // `git archive` streams into the unpacker: a large repository never sits in memory.
-        let mut command = std::process::Command::new("git");
-        command
-            .arg("-C")
-            .arg(&repo)
-            .args(["archive", "--format=tar", commit])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &git.home)
-            .envs(git.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let target = tree.path().to_path_buf();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let mut child = command.spawn()?;
-            let stdout = child.stdout.take().expect("piped stdout");
-            let unpacked = unpack(stdout, &target);
-            if unpacked.is_err() {
-                let _ = child.kill();
-            }
-            let status = child.wait()?;
-            unpacked?;
-            anyhow::ensure!(status.success(), "git archive failed ({status})");
-            Ok(())
+        // A repository is configuration, not data: refuse huge trees before writing them.
+        let listing = git
+            .run(Some(&repo), &["ls-tree", "-r", "-l", "--full-tree", commit])
+            .await?;
+        let bytes: u64 = String::from_utf8_lossy(&listing)
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(3)?.parse::<u64>().ok())
+            .sum();
+        anyhow::ensure!(
+            bytes <= MAX_CHECKOUT_BYTES,
+            "the commit holds {} MiB of files, more than {} MiB; deploy from a smaller repository",
+            bytes >> 20,
+            MAX_CHECKOUT_BYTES >> 20
+        );
+        git.run(
+            Some(&repo),
+            &["checkout", "--quiet", "--force", "--detach", commit],
+        )
+        .await?;
+        // Nothing from an earlier commit, or from a renderer, survives into this one.
+        git.run(Some(&repo), &["clean", "-ffdxq"]).await?;
+        Ok(Checkout {
+            path: repo,
+            _guard: guard,
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("unpack: {e}"))??;
-        Ok(tree)
     }
 }
+
+/// A checked-out commit; the cache repository stays locked while this lives.
+pub struct Checkout {
+    path: PathBuf,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Checkout {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Largest checkout (the sum of its files' sizes).
+const MAX_CHECKOUT_BYTES: u64 = 1 << 30;
 
 /// A full or abbreviated commit id (hex, 7 to 40 characters).
 pub fn is_commit_id(text: &str) -> bool {
     (7..=40).contains(&text.len()) && text.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// Largest checkout unpacked (the sum of its files): a repository is configuration, not data.
-const MAX_CHECKOUT_BYTES: u64 = 1 << 30;
-
-/// Unpacks a tar stream from `git archive` into `target`: regular files and folders only (a
-/// symlink could point outside the checkout, e.g. at the server's own files, and end up in a
-/// bundle; submodules are not exported by git archive), at most `MAX_CHECKOUT_BYTES`.
-fn unpack(archive: impl std::io::Read, target: &Path) -> anyhow::Result<()> {
-    let mut reader = tar::Archive::new(archive);
-    let mut total = 0u64;
-    for entry in reader.entries()? {
-        let mut entry = entry?;
-        let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind.is_dir()) {
-            if kind.is_symlink() {
-                tracing::warn!(path = %entry.path()?.display(), "symlink in repository skipped");
-            }
-            continue;
-        }
-        total += entry.size();
-        anyhow::ensure!(
-            total <= MAX_CHECKOUT_BYTES,
-            "the checkout is larger than {} MiB; deploy from a smaller repository or folder",
-            MAX_CHECKOUT_BYTES >> 20
-        );
-        // `unpack_in` refuses paths that would escape `target`.
-        entry.unpack_in(target)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

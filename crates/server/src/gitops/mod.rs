@@ -285,6 +285,7 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
         if current {
             return Ok(None);
         }
+        let fetch_started = Instant::now();
         let tree = state
             .gitops
             .fetcher
@@ -292,6 +293,8 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
             .await?;
         let paths = snap.spec.paths.clone();
         let tools = state.gitops.tools.clone();
+        let fetched = fetch_started.elapsed();
+        let render_started = Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
             let root = tree.path();
             let folders = flotilla_render::bundle_folders(root, &paths)
@@ -308,6 +311,12 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
         })
         .await
         .map_err(|e| anyhow::anyhow!("render task: {e}"))??;
+        tracing::debug!(
+            repo = %name,
+            fetch_ms = fetched.as_millis() as u64,
+            render_ms = render_started.elapsed().as_millis() as u64,
+            "git source fetched and rendered"
+        );
         anyhow::Ok(Some((commit, rendered)))
     }
     .await;
@@ -414,6 +423,7 @@ async fn publish(
     rendered: Vec<(String, Result<flotilla_render::RenderedFolder, String>)>,
 ) -> anyhow::Result<bool> {
     let _serialized = state.admin_lock.lock().await;
+    let started = Instant::now();
     let mut prepared: Vec<PreparedBundle> = Vec::new();
     let mut entries: Vec<GitRepoBundle> = Vec::new();
     let mut produced: BTreeSet<String> = BTreeSet::new();
@@ -559,6 +569,7 @@ async fn publish(
         written,
         removed = removed.len(),
         failed,
+        publish_ms = started.elapsed().as_millis() as u64,
         "git source rendered"
     );
     Ok(failed == 0)
