@@ -347,8 +347,9 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-/// One targeting rule of a bundle. At least one of `clusterSelector`, `clusterGroup` or
-/// `clusterName` must be set; when several are set, a cluster must match all of them.
+/// One targeting rule of a bundle. At least one of `clusterSelector`, `clusterGroup`,
+/// `clusterGroups` or `clusterName` must be set; when several are set, a cluster must match all of
+/// them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleTarget {
@@ -358,6 +359,10 @@ pub struct BundleTarget {
     pub cluster_selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_group: Option<String>,
+    /// More groups a cluster must also belong to (all of them), e.g. a GitRepo target's group
+    /// combined with a fleet.yaml targetCustomization's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
     #[serde(default, skip_serializing_if = "Customization::is_empty")]

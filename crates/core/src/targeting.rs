@@ -11,7 +11,8 @@ use crate::selector::Selector;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub selector: Option<Selector>,
-    pub group: Option<String>,
+    /// Groups the cluster must belong to, all of them (`clusterGroup` then `clusterGroups`).
+    pub groups: Vec<String>,
     pub cluster_name: Option<String>,
     pub customization: Customization,
     /// Clusters this target matches first do not get the bundle.
@@ -41,6 +42,7 @@ pub fn compile_targets(targets: &[BundleTarget]) -> Result<Vec<Target>, String> 
             };
             if target.cluster_selector.is_none()
                 && target.cluster_group.is_none()
+                && target.cluster_groups.is_empty()
                 && target.cluster_name.is_none()
             {
                 return Err(format!(
@@ -75,7 +77,12 @@ pub fn compile_targets(targets: &[BundleTarget]) -> Result<Vec<Target>, String> 
             };
             Ok(Target {
                 selector,
-                group: target.cluster_group.clone(),
+                groups: target
+                    .cluster_group
+                    .iter()
+                    .chain(&target.cluster_groups)
+                    .cloned()
+                    .collect(),
                 cluster_name: target.cluster_name.clone(),
                 customization: target.customization.clone(),
                 do_not_deploy: target.do_not_deploy,
@@ -110,7 +117,7 @@ impl Target {
         {
             return false;
         }
-        if let Some(group) = &self.group {
+        for group in &self.groups {
             match group_selector(group) {
                 Some(selector) if selector.matches(cluster.label) => {}
                 _ => return false,

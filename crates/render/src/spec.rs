@@ -13,8 +13,8 @@ use crate::RenderedFolder;
 /// `g`'s customization plus `c`'s `defaultNamespace`, `c`'s `doNotDeploy` and `c`'s rendering;
 /// then `g` itself follows. A combination no cluster can match (the same label required with two
 /// values, two cluster names) is left out; a customization with no matcher matches nothing (as in
-/// Fleet). Two different cluster groups cannot be combined into one flotilla target: that is an
-/// error naming both. The folder's `defaultNamespace` is the namespace of every target without
+/// Fleet). Two different cluster groups combine as `clusterGroup` and `clusterGroups` (a cluster
+/// must be in both). The folder's `defaultNamespace` is the namespace of every target without
 /// one.
 pub fn bundle_spec(
     rendered: &RenderedFolder,
@@ -37,16 +37,17 @@ pub fn bundle_spec(
             else {
                 continue;
             };
-            let cluster_group = match (&g.cluster_group, &c.cluster_group) {
+            // Both groups must hold: the customization's group joins the target's others.
+            let (cluster_group, cluster_groups) = match (&g.cluster_group, &c.cluster_group) {
                 (Some(ours), Some(theirs)) if ours != theirs => {
-                    return Err(format!(
-                        "GitRepo target {g_name} selects clusterGroup {ours:?} and fleet.yaml \
-                         targetCustomization {c_name} selects clusterGroup {theirs:?}: a flotilla \
-                         target takes one cluster group, so the combination {name} cannot be \
-                         expressed; select one of them with clusterSelector instead"
-                    ));
+                    let mut more = g.cluster_groups.clone();
+                    more.push(theirs.clone());
+                    (Some(ours.clone()), more)
                 }
-                (ours, theirs) => ours.clone().or_else(|| theirs.clone()),
+                (ours, theirs) => (
+                    ours.clone().or_else(|| theirs.clone()),
+                    g.cluster_groups.clone(),
+                ),
             };
             let cluster_name = match (&g.cluster_name, &c.cluster_name) {
                 // No cluster has two names: the combination never matches.
@@ -61,6 +62,7 @@ pub fn bundle_spec(
                 name: Some(name),
                 cluster_selector,
                 cluster_group,
+                cluster_groups,
                 cluster_name,
                 customization,
                 do_not_deploy: g.do_not_deploy || c.do_not_deploy,

@@ -225,21 +225,56 @@ fn combinations_no_cluster_can_match_are_left_out() {
 }
 
 #[test]
-fn two_different_cluster_groups_cannot_be_combined() {
+fn two_different_cluster_groups_combine_so_a_cluster_must_be_in_both() {
     let mut rendered = folder();
     rendered.customizations = vec![RenderedCustomization {
         cluster_group: Some("canary".into()),
         resources: Some(manifests("canary")),
         ..customization("canary")
     }];
-    let error = bundle_spec(&rendered, &gitrepo_targets(), false).unwrap_err();
-    assert!(error.contains("\"edge\""), "{error}");
-    assert!(error.contains("\"canary\""), "{error}");
-    // The same group on both sides is fine.
+    let spec = bundle_spec(&rendered, &gitrepo_targets(), false).unwrap();
+    let combined = &spec.targets[2];
+    assert_eq!(combined.name.as_deref(), Some("1/canary"));
+    assert_eq!(combined.cluster_group.as_deref(), Some("edge"));
+    assert_eq!(combined.cluster_groups, ["canary"]);
+    let targets = compile_targets(&spec.targets).unwrap();
+    let matched = |labels: &[(&str, &str)]| {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let edge = Selector::parse("tier=edge").unwrap();
+        let canary = Selector::parse("canary=true").unwrap();
+        let groups = |name: &str| match name {
+            "edge" => Some(&edge),
+            "canary" => Some(&canary),
+            _ => None,
+        };
+        let view = ClusterView {
+            name: "c",
+            label: |key: &str| labels.get(key).map(String::as_str),
+        };
+        first_match(&targets, &view, &groups).map(|i| spec.targets[i].name.clone().unwrap())
+    };
+    assert_eq!(
+        matched(&[("tier", "edge"), ("canary", "true")]).as_deref(),
+        Some("1/canary")
+    );
+    assert_eq!(
+        matched(&[("tier", "edge")]).as_deref(),
+        Some("1"),
+        "edge only: no canary variant"
+    );
+    assert_eq!(
+        matched(&[("canary", "true")]),
+        None,
+        "canary outside the GitRepo's targets"
+    );
+    // The same group on both sides stays one group.
     rendered.customizations[0].cluster_group = Some("edge".into());
     let spec = bundle_spec(&rendered, &gitrepo_targets(), false).unwrap();
-    assert_eq!(spec.targets[2].name.as_deref(), Some("1/canary"));
     assert_eq!(spec.targets[2].cluster_group.as_deref(), Some("edge"));
+    assert!(spec.targets[2].cluster_groups.is_empty());
 }
 
 #[test]

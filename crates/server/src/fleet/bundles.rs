@@ -106,7 +106,7 @@ impl Fleet {
             Some(selector) => self.index.select(selector, &self.interner, &self.all),
             None => self.all.clone(),
         };
-        if let Some(group) = &target.group {
+        for group in &target.groups {
             match self.groups.get(group) {
                 Some(group) => selected &= &group.members,
                 None => selected.clear(),
@@ -327,7 +327,7 @@ impl Fleet {
                     .is_some_and(|live| {
                         live.targets
                             .iter()
-                            .any(|t| t.group.as_deref() == Some(group))
+                            .any(|t| t.groups.iter().any(|g| g == group))
                     })
             })
             .collect();

@@ -890,3 +890,35 @@ fn a_selector_dependency_counts_only_bundles_deployed_to_that_cluster() {
     report(&mut fleet, a, "base-a", BundleState::Ready);
     assert_eq!(desired_names(&fleet, a), ["app", "base-a"]);
 }
+
+#[test]
+fn a_target_naming_several_groups_needs_a_cluster_in_all_of_them() {
+    let mut fleet = Fleet::default();
+    let both = add_cluster(&mut fleet, "both", &[("tier", "edge"), ("canary", "true")]);
+    let edge = add_cluster(&mut fleet, "edge", &[("tier", "edge")]);
+    fleet.upsert_group(
+        "edge",
+        ObjectMeta::default(),
+        Selector::parse("tier=edge").unwrap(),
+    );
+    fleet.upsert_group(
+        "canary",
+        ObjectMeta::default(),
+        Selector::parse("canary=true").unwrap(),
+    );
+    let target = BundleTarget {
+        cluster_groups: vec!["canary".into()],
+        ..in_group("edge")
+    };
+    put_bundle(&mut fleet, "web", "v1", vec![target]);
+    assert_eq!(desired_names(&fleet, both), ["web"]);
+    assert!(desired_names(&fleet, edge).is_empty());
+    // The second group changing moves the bundle too.
+    fleet.upsert_group(
+        "canary",
+        ObjectMeta::default(),
+        Selector::parse("tier=edge").unwrap(),
+    );
+    assert_consistent(&fleet);
+    assert_eq!(desired_names(&fleet, edge), ["web"]);
+}
