@@ -7,6 +7,17 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin flotilla
 
+# The server image: git for GitRepos (add kubectl or kustomize, and helm, for folders that use them).
+#   docker build --target server -t flotilla-server .
+FROM debian:bookworm-slim AS server
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/flotilla /usr/local/bin/flotilla
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/flotilla"]
+
+# The default image (agent and CLI): no shell, no package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/flotilla /usr/local/bin/flotilla
 USER 65532:65532
