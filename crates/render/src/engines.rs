@@ -112,37 +112,17 @@ pub(crate) fn helm_template(
     isolate(&mut command, &env);
     command.current_dir(home);
     let what = format!("helm template of chart {}", job.chart.describe());
-    let output = match run(&mut command, tools.timeout()) {
-        Ok(output) => output,
-        Err(RunError::NotFound) => {
-            return Err(RenderError::in_file(
-                shown,
-                format!(
-                    "rendering a Helm chart needs helm v3 or later, and {} cannot be run: install \
-                     helm, or set FLOTILLA_HELM to its path",
-                    helm.display()
-                ),
-            ));
-        }
-        Err(RunError::Spawn(error)) => {
-            return Err(RenderError::in_file(
-                shown,
-                format!("cannot run {what}: {error}"),
-            ));
-        }
-        Err(RunError::Timeout(limit)) => {
-            return Err(RenderError::in_file(
-                shown,
-                format!("{what} did not finish within {} s", limit.as_secs()),
-            ));
-        }
-    };
-    if !output.status.success() {
-        return Err(RenderError::in_file(
-            shown,
-            format!("{what} failed: {}", failure_text(&output)),
-        ));
-    }
+    let output = run_engine(
+        &mut command,
+        tools,
+        shown,
+        &what,
+        format!(
+            "rendering a Helm chart needs helm v3 or later, and {} cannot be run: install \
+             helm, or set FLOTILLA_HELM to its path",
+            helm.display()
+        ),
+    )?;
     String::from_utf8(output.stdout)
         .map_err(|_| RenderError::in_file(shown, format!("{what} printed text that is not UTF-8")))
 }
@@ -196,37 +176,17 @@ pub(crate) fn kustomize_build(
     isolate(&mut command, &env);
     command.current_dir(dir);
     let engine = argv.join(" ");
-    let output = match run(&mut command, tools.timeout()) {
-        Ok(output) => output,
-        Err(RunError::NotFound) => {
-            return Err(RenderError::in_file(
-                shown,
-                format!(
-                    "rendering a Kustomize folder needs kustomize or kubectl, and `{engine}` \
-                     cannot be run: install one, or set FLOTILLA_KUSTOMIZE (e.g. \"kubectl \
-                     kustomize\")"
-                ),
-            ));
-        }
-        Err(RunError::Spawn(error)) => {
-            return Err(RenderError::in_file(
-                shown,
-                format!("cannot run `{engine}`: {error}"),
-            ));
-        }
-        Err(RunError::Timeout(limit)) => {
-            return Err(RenderError::in_file(
-                shown,
-                format!("`{engine}` did not finish within {} s", limit.as_secs()),
-            ));
-        }
-    };
-    if !output.status.success() {
-        return Err(RenderError::in_file(
-            shown,
-            format!("`{engine} {shown}` failed: {}", failure_text(&output)),
-        ));
-    }
+    let output = run_engine(
+        &mut command,
+        tools,
+        shown,
+        &format!("`{engine}`"),
+        format!(
+            "rendering a Kustomize folder needs kustomize or kubectl, and `{engine}` \
+             cannot be run: install one, or set FLOTILLA_KUSTOMIZE (e.g. \"kubectl \
+             kustomize\")"
+        ),
+    )?;
     String::from_utf8(output.stdout).map_err(|_| {
         RenderError::in_file(shown, format!("`{engine}` printed text that is not UTF-8"))
     })
@@ -312,4 +272,38 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs a rendering engine; every way it can fail becomes an error on `shown` that names `what`
+/// (`not_found` when the engine cannot be started at all).
+fn run_engine(
+    command: &mut Command,
+    tools: &Tools,
+    shown: &str,
+    what: &str,
+    not_found: String,
+) -> Result<std::process::Output, RenderError> {
+    let output = match run(command, tools.timeout()) {
+        Ok(output) => output,
+        Err(RunError::NotFound) => return Err(RenderError::in_file(shown, not_found)),
+        Err(RunError::Spawn(error)) => {
+            return Err(RenderError::in_file(
+                shown,
+                format!("cannot run {what}: {error}"),
+            ));
+        }
+        Err(RunError::Timeout(limit)) => {
+            return Err(RenderError::in_file(
+                shown,
+                format!("{what} did not finish within {} s", limit.as_secs()),
+            ));
+        }
+    };
+    if !output.status.success() {
+        return Err(RenderError::in_file(
+            shown,
+            format!("{what} failed: {}", failure_text(&output)),
+        ));
+    }
+    Ok(output)
 }

@@ -342,10 +342,12 @@ impl Fleet {
     /// dependency changes or degrades, which would prune running workloads). A selector
     /// dependency looks only at the bundles deployed to this cluster. O(deployments of the
     /// cluster) per dependency, and only for bundles that have dependencies.
-    fn waits_for_dependencies(&self, entry: &super::ClusterEntry, deployment: &Deployment) -> bool {
-        let Some(bundle) = self.bundle(deployment.bundle) else {
-            return false;
-        };
+    fn waits_for_dependencies(
+        &self,
+        entry: &super::ClusterEntry,
+        deployment: &Deployment,
+        bundle: &BundleEntry,
+    ) -> bool {
         if bundle.dependencies.is_empty() || deployment.report.is_some() {
             return false;
         }
@@ -375,22 +377,31 @@ impl Fleet {
             })
     }
 
+    /// The deployments a cluster is sent, with their bundle and live revision: those of live
+    /// bundles not waiting for dependencies. The one definition the etag, the desired set and
+    /// content access share.
+    fn delivered<'a>(
+        &'a self,
+        entry: &'a super::ClusterEntry,
+    ) -> impl Iterator<Item = (&'a Deployment, &'a BundleEntry, &'a LiveRevision)> + 'a {
+        entry.deployments.iter().filter_map(move |d| {
+            let bundle = self.bundle(d.bundle)?;
+            let live = bundle.live.as_ref()?;
+            (!self.waits_for_dependencies(entry, d, bundle)).then_some((d, bundle, live))
+        })
+    }
+
     /// The etag of a cluster's current desired set (cheap: a hash over its few deployments, no
     /// allocation).
     pub fn desired_etag(&self, cluster: u32) -> String {
         let Some(entry) = self.cluster(cluster) else {
             return desired_etag([]);
         };
-        desired_etag(entry.deployments.iter().filter_map(|d| {
-            if self.waits_for_dependencies(entry, d) {
-                return None;
-            }
-            let bundle = self.bundle(d.bundle)?;
-            let live = bundle.live.as_ref()?;
-            Some((
+        desired_etag(self.delivered(entry).map(|(d, bundle, live)| {
+            (
                 bundle.name.as_str(),
                 deployment_hash(live.digest_for(d.target as usize), d.options_hash),
-            ))
+            )
         }))
     }
 
@@ -399,20 +410,14 @@ impl Fleet {
         let Some(entry) = self.cluster(cluster) else {
             return Vec::new();
         };
-        entry
-            .deployments
-            .iter()
-            .filter_map(|d| {
-                if self.waits_for_dependencies(entry, d) {
-                    return None;
-                }
-                let bundle = self.bundle(d.bundle)?;
-                let live = bundle.live.as_ref()?;
+        self.delivered(entry)
+            .filter_map(|(d, bundle, live)| {
                 let options = self.options_for(cluster, d.bundle, d.target as usize)?;
+                let digest = live.digest_for(d.target as usize);
                 Some(DesiredBundle {
                     name: bundle.name.clone(),
-                    deployment: deployment_id(live.digest_for(d.target as usize), d.options_hash),
-                    digest: live.digest_for(d.target as usize).to_string(),
+                    deployment: deployment_id(digest, d.options_hash),
+                    digest: digest.to_string(),
                     options,
                 })
             })
@@ -422,11 +427,8 @@ impl Fleet {
     /// Whether `digest` is referenced by the cluster's current desired set.
     pub fn cluster_may_read(&self, cluster: u32, digest: &str) -> bool {
         self.cluster(cluster).is_some_and(|entry| {
-            entry.deployments.iter().any(|d| {
-                self.bundle(d.bundle)
-                    .and_then(|b| b.live.as_ref())
-                    .is_some_and(|live| live.digest_for(d.target as usize) == digest)
-            })
+            self.delivered(entry)
+                .any(|(d, _, live)| live.digest_for(d.target as usize) == digest)
         })
     }
 

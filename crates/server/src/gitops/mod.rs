@@ -351,39 +351,30 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
 /// Records a failed fetch on the status (persisted, so it survives a restart and is visible).
 async fn record_failure(state: &SharedState, name: &str, snap: &Snapshot, error: String) {
     tracing::warn!(repo = %name, %error, "git source failed");
-    let _serialized = state.admin_lock.lock().await;
-    let status = {
-        let fleet = state.fleet.read();
-        let Some(repo) = fleet.gitrepos.get(name) else {
-            return;
-        };
-        if repo.spec != snap.spec {
-            // The spec moved (or the repo was deleted and created again) during the run; the
-            // next run reports on the new one.
-            return;
-        }
-        let mut status = repo.status.clone();
+    update_status(state, name, snap, |status| {
         status.error = Some(error);
         status.failures += 1;
-        status
-    };
-    let record = GitRepoStatusRecord {
-        status: status.clone(),
-    };
-    if admin::commit(
-        state,
-        vec![records::put(records::GITREPO_STATUS, name, &record)],
-    )
-    .await
-    .is_ok()
-        && let Some(repo) = state.fleet.write().gitrepos.get_mut(name)
-    {
-        repo.status = status;
-    }
+    })
+    .await;
 }
 
 /// Clears a fetch failure from the status once the repository answers again.
 async fn clear_failure(state: &SharedState, name: &str, snap: &Snapshot) {
+    update_status(state, name, snap, |status| {
+        status.error = None;
+        status.failures = 0;
+    })
+    .await;
+}
+
+/// Changes a repo's status durably, unless its spec moved (or it was deleted and created again)
+/// since the run's snapshot: the next run then reports on the current spec.
+async fn update_status(
+    state: &SharedState,
+    name: &str,
+    snap: &Snapshot,
+    edit: impl FnOnce(&mut GitRepoStatus),
+) {
     let _serialized = state.admin_lock.lock().await;
     let status = {
         let fleet = state.fleet.read();
@@ -394,8 +385,7 @@ async fn clear_failure(state: &SharedState, name: &str, snap: &Snapshot) {
             return;
         }
         let mut status = repo.status.clone();
-        status.error = None;
-        status.failures = 0;
+        edit(&mut status);
         status
     };
     let record = GitRepoStatusRecord {
