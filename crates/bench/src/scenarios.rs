@@ -239,8 +239,9 @@ async fn rollout(run: &mut Run) -> anyhow::Result<RolloutResult> {
         .and_then(Value::as_str)
         .and_then(|text| text.parse::<u32>().ok())
         .unwrap_or(1);
-    let (_, changed) = run.admin.apply(&bundle(0, revision + 1)).await?;
+    // The clock starts before the change is sent: the admin call is part of the rollout.
     let began = Instant::now();
+    let (_, changed) = run.admin.apply(&bundle(0, revision + 1)).await?;
     let generation = changed
         .pointer("/metadata/generation")
         .and_then(Value::as_u64)

@@ -48,6 +48,14 @@ pub fn deployment_id(digest: &str, options_hash: u64) -> String {
     hash_text(deployment_hash(digest, options_hash))
 }
 
+/// Whether `id` is the [`deployment_id`] of `digest` and `options_hash`, without formatting one
+/// (the server checks every report it takes in).
+pub fn is_deployment_id(id: &str, digest: &str, options_hash: u64) -> bool {
+    id.len() == 16
+        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && u64::from_str_radix(id, 16) == Ok(deployment_hash(digest, options_hash))
+}
+
 /// [`deployment_id`] as a number (the id is its hex form).
 pub fn deployment_hash(digest: &str, options_hash: u64) -> u64 {
     let mut hasher = Xxh3::new();
@@ -79,6 +87,22 @@ pub fn hash_text(hash: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn deployment_id_check_agrees_with_the_formatted_id() {
+        let id = super::deployment_id("sha256:abc", 7);
+        assert!(super::is_deployment_id(&id, "sha256:abc", 7));
+        assert!(!super::is_deployment_id(&id, "sha256:abd", 7));
+        assert!(!super::is_deployment_id(&id, "sha256:abc", 8));
+        assert!(!super::is_deployment_id(
+            &id.to_uppercase(),
+            "sha256:abc",
+            7
+        ));
+        let signed = format!("+{}", &id[1..]);
+        assert!(!super::is_deployment_id(&signed, "sha256:abc", 7));
+        assert!(!super::is_deployment_id("", "sha256:abc", 7));
+    }
+
     use super::*;
 
     #[test]

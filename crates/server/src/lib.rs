@@ -73,9 +73,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         SqliteStore::open_observed(&store_path, Some(metrics.store_observer()))
             .with_context(|| format!("open store {}", store_path.display()))?,
     );
-    let snapshot = store.load().context("load store")?;
-    let records = snapshot.records.len();
-    let loaded = records::load(snapshot, &*store).context("rebuild fleet from store")?;
+    let loaded = records::load(&*store).context("load the fleet from the store")?;
     let mut new_admin_token = None;
     let admin_token_hash = match loaded.admin_token_hash {
         Some(hash) => hash,
@@ -114,6 +112,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             config.data_dir.join("git"),
             flotilla_render::Tools::detect(),
         ),
+        agent_in_flight: Default::default(),
     });
     // Clusters that were Online get one full offline window from now: their last-seen times
     // predate the restart.
@@ -131,7 +130,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         }
     }
     tracing::info!(
-        records,
         clusters,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "fleet loaded"

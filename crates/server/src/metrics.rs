@@ -64,6 +64,7 @@ pub struct Metrics {
     pub syncs: Family<ResultLabel, Counter>,
     pub sync_seconds: Histogram,
     pub registrations: Family<ResultLabel, Counter>,
+    pub agent_requests_shed: Counter,
     pub content_fetches: Family<ResultLabel, Counter>,
     pub admin_writes: Family<ResultLabel, Counter>,
     pub store_commit_seconds: Histogram,
@@ -105,6 +106,12 @@ impl Default for Metrics {
             "registrations",
             "Agent registrations by result",
             registrations.clone(),
+        );
+        let agent_requests_shed = Counter::default();
+        registry.register(
+            "agent_requests_shed",
+            "Agent calls refused with 429 because the server was at its in-flight limit",
+            agent_requests_shed.clone(),
         );
         let content_fetches = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -217,6 +224,7 @@ impl Default for Metrics {
             syncs,
             sync_seconds,
             registrations,
+            agent_requests_shed,
             content_fetches,
             admin_writes,
             store_commit_seconds,

@@ -1,14 +1,14 @@
 //! The formats the server writes to the store, and the bulk load that rebuilds the fleet from
 //! them at start-up.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use flotilla_api::{
     BundleSpec, BundleTarget, ClusterFacts, ClusterGroupSpec, ClusterState, ObjectMeta,
     RegistrationTokenSpec, agent::BundleReport,
 };
 use flotilla_core::selector::Selector;
-use flotilla_store::{Op, Snapshot, Store};
+use flotilla_store::{Op, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{BundleEntry, Fleet, TokenEntry, clusters::NewCluster, live_revision};
@@ -133,7 +133,7 @@ pub fn strip_targets(
 pub fn join_targets(
     mut targets: Vec<BundleTarget>,
     digests: &[Option<String>],
-    content: &mut dyn FnMut(&str) -> anyhow::Result<Arc<Vec<u8>>>,
+    content: &mut dyn FnMut(&str) -> anyhow::Result<axum::body::Bytes>,
 ) -> anyhow::Result<Vec<BundleTarget>> {
     for (target, digest) in targets.iter_mut().zip(digests) {
         if let Some(digest) = digest {
@@ -207,39 +207,87 @@ fn decode<T: for<'de> Deserialize<'de>>(kind: &str, name: &str, doc: &[u8]) -> a
         .map_err(|error| anyhow::anyhow!("decode stored {kind} {name:?}: {error}"))
 }
 
-/// Rebuilds the fleet from a snapshot in one pass (content is read once per live digest).
-pub fn load(snapshot: Snapshot, store: &dyn Store) -> anyhow::Result<Loaded> {
+/// Kinds loaded before clusters: few records each, decoded into memory first.
+const SMALL_KINDS: [&str; 7] = [META, TOKEN, GROUP, SECRET, GITREPO_STATUS, GITREPO, BUNDLE];
+/// The per-cluster kinds, streamed from the store in this order.
+const CLUSTER_KINDS: [&str; 3] = [CLUSTER, CREDENTIAL, REPORT];
+
+/// Rebuilds the fleet from the store in one streaming pass per kind, without holding the stored
+/// documents in memory (content is read once per live digest). Runs before the server serves,
+/// while nothing writes, so the two reads (small kinds, then the per-cluster kinds) agree.
+pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
     let mut fleet = Fleet::default();
     let mut admin_token_hash = None;
-    let mut by_kind: BTreeMap<&str, Vec<&flotilla_store::Record>> = BTreeMap::new();
-    for record in &snapshot.records {
-        by_kind
-            .entry(record.kind.as_str())
-            .or_default()
-            .push(record);
-    }
+    let mut tokens = Vec::new();
+    let mut statuses: BTreeMap<String, GitRepoStatusRecord> = BTreeMap::new();
+    let mut bundles = Vec::new();
+    let snapshot = store.load_kinds(&SMALL_KINDS, &mut |record| {
+        let (kind, name) = (record.kind, record.name);
+        let metadata = |mut metadata: ObjectMeta| {
+            metadata.resource_version = Some(record.revision.to_string());
+            metadata
+        };
+        match kind {
+            META if name == ADMIN_TOKEN => {
+                let admin: AdminTokenRecord = decode(kind, name, record.doc)?;
+                admin_token_hash = parse_hash(&admin.hash);
+            }
+            TOKEN => tokens.push((name.to_string(), record.revision, record.doc.to_vec())),
+            GROUP => {
+                let group: GroupRecord = decode(kind, name, record.doc)?;
+                let selector = Selector::from_api(&group.spec.selector)
+                    .map_err(|error| anyhow::anyhow!("stored group {name:?}: {error}"))?;
+                fleet.upsert_group(name, metadata(group.metadata), selector);
+            }
+            SECRET => {
+                let secret: SecretRecord = decode(kind, name, record.doc)?;
+                fleet.secrets.insert(
+                    name.to_string(),
+                    crate::fleet::SecretEntry {
+                        metadata: metadata(secret.metadata),
+                        spec: secret.spec,
+                    },
+                );
+            }
+            GITREPO_STATUS => {
+                statuses.insert(name.to_string(), decode(kind, name, record.doc)?);
+            }
+            GITREPO => {
+                let repo: GitRepoRecord = decode(kind, name, record.doc)?;
+                let status = statuses.remove(name).map(|s| s.status).unwrap_or_default();
+                fleet.gitrepos.insert(
+                    name.to_string(),
+                    crate::fleet::GitRepoEntry {
+                        metadata: metadata(repo.metadata),
+                        spec: repo.spec,
+                        status,
+                    },
+                );
+            }
+            BUNDLE => {
+                let stored: BundleRecord = decode(kind, name, record.doc)?;
+                bundles.push((stored, record.revision));
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
     let counters: BTreeMap<&str, i64> = snapshot
         .counters
         .iter()
         .map(|(name, value)| (name.as_str(), *value))
         .collect();
-    for record in by_kind.get(META).into_iter().flatten() {
-        if record.name == ADMIN_TOKEN {
-            let admin: AdminTokenRecord = decode(META, &record.name, &record.doc)?;
-            admin_token_hash = parse_hash(&admin.hash);
-        }
-    }
-    for record in by_kind.get(TOKEN).into_iter().flatten() {
-        let token: TokenRecord = decode(TOKEN, &record.name, &record.doc)?;
+    for (name, revision, doc) in tokens {
+        let token: TokenRecord = decode(TOKEN, &name, &doc)?;
         let uses = counters
-            .get(token_uses_counter(&record.name).as_str())
+            .get(token_uses_counter(&name).as_str())
             .copied()
             .unwrap_or(0)
             .max(0) as u64;
         let mut metadata = token.metadata;
-        metadata.resource_version = Some(record.revision.to_string());
+        metadata.resource_version = Some(revision.to_string());
         fleet.tokens.insert(
-            record.name.clone(),
+            name,
             TokenEntry {
                 metadata,
                 spec: token.spec,
@@ -250,119 +298,131 @@ pub fn load(snapshot: Snapshot, store: &dyn Store) -> anyhow::Result<Loaded> {
             },
         );
     }
-    for record in by_kind.get(GROUP).into_iter().flatten() {
-        let group: GroupRecord = decode(GROUP, &record.name, &record.doc)?;
-        let selector = Selector::from_api(&group.spec.selector)
-            .map_err(|error| anyhow::anyhow!("stored group {:?}: {error}", record.name))?;
-        let mut metadata = group.metadata;
-        metadata.resource_version = Some(record.revision.to_string());
-        fleet.upsert_group(&record.name, metadata, selector);
-    }
-    for record in by_kind.get(SECRET).into_iter().flatten() {
-        let secret: SecretRecord = decode(SECRET, &record.name, &record.doc)?;
-        let mut metadata = secret.metadata;
-        metadata.resource_version = Some(record.revision.to_string());
-        fleet.secrets.insert(
-            record.name.clone(),
-            crate::fleet::SecretEntry {
-                metadata,
-                spec: secret.spec,
-            },
-        );
-    }
-    let statuses: BTreeMap<&str, GitRepoStatusRecord> = by_kind
-        .get(GITREPO_STATUS)
-        .into_iter()
-        .flatten()
-        .map(|record| {
-            Ok((
-                record.name.as_str(),
-                decode(GITREPO_STATUS, &record.name, &record.doc)?,
-            ))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    for record in by_kind.get(GITREPO).into_iter().flatten() {
-        let repo: GitRepoRecord = decode(GITREPO, &record.name, &record.doc)?;
-        let mut metadata = repo.metadata;
-        metadata.resource_version = Some(record.revision.to_string());
-        let status = statuses
-            .get(record.name.as_str())
-            .map(|s| s.status.clone())
-            .unwrap_or_default();
-        fleet.gitrepos.insert(
-            record.name.clone(),
-            crate::fleet::GitRepoEntry {
-                metadata,
-                spec: repo.spec,
-                status,
-            },
-        );
-    }
-    for record in by_kind.get(BUNDLE).into_iter().flatten() {
-        let stored: BundleRecord = decode(BUNDLE, &record.name, &record.doc)?;
-        let entry = bundle_entry(&mut fleet, stored, record.revision, store)?;
+    // Bundles read their content from the store, so they are built after the first read.
+    for (stored, revision) in bundles {
+        let entry = bundle_entry(&mut fleet, stored, revision, store)?;
         fleet.upsert_bundle(entry);
     }
-    let credentials: BTreeMap<&str, CredentialRecord> = by_kind
-        .get(CREDENTIAL)
-        .into_iter()
-        .flatten()
-        .map(|record| {
-            Ok((
-                record.name.as_str(),
-                decode(CREDENTIAL, &record.name, &record.doc)?,
-            ))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    for record in by_kind.get(CLUSTER).into_iter().flatten() {
-        let cluster: ClusterRecord = decode(CLUSTER, &record.name, &record.doc)?;
-        let (client_id, hash) = credentials
-            .get(record.name.as_str())
-            .map(|c| (c.client_id.clone(), parse_hash(&c.hash).unwrap_or_default()))
-            .unwrap_or_default();
-        fleet.insert_cluster(NewCluster {
-            name: record.name.clone(),
-            labels: cluster.labels,
-            credential_hash: hash,
-            client_id,
-            generation: cluster.generation,
-            revision: record.revision,
-            created: cluster.created,
-        });
-    }
-    let mut online = Vec::new();
-    for record in by_kind.get(REPORT).into_iter().flatten() {
-        let Some((ordinal, _)) = fleet.cluster_by_name(&record.name) else {
-            continue;
-        };
-        let report: ReportRecord = decode(REPORT, &record.name, &record.doc)?;
-        if let Some(cluster) = fleet.cluster_mut(ordinal) {
-            cluster.facts = report.facts;
-            cluster.report_digest = report.report_digest;
-            cluster
-                .last_seen
-                .store(report.last_seen, std::sync::atomic::Ordering::Relaxed);
-        }
-        fleet.set_cluster_state(ordinal, report.state);
-        if report.state == ClusterState::Online {
-            online.push(ordinal);
-        }
-        for bundle_report in &report.reports {
-            if let Some(&bundle) = fleet.bundle_names.get(&bundle_report.bundle) {
-                fleet.record_report(ordinal, bundle, Some(bundle_report));
-            }
-        }
-        if let Some(cluster) = fleet.cluster(ordinal) {
-            cluster
-                .dirty
-                .store(false, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
+    let online = load_clusters(store, &mut fleet)?;
     Ok(Loaded {
         fleet,
         admin_token_hash,
         online,
     })
+}
+
+/// A per-cluster record, decoded.
+enum ClusterPart {
+    Cluster(String, u64, ClusterRecord),
+    Credential(String, CredentialRecord),
+    Report(String, ReportRecord),
+}
+
+/// Records per message between the decoding thread and the one building the fleet.
+const LOAD_BATCH: usize = 1024;
+
+/// Streams the per-cluster kinds into the fleet: one thread reads and decodes (SQLite and JSON),
+/// this one builds the model, so the two halves of the work overlap. Returns the clusters that
+/// were Online.
+fn load_clusters(store: &dyn Store, fleet: &mut Fleet) -> anyhow::Result<Vec<u32>> {
+    let mut online = Vec::new();
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<ClusterPart>>(16);
+        let reader = std::thread::Builder::new()
+            .name("load-decode".into())
+            .spawn_scoped(scope, move || -> anyhow::Result<()> {
+                let mut batch = Vec::with_capacity(LOAD_BATCH);
+                store.load_kinds(&CLUSTER_KINDS, &mut |record| {
+                    let (kind, name) = (record.kind, record.name);
+                    let part = match kind {
+                        CLUSTER => ClusterPart::Cluster(
+                            name.to_string(),
+                            record.revision,
+                            decode(kind, name, record.doc)?,
+                        ),
+                        CREDENTIAL => ClusterPart::Credential(
+                            name.to_string(),
+                            decode(kind, name, record.doc)?,
+                        ),
+                        REPORT => {
+                            ClusterPart::Report(name.to_string(), decode(kind, name, record.doc)?)
+                        }
+                        _ => return Ok(()),
+                    };
+                    batch.push(part);
+                    if batch.len() == LOAD_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH));
+                        // The builder only hangs up after an error of its own.
+                        sender.send(full).map_err(|_| "the fleet builder stopped")?;
+                    }
+                    Ok(())
+                })?;
+                if !batch.is_empty() {
+                    let _ = sender.send(batch);
+                }
+                Ok(())
+            })?;
+        for batch in receiver {
+            for part in batch {
+                match part {
+                    ClusterPart::Cluster(name, revision, cluster) => {
+                        fleet.insert_cluster(NewCluster {
+                            name,
+                            labels: cluster.labels,
+                            credential_hash: [0; 32],
+                            client_id: String::new(),
+                            generation: cluster.generation,
+                            revision,
+                            created: cluster.created,
+                        });
+                    }
+                    ClusterPart::Credential(name, credential) => {
+                        if let Some((ordinal, _)) = fleet.cluster_by_name(&name)
+                            && let Some(cluster) = fleet.cluster_mut(ordinal)
+                        {
+                            cluster.client_id = credential.client_id.into();
+                            cluster.credential_hash =
+                                parse_hash(&credential.hash).unwrap_or_default();
+                        }
+                    }
+                    ClusterPart::Report(name, report) => {
+                        if let Some((ordinal, _)) = fleet.cluster_by_name(&name) {
+                            restore_report(fleet, ordinal, report, &mut online);
+                        }
+                    }
+                }
+            }
+        }
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the store reading thread panicked"))?
+    })?;
+    Ok(online)
+}
+
+/// Puts a cluster's stored soft state back (its reports are taken, not copied).
+fn restore_report(fleet: &mut Fleet, ordinal: u32, report: ReportRecord, online: &mut Vec<u32>) {
+    if let Some(cluster) = fleet.cluster_mut(ordinal) {
+        cluster.facts = report.facts;
+        cluster.report_digest = report.report_digest;
+        cluster
+            .last_seen
+            .store(report.last_seen, std::sync::atomic::Ordering::Relaxed);
+    }
+    fleet.set_cluster_state(ordinal, report.state);
+    if report.state == ClusterState::Online {
+        online.push(ordinal);
+    }
+    for bundle_report in report.reports {
+        if let Some(&bundle) = fleet.bundle_names.get(&bundle_report.bundle) {
+            fleet.record_report(ordinal, bundle, Some(Box::new(bundle_report)));
+        }
+    }
+    if let Some(cluster) = fleet.cluster(ordinal) {
+        cluster
+            .dirty
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Turns a stored bundle into its in-memory entry, reading its content.
@@ -372,14 +432,14 @@ fn bundle_entry(
     revision: u64,
     store: &dyn Store,
 ) -> anyhow::Result<BundleEntry> {
-    let mut content = |digest: &str| -> anyhow::Result<Arc<Vec<u8>>> {
+    let mut content = |digest: &str| -> anyhow::Result<axum::body::Bytes> {
         if let Some(bytes) = fleet.contents.get(digest) {
             return Ok(bytes.clone());
         }
         let bytes = store
             .content(digest)?
             .ok_or_else(|| anyhow::anyhow!("content {digest} of a stored bundle is missing"))?;
-        let bytes = Arc::new(bytes);
+        let bytes = axum::body::Bytes::from(bytes);
         fleet.contents.insert(digest.to_string(), bytes.clone());
         Ok(bytes)
     };

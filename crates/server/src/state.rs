@@ -19,6 +19,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How often batched soft state (heartbeats' consequences, agent status) is written.
     pub flush_interval: Duration,
+    /// Agent calls served at once; past it agents get 429 with a Retry-After and back off
+    /// (registrations give way at half of it: they write and fsync).
+    pub max_agent_requests: usize,
 }
 
 impl Default for Settings {
@@ -29,6 +32,7 @@ impl Default for Settings {
             // 4 MiB holds bundles of hundreds of manifests; larger ones belong in git sources.
             max_body_bytes: 4 << 20,
             flush_interval: Duration::from_millis(500),
+            max_agent_requests: 2048,
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct AppState {
     pub dirty: Mutex<Vec<u32>>,
     /// Git sources: scheduling, fetch cache, rendering tools.
     pub gitops: crate::gitops::GitOps,
+    /// Agent calls being served now (see `Settings::max_agent_requests`).
+    pub agent_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -1034,3 +1034,172 @@ async fn invalid_git_repos_and_secrets_are_unprocessable_naming_the_field() {
     h.assert_serving().await;
     h.shutdown().await;
 }
+
+/// Opens a connection and sends the head of an agent call whose body never comes: the server
+/// holds it in flight until the connection closes.
+async fn hang_agent_call(server: &Server, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: flotilla\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    stream
+}
+
+async fn wait_for_in_flight(server: &Server, wanted: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = server
+            .state
+            .agent_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now == wanted {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent calls in flight stayed at {now}, expected {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_calls_past_the_in_flight_limit_are_shed_with_retry_after() {
+    let harness = Harness::with_settings(Settings {
+        max_agent_requests: 2,
+        ..Settings::default()
+    })
+    .await;
+    let sync = flotilla_api::agent::SYNC_PATH;
+    let register = flotilla_api::agent::REGISTER_PATH;
+    let first = hang_agent_call(&harness.server, sync).await;
+    wait_for_in_flight(&harness.server, 1).await;
+    // Registrations give way at half the limit.
+    let refused = harness
+        .send(
+            Method::POST,
+            register,
+            None,
+            Some(("application/json", "{}".into())),
+        )
+        .await;
+    let retry_after: u32 = refused
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a shed call carries Retry-After in seconds");
+    assert!((2..=10).contains(&retry_after), "Retry-After {retry_after}");
+    let error = expect_error(refused, 429).await;
+    assert!(error.message.contains("retry after"), "{error:?}");
+    let second = hang_agent_call(&harness.server, sync).await;
+    wait_for_in_flight(&harness.server, 2).await;
+    let refused = harness
+        .send(
+            Method::POST,
+            sync,
+            Some("c.secret"),
+            Some(("application/json", "{}".into())),
+        )
+        .await;
+    expect_error(refused, 429).await;
+    // Admin calls are never shed.
+    assert_eq!(harness.names("clusters").await, Vec::<String>::new());
+    // Once the held calls end, agents are served again (this one is refused for its credential,
+    // after admission).
+    drop((first, second));
+    wait_for_in_flight(&harness.server, 0).await;
+    let admitted = harness
+        .send(
+            Method::POST,
+            sync,
+            Some("c.secret"),
+            Some(("application/json", "{}".into())),
+        )
+        .await;
+    expect_error(admitted, 401).await;
+    let metrics = harness
+        .send(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("flotilla_agent_requests_shed_total 2"),
+        "the two refusals are counted:\n{metrics}"
+    );
+}
+
+/// The names on every page of a keyset-paged list, following `continue` to the end.
+async fn pages(harness: &Harness, plural: &str, query: &str) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/{plural}?limit=2{query}");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&continue={cursor}"));
+        }
+        let response = harness.admin(Method::GET, &path, None).await;
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let list: Value = response.json().await.expect("list JSON");
+        pages.push(
+            list["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|item| item["metadata"]["name"].as_str().expect("name").to_string())
+                .collect(),
+        );
+        match list["continue"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return pages,
+        }
+        assert!(pages.len() < 10, "paging does not end: {pages:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyset_pages_continue_after_the_cursor_in_either_order() {
+    let harness = Harness::start().await;
+    for name in ["g3", "g1", "g5", "g2", "g4"] {
+        harness
+            .apply_ok(&json!({
+                "apiVersion": API_VERSION, "kind": "ClusterGroup",
+                "metadata": {"name": name, "labels": {"odd": (name != "g2" && name != "g4").to_string()}},
+                "spec": {"selector": {"matchLabels": {"env": "prod"}}},
+            }))
+            .await;
+    }
+    let names = |pages: &[&[&str]]| -> Vec<Vec<String>> {
+        pages
+            .iter()
+            .map(|page| page.iter().map(|n| n.to_string()).collect())
+            .collect()
+    };
+    assert_eq!(
+        pages(&harness, "clustergroups", "").await,
+        names(&[&["g1", "g2"], &["g3", "g4"], &["g5"]])
+    );
+    assert_eq!(
+        pages(&harness, "clustergroups", "&sort=-name").await,
+        names(&[&["g5", "g4"], &["g3", "g2"], &["g1"]])
+    );
+    // A filter skips non-matching names without ending a page early.
+    assert_eq!(
+        pages(&harness, "clustergroups", "&labelSelector=odd%3Dtrue").await,
+        names(&[&["g1", "g3"], &["g5"]])
+    );
+    assert_eq!(
+        pages(
+            &harness,
+            "clustergroups",
+            "&labelSelector=odd%3Dtrue&sort=-name"
+        )
+        .await,
+        names(&[&["g5", "g3"], &["g1"]])
+    );
+}

@@ -13,7 +13,6 @@ use flotilla_api::{
     agent::{BundleReport, DesiredBundle, RegisterRequest, SyncRequest, SyncResponse},
 };
 use flotilla_core::sync::{Backoff, SyncMachine};
-use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::stats::Stats;
@@ -114,8 +113,9 @@ impl SimAgent {
         sets: &DesiredSets,
     ) -> Vec<DesiredBundle> {
         if self.machine.on_reply(reply).desired_changed {
-            self.machine
-                .share_desired(sets.share(self.machine.desired_shared()));
+            let etag = self.machine.etag().unwrap_or_default();
+            let shared = sets.share(etag, self.machine.desired_shared());
+            self.machine.share_desired(shared);
         }
         if Arc::ptr_eq(self.machine.desired_shared(), &self.applied)
             || *self.machine.desired() == *self.applied
@@ -130,13 +130,14 @@ impl SimAgent {
         self.machine.plan(&applied).apply
     }
 
-    /// Applies the whole desired set (its content was fetched): each bundle is judged by its
-    /// manifests' simulate annotations and the configured rates (decided by a hash, so a cluster
-    /// answers the same way every time). Returns whether anything changed.
+    /// Applies the whole desired set (its content was fetched): each bundle is judged by what its
+    /// manifests' simulate annotations make of it (`simulated`, by digest) and the configured
+    /// rates (decided by a hash, so a cluster answers the same way every time). Returns whether
+    /// anything changed.
     pub fn apply_desired(
         &mut self,
         name: &str,
-        manifests: &dyn Fn(&str) -> Option<Arc<Vec<Value>>>,
+        simulated: &dyn Fn(&str) -> Option<BundleState>,
         outcomes: Outcomes,
         stats: &Stats,
     ) -> bool {
@@ -157,10 +158,10 @@ impl SimAgent {
             let state = match previous {
                 Some(index) => self.states[index],
                 None => {
-                    let Some(manifests) = manifests(&bundle.digest) else {
+                    let Some(state) = simulated(&bundle.digest) else {
                         return false;
                     };
-                    judge(name, bundle, &manifests, outcomes)
+                    judge(name, bundle, state, outcomes)
                 }
             };
             states.push(state);
@@ -190,13 +191,14 @@ impl SimAgent {
     }
 }
 
+/// The state of one applied bundle: what its manifests simulate, then the configured rates.
 fn judge(
     name: &str,
     bundle: &DesiredBundle,
-    manifests: &[Value],
+    simulated: BundleState,
     outcomes: Outcomes,
 ) -> BundleState {
-    let state = flotilla_agent::simulated::simulate(bundle, manifests).state;
+    let state = simulated;
     if state != BundleState::Ready {
         return state;
     }
@@ -211,7 +213,9 @@ fn judge(
     }
 }
 
-/// Desired sets by etag, so that the many clusters that receive the same set hold one copy.
+/// Desired sets by etag, so that the many clusters that receive the same set hold one copy. The
+/// server's etag is a digest of the set, so equal etags mean equal sets; the sets are compared
+/// anyway, and a collision just keeps a private copy.
 #[derive(Debug, Default)]
 pub struct DesiredSets {
     sets: Mutex<HashMap<u64, Arc<[DesiredBundle]>>>,
@@ -219,8 +223,8 @@ pub struct DesiredSets {
 
 impl DesiredSets {
     /// The shared copy of `set` (which becomes the shared copy if it is the first).
-    pub fn share(&self, set: &Arc<[DesiredBundle]>) -> Arc<[DesiredBundle]> {
-        let key = xxh3_64(&serde_json::to_vec(&**set).unwrap_or_default());
+    pub fn share(&self, etag: &str, set: &Arc<[DesiredBundle]>) -> Arc<[DesiredBundle]> {
+        let key = xxh3_64(etag.as_bytes());
         let mut sets = self.sets.lock();
         let shared = sets.entry(key).or_insert_with(|| set.clone());
         if **shared == **set {

@@ -10,8 +10,10 @@ use std::{
 
 use anyhow::Context;
 use flotilla_api::{
-    ClusterFacts, NodeCounts,
-    agent::{CONTENT_PATH, REGISTER_PATH, RegisterResponse, SYNC_PATH, SyncResponse},
+    BundleState, ClusterFacts, NodeCounts,
+    agent::{
+        CONTENT_PATH, DesiredBundle, REGISTER_PATH, RegisterResponse, SYNC_PATH, SyncResponse,
+    },
 };
 use flotilla_core::{digest::verify_content, sync::jittered_millis};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -94,14 +96,19 @@ pub struct SimSummary {
 
 struct Shared {
     config: SimConfig,
-    base: String,
+    /// Parsed once: parsing a URL per request was a measurable share of the simulator's CPU.
+    register_url: reqwest::Url,
+    sync_url: reqwest::Url,
+    /// `…/agent/v1/content/`; a digest is pushed as the last path segment.
+    content_base: reqwest::Url,
     clients: Vec<reqwest::Client>,
     agents: Vec<Mutex<SimAgent>>,
     wheel: Mutex<TimerWheel>,
     stats: Arc<Stats>,
     facts: ClusterFacts,
-    /// Parsed content by digest: each cluster still fetches content over HTTP, but parses once.
-    contents: Mutex<HashMap<String, Arc<Vec<Value>>>>,
+    /// What each content digest's manifests simulate: each cluster still fetches content over
+    /// HTTP, but it is parsed and judged once.
+    contents: Mutex<HashMap<String, BundleState>>,
     /// Identical desired sets, held once.
     sets: DesiredSets,
     outcomes: Outcomes,
@@ -213,8 +220,20 @@ impl Simulator {
             ]),
             sync_interval_seconds: Some(config.interval.as_secs().max(1) as u32),
         };
+        let base = config.server.trim_end_matches('/');
+        let url = |path: &str| {
+            reqwest::Url::parse(&format!("{base}{path}"))
+                .with_context(|| format!("server URL {:?}", config.server))
+        };
+        let (register_url, sync_url, content_base) = (
+            url(REGISTER_PATH)?,
+            url(SYNC_PATH)?,
+            url(&format!("{CONTENT_PATH}/"))?,
+        );
         let shared = Arc::new(Shared {
-            base: config.server.trim_end_matches('/').to_string(),
+            register_url,
+            sync_url,
+            content_base,
             clients,
             agents,
             wheel: Mutex::new(TimerWheel::new(TICK, horizon)),
@@ -346,7 +365,7 @@ async fn register(shared: &Shared, ordinal: u32) {
     );
     let response = shared
         .client(ordinal)
-        .post(format!("{}{REGISTER_PATH}", shared.base))
+        .post(shared.register_url.clone())
         .json(&request)
         .send()
         .await;
@@ -396,7 +415,7 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     let started = Instant::now();
     let response = shared
         .client(ordinal)
-        .post(format!("{}{SYNC_PATH}", shared.base))
+        .post(shared.sync_url.clone())
         .bearer_auth(credential)
         .json(&request)
         .send()
@@ -448,13 +467,13 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     };
     let mut fetched = HashMap::new();
     for bundle in &to_fetch {
-        if let Some(manifests) = content(shared, ordinal, credential, &bundle.digest).await {
-            fetched.insert(bundle.digest.clone(), manifests);
+        if let Some(state) = content(shared, ordinal, credential, bundle).await {
+            fetched.insert(bundle.digest.clone(), state);
         }
     }
     let changed = {
         let name = shared.name(ordinal);
-        let lookup = |digest: &str| fetched.get(digest).cloned();
+        let lookup = |digest: &str| fetched.get(digest).copied();
         shared.agents[ordinal as usize].lock().apply_desired(
             &name,
             &lookup,
@@ -506,21 +525,25 @@ fn shed(shared: &Shared, response: &reqwest::Response) -> Duration {
         })
 }
 
-/// The parsed content of `digest`: fetched over HTTP by this cluster unless it already holds it.
+/// What the content of `bundle` simulates: fetched over HTTP by this cluster unless it already
+/// holds it, parsed and judged once per digest.
 async fn content(
     shared: &Shared,
     ordinal: u32,
     credential: &str,
-    digest: &str,
-) -> Option<Arc<Vec<Value>>> {
+    bundle: &DesiredBundle,
+) -> Option<BundleState> {
+    let digest = bundle.digest.as_str();
     let held = shared.agents[ordinal as usize].lock().has_content(digest);
-    let cached = shared.contents.lock().get(digest).cloned();
+    let cached = shared.contents.lock().get(digest).copied();
     if held && let Some(cached) = cached {
         return Some(cached);
     }
+    let mut url = shared.content_base.clone();
+    url.path_segments_mut().ok()?.pop_if_empty().push(digest);
     let response = shared
         .client(ordinal)
-        .get(format!("{}{CONTENT_PATH}/{digest}", shared.base))
+        .get(url)
         .bearer_auth(credential)
         .send()
         .await
@@ -536,12 +559,10 @@ async fn content(
     if !verify_content(digest, &bytes) {
         return None;
     }
-    let manifests: Arc<Vec<Value>> = Arc::new(serde_json::from_slice(&bytes).ok()?);
-    shared
-        .contents
-        .lock()
-        .insert(digest.to_string(), manifests.clone());
-    Some(manifests)
+    let manifests: Vec<Value> = serde_json::from_slice(&bytes).ok()?;
+    let state = flotilla_agent::simulated::simulate(bundle, &manifests).state;
+    shared.contents.lock().insert(digest.to_string(), state);
+    Some(state)
 }
 
 fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {

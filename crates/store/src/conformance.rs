@@ -37,6 +37,51 @@ pub async fn committed_put_is_loaded(store: Arc<dyn Store>) {
     );
 }
 
+pub async fn bulk_load_visits_the_named_kinds_in_order_by_name(store: Arc<dyn Store>) {
+    store
+        .commit(vec![
+            put("Report", "b", "rb"),
+            put("Cluster", "b", "cb"),
+            put("Other", "x", "ox"),
+            put("Cluster", "a", "ca"),
+            put("Report", "a", "ra"),
+        ])
+        .await
+        .expect("commit");
+    store
+        .commit(vec![Op::Increment {
+            counter: "uses".into(),
+            by: 2,
+        }])
+        .await
+        .expect("commit");
+    let mut seen = Vec::new();
+    let snapshot = store
+        .load_kinds(&["Cluster", "Report"], &mut |record| {
+            seen.push(format!(
+                "{}/{}={}",
+                record.kind,
+                record.name,
+                String::from_utf8_lossy(record.doc)
+            ));
+            Ok(())
+        })
+        .expect("load");
+    assert_eq!(
+        seen,
+        ["Cluster/a=ca", "Cluster/b=cb", "Report/a=ra", "Report/b=rb"],
+        "kinds in the order asked, names in order, unnamed kinds skipped"
+    );
+    assert_eq!(snapshot.counters, vec![("uses".to_string(), 2)]);
+    assert_eq!(snapshot.revision, store.load().expect("load").revision);
+    let error = store
+        .load_kinds(&["Cluster"], &mut |record| {
+            Err(format!("cannot read {}", record.name).into())
+        })
+        .expect_err("a visitor's error stops the load");
+    assert!(error.to_string().contains("cannot read a"), "{error}");
+}
+
 pub async fn put_replaces_and_delete_removes(store: Arc<dyn Store>) {
     store
         .commit(vec![put("Bundle", "a", "1")])
@@ -134,6 +179,11 @@ macro_rules! suite {
             async fn committed_put_is_loaded() {
                 let (_guard, store) = $make;
                 super::committed_put_is_loaded(store).await;
+            }
+            #[tokio::test]
+            async fn bulk_load_visits_the_named_kinds_in_order_by_name() {
+                let (_guard, store) = $make;
+                super::bulk_load_visits_the_named_kinds_in_order_by_name(store).await;
             }
             #[tokio::test]
             async fn put_replaces_and_delete_removes() {

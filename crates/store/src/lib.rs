@@ -46,6 +46,22 @@ pub enum Op {
     DeleteCounter { counter: String },
 }
 
+/// One stored document as the bulk load visits it, borrowed from the backend's read buffer (no
+/// copy per record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub revision: u64,
+    pub doc: &'a [u8],
+}
+
+/// Called for every record of a bulk load; an error stops the load and is returned by it.
+pub type Visitor<'v> = dyn FnMut(RecordRef<'_>) -> std::result::Result<(), VisitError> + 'v;
+
+/// An error a [`Visitor`] returns.
+pub type VisitError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything the store holds except content, as loaded at start-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -65,6 +81,8 @@ pub enum StoreError {
     Closed,
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Visit(VisitError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -94,6 +112,12 @@ pub type CommitFuture = Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
 pub trait Store: Send + Sync + 'static {
     /// Loads every record and counter in one pass.
     fn load(&self) -> Result<Snapshot>;
+
+    /// The start-up bulk load: visits the records of each of `kinds`, kind by kind in the order
+    /// given and by name within a kind, from one consistent read, without holding them all in
+    /// memory; then returns the counters and revision (`records` is left empty). Kinds not
+    /// named are not visited.
+    fn load_kinds(&self, kinds: &[&str], visit: &mut Visitor<'_>) -> Result<Snapshot>;
 
     /// Reads content by digest.
     fn content(&self, digest: &str) -> Result<Option<Vec<u8>>>;

@@ -206,6 +206,22 @@ fn apply_batch(
     Ok(revisions)
 }
 
+fn counters_and_revision(connection: &Connection) -> Result<(Vec<(String, i64)>, u64)> {
+    let mut counters = Vec::new();
+    let mut statement = connection.prepare("SELECT name, value FROM counters")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    for row in rows {
+        counters.push(row?);
+    }
+    let revision = connection
+        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .optional()?
+        .unwrap_or(0) as u64;
+    Ok((counters, revision))
+}
+
 impl Store for SqliteStore {
     fn load(&self) -> Result<Snapshot> {
         self.reader.with(|connection| {
@@ -223,20 +239,42 @@ impl Store for SqliteStore {
             for row in rows {
                 records.push(row?);
             }
-            let mut counters = Vec::new();
-            let mut statement = connection.prepare("SELECT name, value FROM counters")?;
-            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            for row in rows {
-                counters.push(row?);
-            }
-            let revision = connection
-                .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |row| {
-                    row.get::<_, i64>(0)
-                })
-                .optional()?
-                .unwrap_or(0) as u64;
+            let (counters, revision) = counters_and_revision(connection)?;
             Ok(Snapshot {
                 records,
+                counters,
+                revision,
+            })
+        })
+    }
+
+    fn load_kinds(&self, kinds: &[&str], visit: &mut crate::Visitor<'_>) -> Result<Snapshot> {
+        self.reader.with(|connection| {
+            // One read transaction: every kind and the counters come from the same snapshot.
+            let transaction = connection.unchecked_transaction()?;
+            // The primary key's index yields each kind's rows in name order.
+            let mut statement = transaction
+                .prepare("SELECT name, revision, doc FROM objects WHERE kind = ?1 ORDER BY name")?;
+            for kind in kinds {
+                let mut rows = statement.query(params![kind])?;
+                while let Some(row) = rows.next()? {
+                    let name = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                    let revision = row.get::<_, i64>(1)? as u64;
+                    let doc = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+                    visit(crate::RecordRef {
+                        kind,
+                        name,
+                        revision,
+                        doc,
+                    })
+                    .map_err(StoreError::Visit)?;
+                }
+            }
+            drop(statement);
+            let (counters, revision) = counters_and_revision(&transaction)?;
+            transaction.commit()?;
+            Ok(Snapshot {
+                records: Vec::new(),
                 counters,
                 revision,
             })

@@ -1,7 +1,7 @@
 //! `/api/v1`: create, replace, get, list and delete for every kind. Every write is committed to
 //! the store before memory changes and before the response.
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, ops::Bound, time::Instant};
 
 use axum::{
     Json,
@@ -90,22 +90,27 @@ fn decode_cursor(cursor: &str) -> ApiResult<String> {
         })
 }
 
-/// Walks names in order (or reverse) after a cursor, keeping those `keep` accepts, up to `limit`.
+/// The key range after a page cursor, so a page deep in a large list starts there instead of
+/// walking every name before it.
+fn after_cursor(after: Option<&str>, descending: bool) -> (Bound<&str>, Bound<&str>) {
+    match (after, descending) {
+        (None, _) => (Bound::Unbounded, Bound::Unbounded),
+        (Some(after), false) => (Bound::Excluded(after), Bound::Unbounded),
+        (Some(after), true) => (Bound::Unbounded, Bound::Excluded(after)),
+    }
+}
+
+/// One page of `names` (already past the cursor, see `after_cursor`), in order or reversed.
 fn page<'a, T>(
     names: impl DoubleEndedIterator<Item = (&'a str, T)>,
     descending: bool,
-    after: Option<&str>,
     limit: usize,
     mut keep: impl FnMut(&str, &T) -> bool,
 ) -> (Vec<T>, Option<String>) {
     let iter: Box<dyn Iterator<Item = (&str, T)>> = if descending {
-        Box::new(
-            names
-                .rev()
-                .filter(move |(name, _)| after.is_none_or(|a| *name < a)),
-        )
+        Box::new(names.rev())
     } else {
-        Box::new(names.filter(move |(name, _)| after.is_none_or(|a| *name > a)))
+        Box::new(names)
     };
     let mut items = Vec::new();
     let mut last = None;
@@ -189,9 +194,9 @@ pub async fn list(
                 .then(|| matching.len());
             let names = fleet
                 .cluster_names
-                .iter()
+                .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, ord)| (&**name, *ord));
-            let (ordinals, next) = page(names, descending, after, limit, |_, ordinal| {
+            let (ordinals, next) = page(names, descending, limit, |_, ordinal| {
                 matching.contains(*ordinal)
                     && wanted_state.is_none_or(|wanted| {
                         fleet.cluster(*ordinal).is_some_and(|c| c.state == wanted)
@@ -207,9 +212,9 @@ pub async fn list(
         Kind::Bundle => {
             let names = fleet
                 .bundle_names
-                .iter()
+                .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, ord)| (name.as_str(), *ord));
-            let (ordinals, next) = page(names, descending, after, limit, |_, ordinal| {
+            let (ordinals, next) = page(names, descending, limit, |_, ordinal| {
                 fleet.bundle(*ordinal).is_some_and(|bundle| {
                     selector
                         .as_ref()
@@ -235,9 +240,9 @@ pub async fn list(
         Kind::ClusterGroup => {
             let names = fleet
                 .groups
-                .iter()
+                .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, group)| (name.as_str(), group));
-            let (groups, next) = page(names, descending, after, limit, |_, group| {
+            let (groups, next) = page(names, descending, limit, |_, group| {
                 selector
                     .as_ref()
                     .is_none_or(|s| s.matches_map(&group.metadata.labels))
@@ -254,9 +259,9 @@ pub async fn list(
         Kind::RegistrationToken => {
             let names = fleet
                 .tokens
-                .iter()
+                .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, token)| (name.as_str(), token));
-            let (tokens, next) = page(names, descending, after, limit, |_, token| {
+            let (tokens, next) = page(names, descending, limit, |_, token| {
                 selector
                     .as_ref()
                     .is_none_or(|s| s.matches_map(&token.metadata.labels))
@@ -275,9 +280,9 @@ pub async fn list(
         Kind::GitRepo => {
             let names = fleet
                 .gitrepos
-                .iter()
+                .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, repo)| (name.as_str(), repo));
-            let (repos, next) = page(names, descending, after, limit, |_, repo| {
+            let (repos, next) = page(names, descending, limit, |_, repo| {
                 selector
                     .as_ref()
                     .is_none_or(|s| s.matches_map(&repo.metadata.labels))
@@ -291,9 +296,9 @@ pub async fn list(
         Kind::Secret => {
             let names = fleet
                 .secrets
-                .iter()
+                .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, secret)| (name.as_str(), secret));
-            let (secrets, next) = page(names, descending, after, limit, |_, secret| {
+            let (secrets, next) = page(names, descending, limit, |_, secret| {
                 selector
                     .as_ref()
                     .is_none_or(|s| s.matches_map(&secret.metadata.labels))
@@ -736,10 +741,7 @@ pub fn apply_bundle(
     revision: u64,
 ) -> ApiResult<u32> {
     for (digest, body) in prepared.contents {
-        fleet
-            .contents
-            .entry(digest)
-            .or_insert_with(|| Arc::new(body));
+        fleet.contents.entry(digest).or_insert_with(|| body.into());
     }
     let live_revision = match &prepared.live {
         Some(live) => {

@@ -305,7 +305,7 @@ pub async fn content(
             "content {digest} is not in this cluster's desired set; sync first to get current digests"
         ))
     })?;
-    let mut response = (*bytes).clone().into_response();
+    let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -8,7 +8,10 @@ pub mod openapi;
 pub mod render;
 pub mod sources;
 
-use std::time::Instant;
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Instant,
+};
 
 use axum::{
     Router,
@@ -18,6 +21,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+
+use rand::RngExt;
 
 use crate::{
     error::ApiError,
@@ -42,11 +47,15 @@ pub fn app(state: SharedState) -> Router {
             "/api/v1/{plural}/{name}",
             get(admin::get).put(admin::replace).delete(admin::delete),
         )
-        .route(flotilla_api::agent::REGISTER_PATH, post(agent::register))
-        .route(flotilla_api::agent::SYNC_PATH, post(agent::sync))
-        .route(
-            &format!("{}/{{digest}}", flotilla_api::agent::CONTENT_PATH),
-            get(agent::content),
+        .merge(
+            Router::new()
+                .route(flotilla_api::agent::REGISTER_PATH, post(agent::register))
+                .route(flotilla_api::agent::SYNC_PATH, post(agent::sync))
+                .route(
+                    &format!("{}/{{digest}}", flotilla_api::agent::CONTENT_PATH),
+                    get(agent::content),
+                )
+                .route_layer(middleware::from_fn_with_state(state.clone(), admit_agent)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -74,6 +83,41 @@ async fn track_http(State(state): State<SharedState>, request: Request, next: Ne
         .observe_http(route, method, response.status(), started.elapsed());
     response
 }
+
+/// Load shedding for agent calls: past `max_agent_requests` in flight (half that for
+/// registrations, which write and fsync) the server answers 429 at once, before reading the body
+/// or checking the credential, with a Retry-After spread over a few seconds so refused agents do
+/// not come back together. Admin calls are never shed.
+async fn admit_agent(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    struct InFlight<'a>(&'a AtomicUsize);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let in_flight = InFlight(&state.agent_in_flight);
+    let before = in_flight.0.fetch_add(1, Ordering::Relaxed);
+    let limit = state.settings.max_agent_requests;
+    let limit = if request.uri().path() == flotilla_api::agent::REGISTER_PATH {
+        limit / 2
+    } else {
+        limit
+    };
+    if before >= limit {
+        state.metrics.agent_requests_shed.inc();
+        let retry_after_seconds = rand::rng().random_range(SHED_RETRY_SECONDS);
+        return ApiError::Overloaded {
+            retry_after_seconds,
+        }
+        .into_response();
+    }
+    let response = next.run(request).await;
+    drop(in_flight);
+    response
+}
+
+/// The Retry-After range of a shed agent call, in seconds.
+const SHED_RETRY_SECONDS: std::ops::RangeInclusive<u32> = 2..=10;
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; see /api/v1/openapi.json for the API".into())

@@ -8,14 +8,15 @@ use flotilla_api::{
     agent::{DeployOptions, DesiredBundle},
 };
 use flotilla_core::{
-    digest::{deployment_hash, deployment_id, desired_etag, options_hash},
+    digest::{deployment_hash, deployment_id, desired_etag, is_deployment_id, options_hash},
     selector::Selector,
     targeting::{ClusterView, Target, compile_targets, deploy_options, first_match, vars_needed},
 };
 use roaring::RoaringBitmap;
 
 use super::{
-    BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, labels::label_value, state_index,
+    BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, Tally, labels::label_value,
+    state_index,
 };
 
 impl Fleet {
@@ -151,11 +152,7 @@ impl Fleet {
     pub fn retarget_cluster(&mut self, cluster: u32) {
         let ordinals: Vec<u32> = self.bundle_names.values().copied().collect();
         for bundle in ordinals {
-            if self.matching_target(cluster, bundle).is_some() {
-                self.place_deployment(cluster, bundle);
-            } else {
-                self.drop_deployment(cluster, bundle);
-            }
+            self.place_deployment(cluster, bundle);
         }
     }
 
@@ -194,7 +191,8 @@ impl Fleet {
         ))
     }
 
-    /// Makes sure the cluster has a deployment of the bundle with current target and options.
+    /// Makes sure the cluster has a deployment of the bundle with current target and options, or
+    /// none if no target of the bundle matches the cluster.
     fn place_deployment(&mut self, cluster: u32, bundle: u32) {
         let Some(target) = self.matching_target(cluster, bundle) else {
             self.drop_deployment(cluster, bundle);
@@ -204,40 +202,41 @@ impl Fleet {
             return;
         };
         let hash = options_hash(&options);
-        let Some((epoch, digest)) = self
-            .bundle(bundle)
-            .and_then(|b| b.live.as_ref())
-            .map(|live| (live.epoch, live.digest_for(target).to_string()))
-        else {
+        let (Some(entry), Some(placed)) = (self.cluster(cluster), self.bundle(bundle)) else {
             return;
         };
-        let expected = deployment_id(&digest, hash);
-        let Some(entry) = self.cluster(cluster) else {
+        let Some(live) = placed.live.as_ref() else {
             return;
         };
         let existing = entry.deployments.iter().position(|d| d.bundle == bundle);
         match existing {
             Some(position) => {
-                let deployment = entry.deployments[position].clone();
+                let deployment = &entry.deployments[position];
                 if deployment.target as usize == target && deployment.options_hash == hash {
                     return;
                 }
                 // New options mean a new deployment id: the report counts only if it is for it.
-                self.uncount(cluster, &deployment);
                 let counted = match &deployment.report {
-                    Some(report) if report.deployment == expected => report.state,
+                    Some(report)
+                        if is_deployment_id(&report.deployment, live.digest_for(target), hash) =>
+                    {
+                        report.state
+                    }
                     _ => BundleState::Pending,
                 };
-                let updated = Deployment {
-                    target: target as u16,
-                    options_hash: hash,
-                    counted_epoch: epoch,
-                    counted,
-                    ..deployment
+                let before = deployment.tally();
+                let after = Tally {
+                    epoch: live.epoch,
+                    state: counted,
+                    ..before
                 };
-                self.count(cluster, &updated);
+                self.uncount(cluster, before);
+                self.count(cluster, after);
                 if let Some(entry) = self.cluster_mut(cluster) {
-                    entry.deployments[position] = updated;
+                    let deployment = &mut entry.deployments[position];
+                    deployment.target = target as u16;
+                    deployment.options_hash = hash;
+                    deployment.set_tally(after);
                 }
             }
             None => {
@@ -245,30 +244,15 @@ impl Fleet {
                     bundle,
                     target: target as u16,
                     options_hash: hash,
-                    counted_epoch: epoch,
+                    counted_epoch: live.epoch,
                     counted: BundleState::Pending,
                     report: None,
                 };
-                self.count(cluster, &deployment);
-                let name = self
-                    .bundle(bundle)
-                    .map(|b| b.name.clone())
-                    .unwrap_or_default();
-                let names: Vec<String> = self
-                    .cluster(cluster)
-                    .map(|entry| {
-                        entry
-                            .deployments
-                            .iter()
-                            .map(|d| {
-                                self.bundle(d.bundle)
-                                    .map(|b| b.name.clone())
-                                    .unwrap_or_default()
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let position = names.partition_point(|existing| existing < &name);
+                // Deployments stay sorted by bundle name.
+                let position = entry.deployments.partition_point(|d| {
+                    self.bundle(d.bundle).map_or("", |b| b.name.as_str()) < placed.name.as_str()
+                });
+                self.count(cluster, deployment.tally());
                 if let Some(bundle) = self.bundles[bundle as usize].as_mut() {
                     bundle.targeted.insert(cluster);
                 }
@@ -286,8 +270,8 @@ impl Fleet {
         let Some(position) = entry.deployments.iter().position(|d| d.bundle == bundle) else {
             return;
         };
-        let deployment = entry.deployments[position].clone();
-        self.uncount(cluster, &deployment);
+        let tally = entry.deployments[position].tally();
+        self.uncount(cluster, tally);
         if let Some(entry) = self.cluster_mut(cluster) {
             entry.deployments.remove(position);
         }

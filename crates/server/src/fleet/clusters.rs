@@ -7,9 +7,9 @@ use flotilla_api::{
     BundleState, ClusterFacts, ClusterState,
     agent::{BundleReport, SyncRequest},
 };
-use flotilla_core::digest::deployment_id;
+use flotilla_core::digest::is_deployment_id;
 
-use super::{ClusterEntry, Fleet, cluster_state_index, state_index};
+use super::{ClusterEntry, Fleet, Tally, cluster_state_index, state_index};
 
 /// The durable facts of a cluster, as registered and labelled.
 pub struct NewCluster {
@@ -60,6 +60,7 @@ impl Fleet {
             report_digest: None,
             deployments: Vec::new(),
         });
+        self.index_name(ordinal);
         self.cluster_counts[cluster_state_index(ClusterState::Pending)] += 1;
         self.update_memberships(ordinal);
         self.retarget_cluster(ordinal);
@@ -76,7 +77,7 @@ impl Fleet {
             return;
         };
         for deployment in &cluster.deployments {
-            self.uncount(ordinal, deployment);
+            self.uncount(ordinal, deployment.tally());
             if let Some(bundle) = self.bundles[deployment.bundle as usize].as_mut() {
                 bundle.targeted.remove(ordinal);
             }
@@ -89,6 +90,7 @@ impl Fleet {
         }
         self.cluster_counts[cluster_state_index(cluster.state)] -= 1;
         self.cluster_names.remove(&cluster.name);
+        self.unindex_name(ordinal, &cluster.name);
         self.free_clusters.push(ordinal);
     }
 
@@ -184,42 +186,35 @@ impl Fleet {
         let Some(cluster) = self.cluster(ordinal) else {
             return;
         };
-        let stale: Vec<usize> = (0..cluster.deployments.len())
-            .filter(|&i| self.counted_stale(&cluster.deployments[i]))
-            .collect();
-        for position in stale {
-            let Some(deployment) = self
-                .cluster(ordinal)
-                .map(|c| c.deployments[position].clone())
-            else {
+        for position in 0..cluster.deployments.len() {
+            let Some(deployment) = self.cluster(ordinal).map(|c| &c.deployments[position]) else {
                 return;
             };
-            let Some((epoch, expected)) = self
-                .bundle(deployment.bundle)
-                .and_then(|b| b.live.as_ref())
-                .map(|live| {
-                    let expected = deployment_id(
-                        live.digest_for(deployment.target as usize),
-                        deployment.options_hash,
-                    );
-                    (live.epoch, expected)
-                })
-            else {
+            if !self.counted_stale(deployment) {
+                continue;
+            }
+            let Some(live) = self.bundle(deployment.bundle).and_then(|b| b.live.as_ref()) else {
                 continue;
             };
+            let digest = live.digest_for(deployment.target as usize);
             let counted = match &deployment.report {
-                Some(report) if report.deployment == expected => report.state,
+                Some(report)
+                    if is_deployment_id(&report.deployment, digest, deployment.options_hash) =>
+                {
+                    report.state
+                }
                 _ => BundleState::Pending,
             };
-            self.uncount(ordinal, &deployment);
-            let updated = super::Deployment {
-                counted_epoch: epoch,
-                counted,
-                ..deployment
+            let before = deployment.tally();
+            let after = Tally {
+                epoch: live.epoch,
+                state: counted,
+                ..before
             };
-            self.count(ordinal, &updated);
+            self.uncount(ordinal, before);
+            self.count(ordinal, after);
             if let Some(cluster) = self.cluster_mut(ordinal) {
-                cluster.deployments[position] = updated;
+                cluster.deployments[position].set_tally(after);
             }
         }
     }
@@ -267,7 +262,8 @@ impl Fleet {
         }
         for report in &request.bundles {
             if let Some(&bundle) = self.bundle_names.get(&report.bundle) {
-                intake.changed |= self.record_report(ordinal, bundle, Some(report));
+                intake.changed |=
+                    self.record_report(ordinal, bundle, Some(Box::new(report.clone())));
             }
         }
         for name in &request.removed {
@@ -296,53 +292,57 @@ impl Fleet {
         &mut self,
         ordinal: u32,
         bundle: u32,
-        report: Option<&BundleReport>,
+        report: Option<Box<BundleReport>>,
     ) -> bool {
         let Some(live) = self.bundle(bundle).and_then(|b| b.live.as_ref()) else {
             return false;
         };
-        let epoch = live.epoch;
         let Some(cluster) = self.cluster(ordinal) else {
             return false;
         };
         let Some(position) = cluster.deployments.iter().position(|d| d.bundle == bundle) else {
             return false;
         };
-        let deployment = cluster.deployments[position].clone();
-        let digest = live.digest_for(deployment.target as usize).to_string();
-        if deployment.report.as_deref() == report {
+        let deployment = &cluster.deployments[position];
+        if deployment.report == report {
             return false;
         }
-        let expected = deployment_id(&digest, deployment.options_hash);
-        let counted = match report {
-            Some(report) if report.deployment == expected => report.state,
+        let digest = live.digest_for(deployment.target as usize);
+        let counted = match &report {
+            Some(report)
+                if is_deployment_id(&report.deployment, digest, deployment.options_hash) =>
+            {
+                report.state
+            }
             _ => BundleState::Pending,
         };
-        self.uncount(ordinal, &deployment);
-        let updated = super::Deployment {
-            counted_epoch: epoch,
-            counted,
-            report: report.map(|r| Box::new(r.clone())),
-            ..deployment
+        let before = deployment.tally();
+        let after = Tally {
+            epoch: live.epoch,
+            state: counted,
+            ..before
         };
-        self.count(ordinal, &updated);
+        self.uncount(ordinal, before);
+        self.count(ordinal, after);
         if let Some(cluster) = self.cluster_mut(ordinal) {
-            cluster.deployments[position] = updated;
+            let deployment = &mut cluster.deployments[position];
+            deployment.set_tally(after);
+            deployment.report = report;
         }
         true
     }
 
     /// Removes a deployment's contribution from its bundle's counters.
-    pub(super) fn uncount(&mut self, ordinal: u32, deployment: &super::Deployment) {
-        let Some(bundle) = self.bundles[deployment.bundle as usize].as_mut() else {
+    pub(super) fn uncount(&mut self, ordinal: u32, tally: Tally) {
+        let Some(bundle) = self.bundles[tally.bundle as usize].as_mut() else {
             return;
         };
         let current = bundle
             .live
             .as_ref()
-            .is_some_and(|live| live.epoch == deployment.counted_epoch);
+            .is_some_and(|live| live.epoch == tally.epoch);
         let state = if current {
-            deployment.counted
+            tally.state
         } else {
             BundleState::Pending
         };
@@ -353,16 +353,16 @@ impl Fleet {
     }
 
     /// Adds a deployment's contribution to its bundle's counters.
-    pub(super) fn count(&mut self, ordinal: u32, deployment: &super::Deployment) {
-        let Some(bundle) = self.bundles[deployment.bundle as usize].as_mut() else {
+    pub(super) fn count(&mut self, ordinal: u32, tally: Tally) {
+        let Some(bundle) = self.bundles[tally.bundle as usize].as_mut() else {
             return;
         };
         let current = bundle
             .live
             .as_ref()
-            .is_some_and(|live| live.epoch == deployment.counted_epoch);
+            .is_some_and(|live| live.epoch == tally.epoch);
         let state = if current {
-            deployment.counted
+            tally.state
         } else {
             BundleState::Pending
         };

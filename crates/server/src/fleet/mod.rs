@@ -13,10 +13,8 @@ mod tests;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    hash::BuildHasher,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use flotilla_api::{
@@ -66,6 +64,30 @@ pub struct Deployment {
     pub counted_epoch: u64,
     pub counted: BundleState,
     pub report: Option<Box<BundleReport>>,
+}
+
+/// What a deployment contributes to its bundle's counters: its state, which counts only while
+/// `epoch` is the bundle's live epoch (otherwise it counts as Pending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub bundle: u32,
+    pub epoch: u64,
+    pub state: BundleState,
+}
+
+impl Deployment {
+    pub fn tally(&self) -> Tally {
+        Tally {
+            bundle: self.bundle,
+            epoch: self.counted_epoch,
+            state: self.counted,
+        }
+    }
+
+    pub fn set_tally(&mut self, tally: Tally) {
+        self.counted_epoch = tally.epoch;
+        self.counted = tally.state;
+    }
 }
 
 /// The revision of a bundle that is rolled out (differs from the spec while paused).
@@ -202,7 +224,13 @@ pub struct Fleet {
     pub index: LabelIndex,
     pub clusters: Vec<Option<ClusterEntry>>,
     free_clusters: Vec<u32>,
+    /// Cluster ordinals by name, sorted (listings page through it).
     pub cluster_names: BTreeMap<Box<str>, u32>,
+    /// Cluster ordinals by a hash of their name: the lookup every agent call makes to check its
+    /// credential (a hash and one comparison, where the sorted map takes twenty comparisons of
+    /// names that share long prefixes). Holds ordinals only; names live in `clusters`.
+    name_index: hashbrown::HashTable<u32>,
+    name_hasher: foldhash::fast::RandomState,
     pub all: RoaringBitmap,
     pub online: RoaringBitmap,
     pub bundles: Vec<Option<BundleEntry>>,
@@ -212,8 +240,8 @@ pub struct Fleet {
     pub tokens: BTreeMap<String, TokenEntry>,
     pub gitrepos: BTreeMap<String, GitRepoEntry>,
     pub secrets: BTreeMap<String, SecretEntry>,
-    /// Content of live and latest bundle specs, by digest.
-    pub contents: BTreeMap<String, Arc<Vec<u8>>>,
+    /// Content of live and latest bundle specs, by digest (`Bytes`: served without a copy).
+    pub contents: BTreeMap<String, axum::body::Bytes>,
     /// Names of clusters whose registration is being committed.
     pub pending_registrations: HashSet<String>,
     /// Clusters by state, indexed by `cluster_state_index`.
@@ -250,8 +278,31 @@ impl Fleet {
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<(u32, &ClusterEntry)> {
-        let ordinal = *self.cluster_names.get(name)?;
+        let hash = self.name_hasher.hash_one(name);
+        let &ordinal = self
+            .name_index
+            .find(hash, |&o| self.cluster(o).is_some_and(|c| *c.name == *name))?;
         self.cluster(ordinal).map(|cluster| (ordinal, cluster))
+    }
+
+    /// Adds a cluster (already in `clusters`) to the name hash index.
+    fn index_name(&mut self, ordinal: u32) {
+        let Some(name) = self.cluster(ordinal).map(|c| &*c.name) else {
+            return;
+        };
+        let hash = self.name_hasher.hash_one(name);
+        let (clusters, hasher) = (&self.clusters, &self.name_hasher);
+        self.name_index.insert_unique(hash, ordinal, |&o| {
+            hasher.hash_one(clusters[o as usize].as_ref().map_or("", |c| &*c.name))
+        });
+    }
+
+    /// Removes a cluster from the name hash index.
+    fn unindex_name(&mut self, ordinal: u32, name: &str) {
+        let hash = self.name_hasher.hash_one(name);
+        if let Ok(entry) = self.name_index.find_entry(hash, |&o| o == ordinal) {
+            entry.remove();
+        }
     }
 
     pub fn bundle(&self, ordinal: u32) -> Option<&BundleEntry> {
