@@ -187,7 +187,12 @@ impl<D: ClusterDriver> Agent<D> {
         self.refresh().await;
         let reports = self.reports().await;
         let request = self.machine.request(&facts, &reports);
-        let reply = self.client.sync(&credential, &request).await?;
+        let mut reply = self.client.sync(&credential, &request).await?;
+        if let Some(reply) = &mut reply {
+            for (digest, content) in std::mem::take(&mut reply.contents) {
+                self.accept_inline_content(&digest, content.bytes());
+            }
+        }
         let outcome = self.machine.on_reply(reply);
         if outcome.desired_changed {
             let cached = CachedDesired {
@@ -200,6 +205,18 @@ impl<D: ClusterDriver> Agent<D> {
         }
         let changed = self.enforce().await;
         Ok(changed || outcome.sync_again)
+    }
+
+    /// Caches content that came inside a sync reply, if it matches its digest (otherwise it is
+    /// fetched like any other).
+    fn accept_inline_content(&self, digest: &str, bytes: &[u8]) {
+        if !verify_content(digest, bytes) {
+            tracing::warn!(%digest, "inlined content does not match its digest; will fetch it");
+            return;
+        }
+        if let Err(error) = self.state.save_content(digest, bytes) {
+            tracing::warn!(%error, "could not cache content");
+        }
     }
 
     /// Re-reads health, and compares with the manifests when a drift check is due.

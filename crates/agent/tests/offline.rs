@@ -17,7 +17,12 @@ async fn start_server(listen: SocketAddr, data_dir: &Path) -> Server {
     flotilla_server::start(ServerConfig {
         listen,
         data_dir: data_dir.to_path_buf(),
-        settings: Settings::default(),
+        // No content inside sync replies: this agent fetches every content by digest, so the
+        // fetch path stays covered (the CLI end-to-end tests run with content inlined).
+        settings: Settings {
+            inline_content_bytes: 0,
+            ..Settings::default()
+        },
     })
     .await
     .expect("server starts")

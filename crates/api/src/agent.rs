@@ -113,6 +113,36 @@ pub struct SyncResponse {
     /// The server's copy of the agent's report is stale: send `full` next time (now).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resync: bool,
+    /// Content of bundles in `bundles` that the agent has not reported applying, by digest:
+    /// small content rides along so the agent need not fetch it (it checks the digest as for
+    /// fetched content, and fetches whatever is not here).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub contents: BTreeMap<String, InlineContent>,
+}
+
+/// Content inside a sync reply: exactly the bytes the content endpoint serves for its digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InlineContent(Box<serde_json::value::RawValue>);
+
+impl InlineContent {
+    /// Wraps stored content; `None` if it is not JSON.
+    pub fn from_bytes(bytes: &[u8]) -> Option<InlineContent> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        serde_json::value::RawValue::from_string(text.to_owned())
+            .ok()
+            .map(InlineContent)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.0.get().as_bytes()
+    }
+}
+
+impl PartialEq for InlineContent {
+    fn eq(&self, other: &InlineContent) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// One bundle the cluster must run.

@@ -42,7 +42,11 @@ fn bundle_becomes_ready_on_every_targeted_cluster_and_only_there() {
     assert_eq!(prod.len(), 2);
     let cluster = server.get("cluster", "a").unwrap();
     assert_eq!(cluster["status"]["bundles"][0]["state"], "Ready");
-    assert_eq!(cluster["status"]["nodes"]["total"], 3);
+    assert_eq!(cluster["status"]["nodes"]["total"], 3); // The agents took the bundle's content from their sync replies; none fetched it.
+    let inlined = server.metric(r#"flotilla_content_fetches_total{result="inlined"}"#);
+    assert!(inlined >= Some(2.0), "inlined {inlined:?}");
+    let served = server.metric(r#"flotilla_content_fetches_total{result="served"}"#);
+    assert_eq!(served.unwrap_or(0.0), 0.0);
 }
 
 #[test]

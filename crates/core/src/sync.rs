@@ -391,6 +391,7 @@ mod tests {
             etag: "e".into(),
             bundles: None,
             resync: true,
+            ..SyncResponse::default()
         }));
         assert!(outcome.sync_again);
         assert!(machine.request(&facts, &[]).full);
@@ -404,6 +405,7 @@ mod tests {
             etag: "e1".into(),
             bundles: Some(vec![desired("a", "d2"), desired("b", "d1")]),
             resync: false,
+            ..SyncResponse::default()
         }));
         assert!(outcome.desired_changed);
         assert_eq!(machine.etag(), Some("e1"));

@@ -366,7 +366,7 @@ fn load_clusters(store: &dyn Store, fleet: &mut Fleet) -> anyhow::Result<Vec<u32
             for part in batch {
                 match part {
                     ClusterPart::Cluster(name, revision, cluster) => {
-                        fleet.insert_cluster(NewCluster {
+                        fleet.load_cluster(NewCluster {
                             name,
                             labels: cluster.labels,
                             credential_hash: [0; 32],
@@ -397,6 +397,7 @@ fn load_clusters(store: &dyn Store, fleet: &mut Fleet) -> anyhow::Result<Vec<u32
             .join()
             .map_err(|_| anyhow::anyhow!("the store reading thread panicked"))?
     })?;
+    fleet.rebuild_group_members();
     Ok(online)
 }
 

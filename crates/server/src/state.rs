@@ -22,6 +22,9 @@ pub struct Settings {
     /// Agent calls served at once; past it agents get 429 with a Retry-After and back off
     /// (registrations give way at half of it: they write and fsync).
     pub max_agent_requests: usize,
+    /// Most content bytes a sync reply carries inline (content the agent has not applied yet);
+    /// 0 sends none, so agents fetch every content by digest.
+    pub inline_content_bytes: usize,
 }
 
 impl Default for Settings {
@@ -33,6 +36,7 @@ impl Default for Settings {
             max_body_bytes: 4 << 20,
             flush_interval: Duration::from_millis(500),
             max_agent_requests: 2048,
+            inline_content_bytes: 64 << 10,
         }
     }
 }

@@ -737,11 +737,16 @@ async fn agents_read_only_content_in_their_own_desired_set() {
     assert_ne!(own_digest, dev_digest);
     h.sync_ok(&west).await;
 
-    // Its own content: served.
+    // Its own content: served, and the first reply carried it inline, byte for byte.
     let response = h.content(&east, &own_digest).await;
     assert_eq!(response.status().as_u16(), 200);
-    let manifests: Value = response.json().await.expect("content JSON");
+    let served = response.bytes().await.expect("content bytes");
+    let manifests: Value = serde_json::from_slice(&served).expect("content JSON");
     assert_eq!(manifests[0]["metadata"]["name"], "web-prod");
+    let inlined: Vec<&String> = desired.contents.keys().collect();
+    assert_eq!(inlined, [&own_digest], "only its own content rides along");
+    assert_eq!(desired.contents[&own_digest].bytes(), &served[..]);
+    assert!(flotilla_core::digest::verify_content(&own_digest, &served));
 
     // Another cluster's content and content that does not exist look the same: 404.
     let random = format!("sha256:{}", "ab".repeat(32));

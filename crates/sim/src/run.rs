@@ -436,7 +436,7 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     };
     shared.stats.record_latency(started.elapsed());
     shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
-    let reply = match reply {
+    let mut reply = match reply {
         Ok(reply) => reply,
         Err(status) => {
             shared.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
@@ -456,6 +456,22 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
             return;
         }
     };
+    // Content that came inside the reply is judged here (once per digest) and not fetched.
+    let mut inlined = Vec::new();
+    if let Some(reply) = &mut reply {
+        for (digest, content) in std::mem::take(&mut reply.contents) {
+            let bundle = reply
+                .bundles
+                .iter()
+                .flatten()
+                .find(|bundle| bundle.digest == digest);
+            if let Some(bundle) = bundle
+                && judge_content(shared, bundle, content.bytes()).is_some()
+            {
+                inlined.push(digest);
+            }
+        }
+    }
     let to_fetch = {
         let mut agent = shared.agents[ordinal as usize].lock();
         agent.backoff.reset();
@@ -467,7 +483,7 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     };
     let mut fetched = HashMap::new();
     for bundle in &to_fetch {
-        if let Some(state) = content(shared, ordinal, credential, bundle).await {
+        if let Some(state) = content(shared, ordinal, credential, bundle, &inlined).await {
             fetched.insert(bundle.digest.clone(), state);
         }
     }
@@ -532,9 +548,11 @@ async fn content(
     ordinal: u32,
     credential: &str,
     bundle: &DesiredBundle,
+    inlined: &[String],
 ) -> Option<BundleState> {
     let digest = bundle.digest.as_str();
-    let held = shared.agents[ordinal as usize].lock().has_content(digest);
+    let held = inlined.iter().any(|d| d == digest)
+        || shared.agents[ordinal as usize].lock().has_content(digest);
     let cached = shared.contents.lock().get(digest).copied();
     if held && let Some(cached) = cached {
         return Some(cached);
@@ -556,12 +574,20 @@ async fn content(
     if let Some(cached) = cached {
         return Some(cached);
     }
-    if !verify_content(digest, &bytes) {
+    judge_content(shared, bundle, &bytes)
+}
+
+/// Verifies content against the bundle's digest and judges what it simulates, once per digest.
+fn judge_content(shared: &Shared, bundle: &DesiredBundle, bytes: &[u8]) -> Option<BundleState> {
+    if let Some(state) = shared.contents.lock().get(&bundle.digest) {
+        return Some(*state);
+    }
+    if !verify_content(&bundle.digest, bytes) {
         return None;
     }
-    let manifests: Vec<Value> = serde_json::from_slice(&bytes).ok()?;
+    let manifests: Vec<Value> = serde_json::from_slice(bytes).ok()?;
     let state = flotilla_agent::simulated::simulate(bundle, &manifests).state;
-    shared.contents.lock().insert(digest.to_string(), state);
+    shared.contents.lock().insert(bundle.digest.clone(), state);
     Some(state)
 }
 

@@ -99,6 +99,15 @@ async fn simulated_fleet_registers_converges_and_resumes_after_restarts() {
         .await
         .unwrap();
     let token = created["status"]["token"].as_str().unwrap().to_string();
+    admin
+        .apply(&json!({
+            "apiVersion": flotilla_api::API_VERSION,
+            "kind": "ClusterGroup",
+            "metadata": {"name": "sim-fleet"},
+            "spec": {"selector": {"matchLabels": {"fleet": "sim"}}},
+        }))
+        .await
+        .unwrap();
 
     let simulator = Simulator::start(sim_config(&base, &token, &state_file)).unwrap();
     let stats = simulator.stats();
@@ -117,6 +126,10 @@ async fn simulated_fleet_registers_converges_and_resumes_after_restarts() {
     .await;
     let first = simulator.stop().await.unwrap();
     assert_eq!(first.stats.registration_errors, 0);
+    assert_eq!(
+        first.stats.content_fetches, 0,
+        "new clusters take content from their sync replies"
+    );
     assert_eq!(first.stats.sync_errors, 0);
     let saved = std::fs::read_to_string(&state_file).unwrap();
     assert_eq!(
@@ -128,6 +141,12 @@ async fn simulated_fleet_registers_converges_and_resumes_after_restarts() {
     // Both sides restart: the server on its data dir, the simulator from its state file.
     server.shutdown().await.unwrap();
     let server = start_server(addr, &data_dir).await;
+    let group = admin.get(Kind::ClusterGroup, "sim-fleet").await.unwrap();
+    assert_eq!(
+        group["status"]["clusterCount"],
+        u64::from(CLUSTERS),
+        "group members are rebuilt by the start-up load: {group}"
+    );
     assert_eq!(
         admin
             .count(Kind::Cluster, &ListOptions::default())

@@ -170,6 +170,19 @@ impl ServerProcess {
         value["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The value of one sample in the server's `/metrics` (e.g. `name{label="value"}`).
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nhost: flotilla\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    }
+
     pub fn new_token(&self) -> String {
         self.ok(&["token", "create"]).trim().to_string()
     }

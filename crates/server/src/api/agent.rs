@@ -1,7 +1,7 @@
 //! `/agent/v1`: registration, the sync call and content by digest. This is the hot path: a sync
 //! that changes nothing takes the read lock only, allocates little and never touches the store.
 
-use std::{sync::atomic::Ordering, time::Instant};
+use std::{collections::BTreeMap, sync::atomic::Ordering, time::Instant};
 
 use axum::{
     Json,
@@ -11,7 +11,7 @@ use axum::{
 };
 use flotilla_api::{
     ClusterState,
-    agent::{RegisterRequest, RegisterResponse, SyncRequest, SyncResponse},
+    agent::{InlineContent, RegisterRequest, RegisterResponse, SyncRequest, SyncResponse},
 };
 use flotilla_core::{
     selector::{validate_label_key, validate_label_value},
@@ -272,10 +272,28 @@ fn sync_inner(
     if current && !resync {
         return Ok(None);
     }
+    let bundles = (!current).then(|| fleet.desired_set(ordinal));
+    let mut contents = BTreeMap::new();
+    if bundles.is_some() {
+        let budget = state.settings.inline_content_bytes;
+        for (digest, bytes) in fleet.inline_contents(ordinal, budget) {
+            if let Some(content) = InlineContent::from_bytes(bytes) {
+                contents.insert(digest.to_string(), content);
+            }
+        }
+        if !contents.is_empty() {
+            state
+                .metrics
+                .content_fetches
+                .get_or_create(&ResultLabel { result: "inlined" })
+                .inc_by(contents.len() as u64);
+        }
+    }
     Ok(Some(SyncResponse {
-        bundles: (!current).then(|| fleet.desired_set(ordinal)),
+        bundles,
         etag,
         resync,
+        contents,
     }))
 }
 

@@ -408,6 +408,34 @@ impl Fleet {
             .collect()
     }
 
+    /// Content to send inside a sync reply: the delivered bundles whose current deployment the
+    /// cluster has not reported (so it most likely lacks their content), each digest once, up to
+    /// `budget` bytes in all. Saves the agent a fetch per changed bundle in a rollout.
+    pub fn inline_contents(&self, cluster: u32, budget: usize) -> Vec<(&str, &axum::body::Bytes)> {
+        let Some(entry) = self.cluster(cluster) else {
+            return Vec::new();
+        };
+        let mut left = budget;
+        let mut inline: Vec<(&str, &axum::body::Bytes)> = Vec::new();
+        for (d, _, live) in self.delivered(entry) {
+            let digest = live.digest_for(d.target as usize);
+            let applied = d
+                .report
+                .as_ref()
+                .is_some_and(|r| is_deployment_id(&r.deployment, digest, d.options_hash));
+            if applied || inline.iter().any(|(held, _)| *held == digest) {
+                continue;
+            }
+            if let Some(bytes) = self.contents.get(digest)
+                && bytes.len() <= left
+            {
+                left -= bytes.len();
+                inline.push((digest, bytes));
+            }
+        }
+        inline
+    }
+
     /// Whether `digest` is referenced by the cluster's current desired set.
     pub fn cluster_may_read(&self, cluster: u32, digest: &str) -> bool {
         self.cluster(cluster).is_some_and(|entry| {

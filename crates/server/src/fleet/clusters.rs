@@ -34,6 +34,28 @@ pub struct Intake {
 impl Fleet {
     /// Adds a cluster and targets it. Returns its ordinal.
     pub fn insert_cluster(&mut self, new: NewCluster) -> u32 {
+        let ordinal = self.insert_cluster_without_groups(new);
+        self.join_groups(ordinal);
+        ordinal
+    }
+
+    /// The start-up load's `insert_cluster`: group memberships are left to one
+    /// `rebuild_group_members` after the last cluster, which selects each group's members from
+    /// the label index instead of evaluating every group's selector for every cluster.
+    pub fn load_cluster(&mut self, new: NewCluster) -> u32 {
+        self.insert_cluster_without_groups(new)
+    }
+
+    /// Recomputes every group's members from the label index.
+    pub fn rebuild_group_members(&mut self) {
+        for group in self.groups.values_mut() {
+            group.members = self
+                .index
+                .select(&group.selector, &self.interner, &self.all);
+        }
+    }
+
+    fn insert_cluster_without_groups(&mut self, new: NewCluster) -> u32 {
         let labels = self.intern_labels(&new.labels);
         let ordinal = match self.free_clusters.pop() {
             Some(ordinal) => ordinal,
@@ -62,9 +84,25 @@ impl Fleet {
         });
         self.index_name(ordinal);
         self.cluster_counts[cluster_state_index(ClusterState::Pending)] += 1;
-        self.update_memberships(ordinal);
         self.retarget_cluster(ordinal);
         ordinal
+    }
+
+    /// Adds a new cluster to the groups whose selector it matches.
+    fn join_groups(&mut self, ordinal: u32) {
+        let Some(cluster) = self.clusters[ordinal as usize].as_ref() else {
+            return;
+        };
+        let interner = &self.interner;
+        let labels = &cluster.labels;
+        for group in self.groups.values_mut() {
+            if group
+                .selector
+                .matches(|key| super::labels::label_value(labels, interner, key))
+            {
+                group.members.insert(ordinal);
+            }
+        }
     }
 
     /// Removes a cluster from every index, group and bundle.

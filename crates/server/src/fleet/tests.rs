@@ -922,3 +922,60 @@ fn a_target_naming_several_groups_needs_a_cluster_in_all_of_them() {
     assert_consistent(&fleet);
     assert_eq!(desired_names(&fleet, edge), ["web"]);
 }
+
+/// `put_bundle`, and the bundle's content held as an admin write holds it.
+fn put_bundle_with_content(
+    fleet: &mut Fleet,
+    name: &str,
+    content: &str,
+    targets: Vec<BundleTarget>,
+) {
+    let body = canonical_content(&[config_map(name, content)]);
+    fleet.contents.insert(content_digest(&body), body.into());
+    put_bundle(fleet, name, content, targets);
+}
+
+#[test]
+fn sync_replies_inline_only_content_the_cluster_has_not_applied() {
+    let mut fleet = Fleet::default();
+    let prod = add_cluster(&mut fleet, "prod-1", &[("env", "prod")]);
+    let dev = add_cluster(&mut fleet, "dev-1", &[("env", "dev")]);
+    put_bundle_with_content(&mut fleet, "app", "v1", vec![selecting(&[("env", "prod")])]);
+    put_bundle_with_content(&mut fleet, "db", "v1", vec![selecting(&[])]);
+    put_bundle_with_content(&mut fleet, "lab", "v1", vec![selecting(&[("env", "dev")])]);
+    let inlined = |fleet: &Fleet, cluster: u32, budget: usize| -> Vec<String> {
+        fleet
+            .inline_contents(cluster, budget)
+            .into_iter()
+            .map(|(digest, bytes)| {
+                assert_eq!(fleet.contents.get(digest), Some(bytes));
+                digest.to_string()
+            })
+            .collect()
+    };
+    let (app, db) = (
+        digest_sent(&fleet, prod, "app"),
+        digest_sent(&fleet, prod, "db"),
+    );
+    assert_eq!(inlined(&fleet, prod, 1 << 20), [app.clone(), db.clone()]);
+    // Only content of the cluster's own desired set.
+    assert_eq!(
+        inlined(&fleet, dev, 1 << 20),
+        [db.clone(), digest_sent(&fleet, dev, "lab")]
+    );
+    // What the cluster reported applying is not sent again, whatever its state.
+    report(&mut fleet, prod, "app", BundleState::NotReady);
+    assert_eq!(inlined(&fleet, prod, 1 << 20), std::slice::from_ref(&db));
+    // New content is.
+    put_bundle_with_content(&mut fleet, "app", "v2", vec![selecting(&[("env", "prod")])]);
+    let app_v2 = digest_sent(&fleet, prod, "app");
+    assert_ne!(app_v2, app);
+    assert_eq!(inlined(&fleet, prod, 1 << 20), [app_v2.clone(), db.clone()]);
+    // Within the budget only.
+    let one = fleet.contents.get(&app_v2).map_or(0, |b| b.len());
+    assert_eq!(inlined(&fleet, prod, one), [app_v2]);
+    // A content too large for what is left is skipped, the next one may still fit ("db" is one
+    // byte shorter than "app").
+    assert_eq!(inlined(&fleet, prod, one - 1), [db]);
+    assert!(inlined(&fleet, prod, 0).is_empty());
+}
