@@ -15,8 +15,8 @@ use flotilla_core::{
 use roaring::RoaringBitmap;
 
 use super::{
-    BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, Tally, labels::label_value,
-    state_index,
+    BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, clusters::counted_state,
+    labels::label_value, state_index,
 };
 
 impl Fleet {
@@ -216,27 +216,14 @@ impl Fleet {
                     return;
                 }
                 // New options mean a new deployment id: the report counts only if it is for it.
-                let counted = match &deployment.report {
-                    Some(report)
-                        if is_deployment_id(&report.deployment, live.digest_for(target), hash) =>
-                    {
-                        report.state
-                    }
-                    _ => BundleState::Pending,
-                };
-                let before = deployment.tally();
-                let after = Tally {
-                    epoch: live.epoch,
-                    state: counted,
-                    ..before
-                };
-                self.uncount(cluster, before);
-                self.count(cluster, after);
+                let counted =
+                    counted_state(deployment.report.as_deref(), live.digest_for(target), hash);
+                let epoch = live.epoch;
+                self.recount(cluster, position, epoch, counted);
                 if let Some(entry) = self.cluster_mut(cluster) {
                     let deployment = &mut entry.deployments[position];
                     deployment.target = target as u16;
                     deployment.options_hash = hash;
-                    deployment.set_tally(after);
                 }
             }
             None => {

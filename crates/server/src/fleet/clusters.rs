@@ -35,7 +35,7 @@ impl Fleet {
     /// Adds a cluster and targets it. Returns its ordinal.
     pub fn insert_cluster(&mut self, new: NewCluster) -> u32 {
         let ordinal = self.insert_cluster_without_groups(new);
-        self.join_groups(ordinal);
+        self.update_memberships(ordinal);
         ordinal
     }
 
@@ -86,23 +86,6 @@ impl Fleet {
         self.cluster_counts[cluster_state_index(ClusterState::Pending)] += 1;
         self.retarget_cluster(ordinal);
         ordinal
-    }
-
-    /// Adds a new cluster to the groups whose selector it matches.
-    fn join_groups(&mut self, ordinal: u32) {
-        let Some(cluster) = self.clusters[ordinal as usize].as_ref() else {
-            return;
-        };
-        let interner = &self.interner;
-        let labels = &cluster.labels;
-        for group in self.groups.values_mut() {
-            if group
-                .selector
-                .matches(|key| super::labels::label_value(labels, interner, key))
-            {
-                group.members.insert(ordinal);
-            }
-        }
     }
 
     /// Removes a cluster from every index, group and bundle.
@@ -234,26 +217,12 @@ impl Fleet {
             let Some(live) = self.bundle(deployment.bundle).and_then(|b| b.live.as_ref()) else {
                 continue;
             };
-            let digest = live.digest_for(deployment.target as usize);
-            let counted = match &deployment.report {
-                Some(report)
-                    if is_deployment_id(&report.deployment, digest, deployment.options_hash) =>
-                {
-                    report.state
-                }
-                _ => BundleState::Pending,
-            };
-            let before = deployment.tally();
-            let after = Tally {
-                epoch: live.epoch,
-                state: counted,
-                ..before
-            };
-            self.uncount(ordinal, before);
-            self.count(ordinal, after);
-            if let Some(cluster) = self.cluster_mut(ordinal) {
-                cluster.deployments[position].set_tally(after);
-            }
+            let counted = counted_state(
+                deployment.report.as_deref(),
+                live.digest_for(deployment.target as usize),
+                deployment.options_hash,
+            );
+            self.recount(ordinal, position, live.epoch, counted);
         }
     }
 
@@ -345,29 +314,44 @@ impl Fleet {
         if deployment.report == report {
             return false;
         }
-        let digest = live.digest_for(deployment.target as usize);
-        let counted = match &report {
-            Some(report)
-                if is_deployment_id(&report.deployment, digest, deployment.options_hash) =>
-            {
-                report.state
-            }
-            _ => BundleState::Pending,
-        };
-        let before = deployment.tally();
-        let after = Tally {
-            epoch: live.epoch,
-            state: counted,
-            ..before
-        };
-        self.uncount(ordinal, before);
-        self.count(ordinal, after);
+        let counted = counted_state(
+            report.as_deref(),
+            live.digest_for(deployment.target as usize),
+            deployment.options_hash,
+        );
+        let epoch = live.epoch;
+        self.recount(ordinal, position, epoch, counted);
         if let Some(cluster) = self.cluster_mut(ordinal) {
-            let deployment = &mut cluster.deployments[position];
-            deployment.set_tally(after);
-            deployment.report = report;
+            cluster.deployments[position].report = report;
         }
         true
+    }
+
+    /// Makes deployment `position` of `cluster` count as `state` in `epoch`, moving its
+    /// bundle's counters with it.
+    pub(super) fn recount(
+        &mut self,
+        cluster: u32,
+        position: usize,
+        epoch: u64,
+        state: BundleState,
+    ) {
+        let Some(before) = self
+            .cluster(cluster)
+            .map(|c| c.deployments[position].tally())
+        else {
+            return;
+        };
+        let after = Tally {
+            epoch,
+            state,
+            ..before
+        };
+        self.uncount(cluster, before);
+        self.count(cluster, after);
+        if let Some(entry) = self.cluster_mut(cluster) {
+            entry.deployments[position].set_tally(after);
+        }
     }
 
     /// Removes a deployment's contribution from its bundle's counters.
@@ -408,5 +392,18 @@ impl Fleet {
         if current && state.is_problem() {
             bundle.problems.insert(ordinal);
         }
+    }
+}
+
+/// What a report counts as for the deployment of `digest` with `options_hash`: its state when
+/// it is for that deployment, otherwise Pending.
+pub(super) fn counted_state(
+    report: Option<&BundleReport>,
+    digest: &str,
+    options_hash: u64,
+) -> BundleState {
+    match report {
+        Some(report) if is_deployment_id(&report.deployment, digest, options_hash) => report.state,
+        _ => BundleState::Pending,
     }
 }
