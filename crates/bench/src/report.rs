@@ -329,8 +329,9 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
     }
     if let Some(steady) = &result.steady {
         figures.push(vec!["steady".into(), format!(
-            "{:.0} s, {} syncs ({:.0}/s), {} errors; server {} per sync, {}, RSS max {}; simulator {}; sync p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
-            steady.seconds, steady.syncs, steady.syncs_per_second, steady.errors,
+            "{:.0} s, {} syncs ({:.0}/s of {:.0}/s asked), {} errors, {} Offline at the end; server {} per sync, {}, RSS max {}; simulator {}; sync p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+            steady.seconds, steady.syncs, steady.syncs_per_second, steady.syncs_per_second_asked, steady.errors,
+            steady.offline_at_end.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
             optional(steady.server_cpu_micros_per_sync, "µs"),
             optional(steady.server_cpu_cores, "cores"),
             optional(steady.server_rss_mib_max, "MiB"),

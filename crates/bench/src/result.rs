@@ -77,7 +77,15 @@ pub struct SteadyResult {
     pub seconds: f64,
     pub syncs: u64,
     pub syncs_per_second: f64,
+    /// The rate the fleet asks for: clusters divided by the sync interval. The fleet is held
+    /// only if the server answered (nearly) all of it.
+    #[serde(default)]
+    pub syncs_per_second_asked: f64,
     pub errors: u64,
+    /// Clusters the server counted Offline when the phase ended (missed syncs past the offline
+    /// deadline); absent when the metric could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_at_end: Option<u64>,
     /// Server CPU seconds over the phase divided by the syncs it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_micros_per_sync: Option<f64>,

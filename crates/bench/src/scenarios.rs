@@ -197,6 +197,10 @@ async fn steady(run: &mut Run) -> anyhow::Result<SteadyResult> {
     let cpu_after = run.pid_cpu();
     let sim_cpu_after = crate::sampler::own_cpu();
     let latency = run.stats.phase_latency();
+    let offline_at_end = run
+        .server_metric("flotilla_clusters{state=\"Offline\"}")
+        .await
+        .map(|value| value as u64);
     let end = run.now();
     run.end("steady", start);
     let syncs = after.syncs - before.syncs;
@@ -209,6 +213,9 @@ async fn steady(run: &mut Run) -> anyhow::Result<SteadyResult> {
         seconds,
         syncs,
         syncs_per_second: syncs as f64 / seconds.max(1e-6),
+        syncs_per_second_asked: f64::from(run.config.clusters)
+            / run.config.interval.as_secs_f64().max(1e-6),
+        offline_at_end,
         errors: (after.sync_errors + after.registration_errors)
             - (before.sync_errors + before.registration_errors),
         server_cpu_micros_per_sync: server_cpu
@@ -535,6 +542,36 @@ async fn restart(run: &mut Run) -> anyhow::Result<RestartResult> {
 
 const MILLION: u32 = 1_000_000;
 
+/// Share of the asked sync rate the server must answer for the fleet to count as held; the
+/// simulator's jitter and the phase edges make the measured rate wobble by a few percent.
+const HELD_SHARE: f64 = 0.95;
+
+/// Whether a steady phase held the fleet: no errors, (nearly) every asked sync answered, and no
+/// cluster Offline at the end. `Err` says which condition failed.
+fn steady_held(steady: &SteadyResult) -> Result<(), String> {
+    let mut failed = Vec::new();
+    if steady.errors > 0 {
+        failed.push(format!("{} errors", steady.errors));
+    }
+    if steady.syncs_per_second < steady.syncs_per_second_asked * HELD_SHARE {
+        failed.push(format!(
+            "answered {:.0}% of the asked sync rate (needs {:.0}%)",
+            100.0 * steady.syncs_per_second / steady.syncs_per_second_asked.max(1e-9),
+            100.0 * HELD_SHARE
+        ));
+    }
+    match steady.offline_at_end {
+        Some(0) => {}
+        Some(offline) => failed.push(format!("{offline} clusters Offline at the end")),
+        None => failed.push("Offline count unreadable at the end".into()),
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
 /// A verdict per target of the one-million-cluster issue, where this run can judge one.
 pub fn verdicts(config: &BenchConfig, figures: &Figures) -> Vec<Verdict> {
     let at_scale = config.clusters >= MILLION;
@@ -559,21 +596,28 @@ pub fn verdicts(config: &BenchConfig, figures: &Figures) -> Vec<Verdict> {
                 "steady state: 1M clusters, 3 nodes and 4 bundles each",
             )
         };
+        let held = steady_held(steady);
         verdicts.push(Verdict {
             id: id.into(),
             measure: measure.into(),
             target: "held 10 minutes, 0 errors".into(),
             measured: format!(
-                "{} clusters held {held_minutes:.1} min at a {interval:.0} s interval, {} errors",
-                config.clusters, steady.errors
+                "{} clusters for {held_minutes:.1} min at a {interval:.0} s interval: {:.0} of {:.0} syncs/s asked answered, {} errors, {} Offline at the end",
+                config.clusters,
+                steady.syncs_per_second,
+                steady.syncs_per_second_asked,
+                steady.errors,
+                steady
+                    .offline_at_end
+                    .map_or_else(|| "unknown".to_string(), |n| n.to_string()),
             ),
-            met: judged.then_some(steady.errors == 0),
-            note: if judged {
-                String::new()
-            } else if at_scale {
+            met: judged.then_some(held.is_ok()),
+            note: if !judged && at_scale {
                 "held less than 10 minutes".into()
-            } else {
+            } else if !judged {
                 scale_note.clone()
+            } else {
+                held.err().unwrap_or_default()
             },
         });
         if let Some(micros) = steady.server_cpu_micros_per_sync {
@@ -668,4 +712,43 @@ pub fn verdicts(config: &BenchConfig, figures: &Figures) -> Vec<Verdict> {
         });
     }
     verdicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steady(answered: f64, errors: u64, offline: Option<u64>) -> SteadyResult {
+        SteadyResult {
+            seconds: 600.0,
+            syncs: (answered * 600.0) as u64,
+            syncs_per_second: answered,
+            syncs_per_second_asked: 33_333.0,
+            offline_at_end: offline,
+            errors,
+            server_cpu_micros_per_sync: None,
+            server_cpu_cores: None,
+            server_rss_mib_max: None,
+            sim_cpu_cores: None,
+            sync_p50_ms: 1.0,
+            sync_p99_ms: 10.0,
+            sync_max_ms: 20.0,
+        }
+    }
+
+    #[test]
+    fn a_fleet_counts_as_held_only_when_the_asked_rate_was_answered() {
+        assert!(steady_held(&steady(33_000.0, 0, Some(0))).is_ok());
+        let slow = steady_held(&steady(9_200.0, 0, Some(0))).unwrap_err();
+        assert!(slow.contains("asked sync rate"), "{slow}");
+    }
+
+    #[test]
+    fn a_fleet_with_errors_or_offline_clusters_is_not_held() {
+        let errors = steady_held(&steady(33_000.0, 3, Some(0))).unwrap_err();
+        assert!(errors.contains("3 errors"), "{errors}");
+        let offline = steady_held(&steady(33_000.0, 0, Some(12))).unwrap_err();
+        assert!(offline.contains("12 clusters Offline"), "{offline}");
+        assert!(steady_held(&steady(33_000.0, 0, None)).is_err());
+    }
 }

@@ -107,7 +107,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         settings: config.settings.clone(),
         metrics,
         deadlines: Mutex::new(Default::default()),
-        dirty: Mutex::new(Vec::new()),
+        dirty: Mutex::new(roaring::RoaringBitmap::new()),
         gitops: gitops::GitOps::new(
             config.data_dir.join("git"),
             flotilla_render::Tools::detect(),
@@ -178,7 +178,7 @@ impl Server {
         for worker in &self.workers {
             worker.abort();
         }
-        workers::flush_soft_state(&self.state, true).await;
+        workers::flush_all_soft_state(&self.state).await;
         served.context("join server task")?.context("serve")?;
         Ok(())
     }

@@ -53,8 +53,9 @@ pub struct AppState {
     /// once; the sweeper re-checks it lazily against its last-seen time, so a sync never touches
     /// this map.
     pub deadlines: Mutex<BTreeMap<u64, Vec<u32>>>,
-    /// Clusters whose soft state must be written by the next flush.
-    pub dirty: Mutex<Vec<u32>>,
+    /// Clusters whose soft state must be written by the next flush, each once however often it
+    /// changed meanwhile (so a backlog is bounded by the fleet, not by the rate of changes).
+    pub dirty: Mutex<roaring::RoaringBitmap>,
     /// Git sources: scheduling, fetch cache, rendering tools.
     pub gitops: crate::gitops::GitOps,
     /// Agent calls being served now (see `Settings::max_agent_requests`).
@@ -92,6 +93,6 @@ impl AppState {
     }
 
     pub fn note_dirty(&self, ordinal: u32) {
-        self.dirty.lock().push(ordinal);
+        self.dirty.lock().insert(ordinal);
     }
 }

@@ -6,6 +6,7 @@ use flotilla_api::ClusterState;
 use flotilla_store::Op;
 
 use crate::{
+    fleet::Fleet,
     records::{self, ReportRecord},
     state::{SharedState, now_seconds},
 };
@@ -60,6 +61,7 @@ pub fn sweep_offline(state: &SharedState, now: u64) {
         return;
     }
     let mut fleet = state.fleet.write();
+    let mut went_offline = 0u64;
     for ordinal in offline {
         // Re-check under the write lock: a sync may have landed since the read.
         let Some(cluster) = fleet.cluster(ordinal) else {
@@ -72,37 +74,51 @@ pub fn sweep_offline(state: &SharedState, now: u64) {
             continue;
         }
         if fleet.set_cluster_state(ordinal, ClusterState::Offline) {
-            tracing::info!(cluster = %fleet.cluster(ordinal).map(|c| c.name.to_string()).unwrap_or_default(), "cluster offline");
+            went_offline += 1;
+            tracing::debug!(cluster = %fleet.cluster(ordinal).map(|c| c.name.to_string()).unwrap_or_default(), "cluster offline");
             state.note_dirty(ordinal);
         }
     }
+    drop(fleet);
+    // One line per sweep, not per cluster: when a network partition takes a large part of the
+    // fleet away at once, a line each would be millions of lines (per-cluster lines at debug).
+    if went_offline > 0 {
+        tracing::info!(
+            clusters = went_offline,
+            "clusters went offline (missed their sync deadline)"
+        );
+    }
 }
 
-/// Writes batched soft state (cluster state, facts, bundle reports) every flush interval.
+/// Writes batched soft state (cluster state, facts, bundle reports) every flush interval. One
+/// flush is in flight at a time: when the store writes slower than soft state changes, dirty
+/// clusters wait in the dirty set (once each, however often they changed) instead of piling up
+/// as queued writes in memory.
 pub async fn soft_state_flusher(state: SharedState) {
     let mut tick = tokio::time::interval(state.settings.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        flush_soft_state(&state, false).await;
+        flush_soft_state(&state).await;
     }
 }
 
-/// Flushes dirty soft state; with `wait`, returns once it is durable (used at shutdown).
-pub async fn flush_soft_state(state: &SharedState, wait: bool) {
+/// Writes up to [`MAX_FLUSH_RECORDS`] dirty clusters' soft state and returns once it is durable.
+/// A failed write marks those clusters dirty again, so the next flush retries them; it returns
+/// false then.
+pub async fn flush_soft_state(state: &SharedState) -> bool {
     let dirty: Vec<u32> = {
         let mut dirty = state.dirty.lock();
-        if dirty.len() > MAX_FLUSH_RECORDS {
-            let rest = dirty.split_off(MAX_FLUSH_RECORDS);
-            std::mem::replace(&mut *dirty, rest)
-        } else {
-            std::mem::take(&mut *dirty)
+        let batch: Vec<u32> = dirty.iter().take(MAX_FLUSH_RECORDS).collect();
+        if let Some(&last) = batch.last() {
+            dirty.remove_range(..=last);
         }
+        batch
     };
     if dirty.is_empty() {
-        return;
+        return true;
     }
-    let ops: Vec<Op> = {
+    let (ordinals, ops): (Vec<u32>, Vec<Op>) = {
         let fleet = state.fleet.read();
         dirty
             .into_iter()
@@ -123,16 +139,44 @@ pub async fn flush_soft_state(state: &SharedState, wait: bool) {
                         .filter_map(|d| d.report.as_deref().cloned())
                         .collect(),
                 };
-                Some(records::put(records::REPORT, &cluster.name, &record))
+                Some((
+                    ordinal,
+                    records::put(records::REPORT, &cluster.name, &record),
+                ))
             })
-            .collect()
+            .unzip()
     };
-    state.metrics.soft_state_writes.inc_by(ops.len() as u64);
-    if wait {
-        if let Err(error) = state.store.commit(ops).await {
-            tracing::error!(%error, "final soft-state flush failed");
+    if ops.is_empty() {
+        return true;
+    }
+    let written = ops.len() as u64;
+    match state.store.commit(ops).await {
+        Ok(_) => {
+            state.metrics.soft_state_writes.inc_by(written);
+            true
         }
-    } else {
-        state.store.submit(ops);
+        Err(error) => {
+            tracing::warn!(%error, clusters = written, "soft-state flush failed; will retry");
+            let fleet = state.fleet.read();
+            let mut dirty = state.dirty.lock();
+            for ordinal in ordinals {
+                if let Some(cluster) = fleet.cluster(ordinal) {
+                    Fleet::mark_dirty(cluster);
+                    dirty.insert(ordinal);
+                }
+            }
+            false
+        }
+    }
+}
+
+/// Flushes every dirty cluster's soft state (used at shutdown); returns once it is durable or
+/// a write failed (logged).
+pub async fn flush_all_soft_state(state: &SharedState) {
+    while !state.dirty.lock().is_empty() {
+        if !flush_soft_state(state).await {
+            tracing::error!("final soft-state flush failed");
+            return;
+        }
     }
 }

@@ -161,15 +161,6 @@ pub async fn concurrent_increments_are_never_lost(store: Arc<dyn Store>) {
     assert!(store.load().expect("load").counters.is_empty());
 }
 
-pub async fn submitted_soft_writes_land_before_later_commits(store: Arc<dyn Store>) {
-    store.submit(vec![put("Soft", "a", "1")]);
-    store
-        .commit(vec![put("K", "b", "1")])
-        .await
-        .expect("commit");
-    assert_eq!(docs_of(&*store, "Soft"), vec![("a".into(), "1".into())]);
-}
-
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -204,11 +195,6 @@ macro_rules! suite {
             async fn concurrent_increments_are_never_lost() {
                 let (_guard, store) = $make;
                 super::concurrent_increments_are_never_lost(store).await;
-            }
-            #[tokio::test]
-            async fn submitted_soft_writes_land_before_later_commits() {
-                let (_guard, store) = $make;
-                super::submitted_soft_writes_land_before_later_commits(store).await;
             }
         }
     };

@@ -90,7 +90,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// What one group commit (one transaction, one fsync) did; reported to a [`BatchObserver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchStats {
-    /// Commits and submits grouped into the transaction.
+    /// Commits grouped into the transaction.
     pub requests: usize,
     /// Operations across those requests.
     pub ops: usize,
@@ -125,10 +125,6 @@ pub trait Store: Send + Sync + 'static {
     /// Commits `ops` atomically; resolves with the commit's revision once durable. Concurrent
     /// commits are grouped into one transaction and one fsync (group commit).
     fn commit(&self, ops: Vec<Op>) -> CommitFuture;
-
-    /// Queues `ops` for the next group commit without waiting: for soft state (heartbeats,
-    /// agent status) that agents re-send if it is lost. Failures are logged, not returned.
-    fn submit(&self, ops: Vec<Op>);
 }
 
 #[cfg(test)]

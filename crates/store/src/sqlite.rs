@@ -23,7 +23,7 @@ const SCHEMA_VERSION: i64 = 1;
 
 struct Request {
     ops: Vec<Op>,
-    reply: Option<oneshot::Sender<Result<u64>>>,
+    reply: oneshot::Sender<Result<u64>>,
 }
 
 /// SQLite-backed [`Store`]. Writes go through a dedicated writer thread that groups concurrent
@@ -129,18 +129,16 @@ fn write_loop(
         match applied {
             Ok(revisions) => {
                 for (request, committed) in batch.into_iter().zip(revisions) {
-                    if let Some(reply) = request.reply {
-                        let _ = reply.send(Ok(committed));
-                    }
+                    let _ = request.reply.send(Ok(committed));
                 }
             }
             Err(error) => {
                 revision = start_revision;
                 tracing::error!(%error, requests = batch.len(), "store commit failed");
                 for request in batch {
-                    if let Some(reply) = request.reply {
-                        let _ = reply.send(Err(StoreError::Commit(error.to_string())));
-                    }
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::Commit(error.to_string())));
                 }
             }
         }
@@ -295,20 +293,11 @@ impl Store for SqliteStore {
 
     fn commit(&self, ops: Vec<Op>) -> CommitFuture {
         let (reply, receiver) = oneshot::channel();
-        let sent = self.writer.send(Request {
-            ops,
-            reply: Some(reply),
-        });
+        let sent = self.writer.send(Request { ops, reply });
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
             receiver.await.map_err(|_| StoreError::Closed)?
         })
-    }
-
-    fn submit(&self, ops: Vec<Op>) {
-        if self.writer.send(Request { ops, reply: None }).is_err() {
-            tracing::error!("store writer is gone; soft state dropped");
-        }
     }
 }
 
@@ -362,7 +351,7 @@ mod tests {
         };
         let store =
             SqliteStore::open_observed(&dir.path().join("store.db"), Some(observer)).expect("open");
-        store.submit(vec![put("soft")]);
+        store.commit(vec![put("soft")]).await.expect("commit");
         store.commit(vec![put("a")]).await.expect("commit");
         store
             .commit(vec![put("b"), put("c")])
