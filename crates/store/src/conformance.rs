@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{Op, Store};
+use crate::{Change, Cursor, Op, Store, StoreError};
 
 fn put(kind: &str, name: &str, doc: &str) -> Op {
     Op::Put {
@@ -161,6 +161,144 @@ pub async fn concurrent_increments_are_never_lost(store: Arc<dyn Store>) {
     assert!(store.load().expect("load").counters.is_empty());
 }
 
+/// Reads the whole feed after `after`, `limit` changes per page.
+fn drain(store: &dyn Store, after: &Cursor, limit: usize) -> (Vec<Change>, Cursor) {
+    let mut cursor = after.clone();
+    let mut all = Vec::new();
+    loop {
+        let page = store.changes(&cursor, limit).expect("changes");
+        let done = page.changes.is_empty();
+        all.extend(page.changes);
+        cursor = page.next;
+        if done {
+            return (all, cursor);
+        }
+    }
+}
+
+pub async fn the_feed_holds_each_keys_latest_state_in_revision_order(store: Arc<dyn Store>) {
+    let first = store
+        .commit(vec![put("K", "a", "1"), put("K", "b", "1")])
+        .await
+        .expect("commit");
+    let second = store
+        .commit(vec![
+            put("K", "a", "2"),
+            Op::Delete {
+                kind: "K".into(),
+                name: "b".into(),
+            },
+            Op::Increment {
+                counter: "c".into(),
+                by: 3,
+            },
+        ])
+        .await
+        .expect("commit");
+    let third = store
+        .commit(vec![put("J", "z", "9")])
+        .await
+        .expect("commit");
+    let (changes, end) = drain(&*store, &Cursor::after(0), 100);
+    assert_eq!(
+        changes,
+        vec![
+            Change::Counter {
+                name: "c".into(),
+                revision: second,
+                value: Some(3)
+            },
+            Change::Put {
+                kind: "K".into(),
+                name: "a".into(),
+                revision: second,
+                doc: b"2".to_vec()
+            },
+            Change::Delete {
+                kind: "K".into(),
+                name: "b".into(),
+                revision: second
+            },
+            Change::Put {
+                kind: "J".into(),
+                name: "z".into(),
+                revision: third,
+                doc: b"9".to_vec()
+            },
+        ],
+        "a key written twice shows once, at its newest revision; deletions are kept"
+    );
+    assert!(first < second);
+    assert_eq!(end.revision, third);
+    // One change per page walks the same feed, also through a revision's middle.
+    let (paged, _) = drain(&*store, &Cursor::after(0), 1);
+    assert_eq!(paged, changes);
+    // Nothing after the end until the next write; a re-created key leaves the deletions.
+    assert!(
+        store
+            .changes(&end, 100)
+            .expect("changes")
+            .changes
+            .is_empty()
+    );
+    let fourth = store
+        .commit(vec![
+            put("K", "b", "again"),
+            Op::DeleteCounter {
+                counter: "c".into(),
+            },
+        ])
+        .await
+        .expect("commit");
+    let (later, _) = drain(&*store, &end, 100);
+    assert_eq!(
+        later,
+        vec![
+            Change::Counter {
+                name: "c".into(),
+                revision: fourth,
+                value: None
+            },
+            Change::Put {
+                kind: "K".into(),
+                name: "b".into(),
+                revision: fourth,
+                doc: b"again".to_vec()
+            },
+        ]
+    );
+    // A follower starting from a snapshot reads only what came after it.
+    let snapshot = store.load().expect("load");
+    assert!(
+        store
+            .changes(&Cursor::after(snapshot.revision), 100)
+            .expect("changes")
+            .changes
+            .is_empty()
+    );
+}
+
+pub async fn a_page_cut_at_its_limit_says_more_may_follow(store: Arc<dyn Store>) {
+    store
+        .commit(vec![
+            put("K", "a", "1"),
+            put("K", "b", "1"),
+            put("K", "c", "1"),
+        ])
+        .await
+        .expect("commit");
+    let page = store.changes(&Cursor::after(0), 2).expect("changes");
+    assert_eq!(page.changes.len(), 2);
+    assert!(page.more);
+    let rest = store.changes(&page.next, 2).expect("changes");
+    assert_eq!(rest.changes.len(), 1);
+    assert!(!rest.more);
+}
+
+pub async fn a_healthy_store_answers_ping(store: Arc<dyn Store>) {
+    store.ping().expect("ping");
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -196,6 +334,21 @@ macro_rules! suite {
                 let (_guard, store) = $make;
                 super::concurrent_increments_are_never_lost(store).await;
             }
+            #[tokio::test]
+            async fn the_feed_holds_each_keys_latest_state_in_revision_order() {
+                let (_guard, store) = $make;
+                super::the_feed_holds_each_keys_latest_state_in_revision_order(store).await;
+            }
+            #[tokio::test]
+            async fn a_page_cut_at_its_limit_says_more_may_follow() {
+                let (_guard, store) = $make;
+                super::a_page_cut_at_its_limit_says_more_may_follow(store).await;
+            }
+            #[tokio::test]
+            async fn a_healthy_store_answers_ping() {
+                let (_guard, store) = $make;
+                super::a_healthy_store_answers_ping(store).await;
+            }
         }
     };
 }
@@ -207,6 +360,111 @@ fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
 }
 
 suite!(sqlite_backend, sqlite());
+
+fn postgres() -> (crate::pg::testing::TestSchema, Arc<dyn Store>) {
+    let schema = crate::pg::testing::TestSchema::create("store");
+    let store = crate::PgStore::open(&schema.url(), crate::PgOptions::default()).expect("open");
+    (schema, Arc::new(store))
+}
+
+suite!(postgres_backend, postgres());
+
+#[tokio::test]
+async fn postgres_replicas_starting_together_migrate_once() {
+    let schema = crate::pg::testing::TestSchema::create("migrate");
+    let url = schema.url();
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || crate::PgStore::open(&url, crate::PgOptions::default()))
+        })
+        .collect();
+    let stores: Vec<_> = opened
+        .into_iter()
+        .map(|handle| handle.join().expect("thread").expect("open"))
+        .collect();
+    let revision = stores[0]
+        .commit(vec![put("K", "a", "1")])
+        .await
+        .expect("commit");
+    assert_eq!(stores[3].load().expect("load").revision, revision);
+}
+
+#[tokio::test]
+async fn postgres_writers_on_two_replicas_get_distinct_revisions_a_follower_sees_all() {
+    let schema = crate::pg::testing::TestSchema::create("replicas");
+    let one = crate::PgStore::open(&schema.url(), crate::PgOptions::default()).expect("open");
+    let two = crate::PgStore::open(&schema.url(), crate::PgOptions::default()).expect("open");
+    let mut commits = Vec::new();
+    for i in 0..100 {
+        let store = if i % 2 == 0 { &one } else { &two };
+        commits.push(store.commit(vec![put("K", &format!("{i:03}"), "1")]));
+    }
+    let mut revisions = Vec::new();
+    for commit in commits {
+        revisions.push(commit.await.expect("commit"));
+    }
+    let mut unique = revisions.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 100, "every commit has its own revision");
+    let (changes, end) = drain(&two, &Cursor::after(0), 7);
+    assert_eq!(changes.len(), 100);
+    assert_eq!(end.revision, *unique.last().expect("revisions"));
+}
+
+#[tokio::test]
+async fn postgres_lost_connections_answer_unavailable_then_reconnect() {
+    let schema = crate::pg::testing::TestSchema::create("reconnect");
+    let store = crate::PgStore::open(&schema.url(), crate::PgOptions::default()).expect("open");
+    store
+        .commit(vec![put("K", "a", "1")])
+        .await
+        .expect("commit");
+    schema.terminate_connections();
+    // The first calls after the loss may fail as unavailable (never hang, never panic); the
+    // store reconnects by itself and later calls succeed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let revision = loop {
+        match store.commit(vec![put("K", "b", "2")]).await {
+            Ok(revision) => break revision,
+            Err(StoreError::Unavailable(_) | StoreError::Commit(_)) => {
+                assert!(std::time::Instant::now() < deadline, "no reconnect in 30 s");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let snapshot = loop {
+        match store.load() {
+            Ok(snapshot) => break snapshot,
+            Err(StoreError::Unavailable(_) | StoreError::Postgres(_)) => {
+                assert!(std::time::Instant::now() < deadline, "no reconnect in 30 s");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    };
+    assert_eq!(snapshot.revision, revision);
+    assert_eq!(
+        docs_of(&store, "K").len(),
+        2,
+        "nothing acknowledged was lost"
+    );
+}
+
+#[test]
+fn postgres_unreachable_fails_to_open_with_a_clear_error() {
+    let error = match crate::PgStore::open(
+        "host=127.0.0.1 port=1 user=postgres dbname=postgres connect_timeout=2",
+        crate::PgOptions::default(),
+    ) {
+        Ok(_) => panic!("opened a store on a closed port"),
+        Err(error) => error,
+    };
+    assert!(error.to_string().contains("store"), "{error}");
+}
 
 #[tokio::test]
 async fn sqlite_commits_survive_reopen() {

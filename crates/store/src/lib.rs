@@ -8,11 +8,18 @@
 //!
 //! Invariant: when a future returned by [`Store::commit`] resolves `Ok`, its operations are on disk
 //! (fsynced) and will be returned by the next [`Store::load`], whatever happens to the process.
+//!
+//! Several servers may share one store (the PostgreSQL backend): each one follows the others'
+//! writes with [`Store::changes`], a feed of every key's latest state in revision order. Revisions
+//! become visible in order: once a revision is readable, every lower one is too.
 
+mod fold;
+mod pg;
 mod sqlite;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
+pub use pg::{PgOptions, PgStore, testing as pg_testing};
 pub use sqlite::SqliteStore;
 
 /// A stored document.
@@ -71,10 +78,108 @@ pub struct Snapshot {
     pub revision: u64,
 }
 
+/// A position in the change feed: just after `revision`, or, when `key` is set, just after that
+/// key within `revision` (a page may end inside one revision's changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub revision: u64,
+    /// `(kind, name)` of the last change read within `revision`; counters have an empty kind.
+    pub key: Option<(String, String)>,
+}
+
+impl Cursor {
+    /// Just after every change up to and including `revision`.
+    pub fn after(revision: u64) -> Cursor {
+        Cursor {
+            revision,
+            key: None,
+        }
+    }
+}
+
+/// One key's latest state, as the change feed returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Put {
+        kind: String,
+        name: String,
+        revision: u64,
+        doc: Vec<u8>,
+    },
+    Delete {
+        kind: String,
+        name: String,
+        revision: u64,
+    },
+    /// A counter's current value; `None` when it was deleted.
+    Counter {
+        name: String,
+        revision: u64,
+        value: Option<i64>,
+    },
+}
+
+impl Change {
+    pub fn revision(&self) -> u64 {
+        match self {
+            Change::Put { revision, .. }
+            | Change::Delete { revision, .. }
+            | Change::Counter { revision, .. } => *revision,
+        }
+    }
+
+    /// The feed's ordering key within a revision: `(kind, name)`, counters under an empty kind.
+    fn key(&self) -> (&str, &str) {
+        match self {
+            Change::Put { kind, name, .. } | Change::Delete { kind, name, .. } => (kind, name),
+            Change::Counter { name, .. } => ("", name),
+        }
+    }
+}
+
+/// One page of the change feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangePage {
+    /// Changes after the cursor asked for, by revision, then kind, then name.
+    pub changes: Vec<Change>,
+    /// Where the next page starts.
+    pub next: Cursor,
+    /// Whether the page was cut at its limit (more changes may follow at once).
+    pub more: bool,
+}
+
+impl ChangePage {
+    fn from_changes(after: &Cursor, changes: Vec<Change>, limit: usize) -> ChangePage {
+        let more = changes.len() >= limit;
+        let next = match changes.last() {
+            Some(last) => {
+                let (kind, name) = last.key();
+                Cursor {
+                    revision: last.revision(),
+                    key: Some((kind.to_string(), name.to_string())),
+                }
+            }
+            None => after.clone(),
+        };
+        ChangePage {
+            changes,
+            next,
+            more,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("store database error: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The change feed no longer holds the deletions after this cursor: reload from a snapshot.
+    #[error("the change feed was compacted past revision {asked} (kept from {compacted}); reload")]
+    Compacted { asked: u64, compacted: u64 },
     #[error("store commit failed: {0}")]
     Commit(String),
     #[error("store is closed")]
@@ -125,7 +230,20 @@ pub trait Store: Send + Sync + 'static {
     /// Commits `ops` atomically; resolves with the commit's revision once durable. Concurrent
     /// commits are grouped into one transaction and one fsync (group commit).
     fn commit(&self, ops: Vec<Op>) -> CommitFuture;
+
+    /// Up to `limit` changes after `after`: the latest state of every key written since, deletions
+    /// included, ordered by revision and then key. A key written again since shows only at its
+    /// newest revision, so a follower that applies the pages in order ends at the store's state.
+    /// Deletions are kept for a while ([`TOMBSTONE_RETENTION`]); a cursor older than that gets
+    /// [`StoreError::Compacted`] and must reload.
+    fn changes(&self, after: &Cursor, limit: usize) -> Result<ChangePage>;
+
+    /// Checks that the store answers (for health checks).
+    fn ping(&self) -> Result<()>;
 }
+
+/// How long deletions stay in the change feed.
+pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(3600);
 
 #[cfg(test)]
 mod conformance;

@@ -19,7 +19,11 @@ use crate::{
 /// while still amortizing one fsync over thousands of writes.
 const MAX_OPS_PER_TRANSACTION: usize = 16_384;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// How often the writer prunes deletions older than [`crate::TOMBSTONE_RETENTION`] (checked
+/// after a commit).
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Request {
     ops: Vec<Op>,
@@ -94,6 +98,23 @@ fn migrate(connection: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 2 {
+        // The change feed: deletions and counter revisions. No index on objects' revision: one
+        // process owns an embedded store, so the feed is for tools and tests, and every soft-state
+        // write would pay for the index.
+        connection.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS tombstones (
+                 kind TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 revision INTEGER NOT NULL,
+                 deleted_at INTEGER NOT NULL,
+                 PRIMARY KEY (kind, name)
+             );
+             ALTER TABLE counters ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+             COMMIT;",
+        )?;
+    }
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }
@@ -104,6 +125,7 @@ fn write_loop(
     mut revision: u64,
     observer: Option<BatchObserver>,
 ) {
+    let mut last_prune = Instant::now();
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         let mut op_count = batch[0].ops.len();
@@ -145,6 +167,44 @@ fn write_loop(
         if let Some(observer) = &observer {
             observer(&stats);
         }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            if let Err(error) = prune(&connection) {
+                tracing::warn!(%error, "store could not prune old deletions");
+            }
+        }
+    }
+}
+
+/// Drops deletions older than the retention and records the newest revision dropped.
+fn prune(connection: &Connection) -> rusqlite::Result<()> {
+    let cutoff = crate::TOMBSTONE_RETENTION.as_secs() as i64;
+    connection.execute_batch("BEGIN")?;
+    let pruned = (|| {
+        let newest: Option<i64> = connection.query_row(
+            "SELECT max(revision) FROM tombstones WHERE deleted_at < unixepoch() - ?1",
+            params![cutoff],
+            |row| row.get(0),
+        )?;
+        if let Some(newest) = newest {
+            connection.execute(
+                "DELETE FROM tombstones WHERE deleted_at < unixepoch() - ?1",
+                params![cutoff],
+            )?;
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('compacted', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                params![newest],
+            )?;
+        }
+        Ok(())
+    })();
+    match pruned {
+        Ok(()) => connection.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
     }
 }
 
@@ -163,32 +223,56 @@ fn apply_batch(
         )?;
         let mut delete =
             transaction.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND name = ?2")?;
+        let mut untombstone =
+            transaction.prepare_cached("DELETE FROM tombstones WHERE kind = ?1 AND name = ?2")?;
+        let mut tombstone = transaction.prepare_cached(
+            "INSERT INTO tombstones (kind, name, revision, deleted_at) VALUES (?1, ?2, ?3, unixepoch())
+             ON CONFLICT (kind, name)
+             DO UPDATE SET revision = excluded.revision, deleted_at = excluded.deleted_at",
+        )?;
         let mut put_content = transaction
             .prepare_cached("INSERT OR IGNORE INTO contents (digest, body) VALUES (?1, ?2)")?;
         let mut increment = transaction.prepare_cached(
-            "INSERT INTO counters (name, value) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            "INSERT INTO counters (name, value, revision) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE
+             SET value = value + excluded.value, revision = excluded.revision",
         )?;
         let mut delete_counter =
             transaction.prepare_cached("DELETE FROM counters WHERE name = ?1")?;
+        // Soft-state writes are most of the traffic: skip the tombstone lookup per put while
+        // there are none (deletions are rare).
+        let mut has_tombstones =
+            transaction.query_row("SELECT EXISTS (SELECT 1 FROM tombstones)", [], |row| {
+                row.get(0)
+            })?;
         for request in batch {
             *revision += 1;
             for op in &request.ops {
                 match op {
                     Op::Put { kind, name, doc } => {
                         put.execute(params![kind, name, *revision as i64, doc])?;
+                        if has_tombstones {
+                            untombstone.execute(params![kind, name])?;
+                        }
                     }
                     Op::Delete { kind, name } => {
                         delete.execute(params![kind, name])?;
+                        tombstone.execute(params![kind, name, *revision as i64])?;
+                        has_tombstones = true;
                     }
                     Op::PutContent { digest, body } => {
                         put_content.execute(params![digest, body])?;
                     }
                     Op::Increment { counter, by } => {
-                        increment.execute(params![counter, by])?;
+                        increment.execute(params![counter, by, *revision as i64])?;
+                        if has_tombstones {
+                            untombstone.execute(params!["", counter])?;
+                        }
                     }
                     Op::DeleteCounter { counter } => {
                         delete_counter.execute(params![counter])?;
+                        tombstone.execute(params!["", counter, *revision as i64])?;
+                        has_tombstones = true;
                     }
                 }
             }
@@ -298,6 +382,85 @@ impl Store for SqliteStore {
             sent.map_err(|_| StoreError::Closed)?;
             receiver.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn changes(&self, after: &crate::Cursor, limit: usize) -> Result<crate::ChangePage> {
+        self.reader.with(|connection| {
+            let transaction = connection.unchecked_transaction()?;
+            let compacted = transaction
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'compacted'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()?
+                .unwrap_or(0) as u64;
+            if after.revision < compacted {
+                return Err(StoreError::Compacted {
+                    asked: after.revision,
+                    compacted,
+                });
+            }
+            let (kind, name) = match &after.key {
+                Some((kind, name)) => (kind.as_str(), name.as_str()),
+                // Past every key of the revision: no kind sorts after U+10FFFF.
+                None => ("\u{10FFFF}", ""),
+            };
+            let limit = limit.max(1);
+            // A scan: the embedded store has one server, so the feed serves tools and tests.
+            let mut statement = transaction.prepare(
+                "SELECT revision, kind, name, doc, NULL, 0 FROM objects
+                 WHERE (revision, kind, name) > (?1, ?2, ?3)
+                 UNION ALL
+                 SELECT revision, kind, name, NULL, NULL, 1 FROM tombstones
+                 WHERE (revision, kind, name) > (?1, ?2, ?3)
+                 UNION ALL
+                 SELECT revision, '', name, NULL, value, 2 FROM counters
+                 WHERE (revision, '', name) > (?1, ?2, ?3)
+                 ORDER BY 1, 2, 3 LIMIT ?4",
+            )?;
+            let rows = statement.query_map(
+                params![after.revision as i64, kind, name, limit as i64],
+                |row| {
+                    let revision = row.get::<_, i64>(0)? as u64;
+                    let kind: String = row.get(1)?;
+                    let name: String = row.get(2)?;
+                    Ok(match row.get::<_, i64>(5)? {
+                        0 => crate::Change::Put {
+                            kind,
+                            name,
+                            revision,
+                            doc: row.get(3)?,
+                        },
+                        1 if kind.is_empty() => crate::Change::Counter {
+                            name,
+                            revision,
+                            value: None,
+                        },
+                        1 => crate::Change::Delete {
+                            kind,
+                            name,
+                            revision,
+                        },
+                        _ => crate::Change::Counter {
+                            name,
+                            revision,
+                            value: row.get(4)?,
+                        },
+                    })
+                },
+            )?;
+            let mut changes = Vec::new();
+            for row in rows {
+                changes.push(row?);
+            }
+            Ok(crate::ChangePage::from_changes(after, changes, limit))
+        })
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.reader
+            .with(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 }
 

@@ -1,0 +1,176 @@
+//! Folds a group commit's operations into each key's final state, so a backend can write a batch
+//! with one set-based statement per operation type (one row per key).
+
+use std::collections::HashMap;
+
+use crate::Op;
+
+/// A batch's net effect. Every key appears once, with the revision of the request that last
+/// touched it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Folded<'a> {
+    pub puts: Vec<(&'a str, &'a str, u64, &'a [u8])>,
+    pub deletes: Vec<(&'a str, &'a str, u64)>,
+    pub contents: Vec<(&'a str, &'a [u8])>,
+    /// Counters that end the batch present: `reset` when the batch deleted them first (the value
+    /// becomes `add`), else `add` is added to the stored value.
+    pub counters: Vec<CounterWrite<'a>>,
+    pub counter_deletes: Vec<(&'a str, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterWrite<'a> {
+    pub name: &'a str,
+    pub revision: u64,
+    pub add: i64,
+    pub reset: bool,
+}
+
+enum ObjectState<'a> {
+    Put(u64, &'a [u8]),
+    Deleted(u64),
+}
+
+enum CounterState {
+    Add {
+        revision: u64,
+        add: i64,
+        reset: bool,
+    },
+    Deleted(u64),
+}
+
+/// Folds `requests` (each a list of operations and the revision it was given), in order.
+pub fn fold<'a>(requests: impl IntoIterator<Item = (u64, &'a [Op])>) -> Folded<'a> {
+    let mut objects: HashMap<(&str, &str), ObjectState> = HashMap::new();
+    let mut counters: HashMap<&str, CounterState> = HashMap::new();
+    let mut contents: HashMap<&str, &[u8]> = HashMap::new();
+    for (revision, ops) in requests {
+        for op in ops {
+            match op {
+                Op::Put { kind, name, doc } => {
+                    objects.insert((kind, name), ObjectState::Put(revision, doc));
+                }
+                Op::Delete { kind, name } => {
+                    objects.insert((kind, name), ObjectState::Deleted(revision));
+                }
+                Op::PutContent { digest, body } => {
+                    contents.entry(digest).or_insert(body);
+                }
+                Op::Increment { counter, by } => {
+                    let next = match counters.remove(counter.as_str()) {
+                        None => CounterState::Add {
+                            revision,
+                            add: *by,
+                            reset: false,
+                        },
+                        Some(CounterState::Add { add, reset, .. }) => CounterState::Add {
+                            revision,
+                            add: add + by,
+                            reset,
+                        },
+                        Some(CounterState::Deleted(_)) => CounterState::Add {
+                            revision,
+                            add: *by,
+                            reset: true,
+                        },
+                    };
+                    counters.insert(counter, next);
+                }
+                Op::DeleteCounter { counter } => {
+                    counters.insert(counter, CounterState::Deleted(revision));
+                }
+            }
+        }
+    }
+    let mut folded = Folded::default();
+    for ((kind, name), state) in objects {
+        match state {
+            ObjectState::Put(revision, doc) => folded.puts.push((kind, name, revision, doc)),
+            ObjectState::Deleted(revision) => folded.deletes.push((kind, name, revision)),
+        }
+    }
+    for (name, state) in counters {
+        match state {
+            CounterState::Add {
+                revision,
+                add,
+                reset,
+            } => folded.counters.push(CounterWrite {
+                name,
+                revision,
+                add,
+                reset,
+            }),
+            CounterState::Deleted(revision) => folded.counter_deletes.push((name, revision)),
+        }
+    }
+    folded.contents = contents.into_iter().collect();
+    folded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(name: &str, doc: &str) -> Op {
+        Op::Put {
+            kind: "K".into(),
+            name: name.into(),
+            doc: doc.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_last_write_to_a_key_wins_with_its_request_revision() {
+        let first = [put("a", "1"), put("b", "1")];
+        let second = [
+            put("a", "2"),
+            Op::Delete {
+                kind: "K".into(),
+                name: "b".into(),
+            },
+        ];
+        let mut folded = fold([(7, &first[..]), (8, &second[..])]);
+        folded.puts.sort();
+        assert_eq!(folded.puts, vec![("K", "a", 8, &b"2"[..])]);
+        assert_eq!(folded.deletes, vec![("K", "b", 8)]);
+    }
+
+    #[test]
+    fn a_counter_deleted_then_incremented_restarts_from_the_later_increments() {
+        let inc = |by| Op::Increment {
+            counter: "c".into(),
+            by,
+        };
+        let ops = [
+            inc(5),
+            Op::DeleteCounter {
+                counter: "c".into(),
+            },
+            inc(2),
+            inc(1),
+        ];
+        let folded = fold([(3, &ops[..])]);
+        assert_eq!(
+            folded.counters,
+            vec![CounterWrite {
+                name: "c",
+                revision: 3,
+                add: 3,
+                reset: true
+            }]
+        );
+        let ops = [inc(5), inc(1)];
+        let folded = fold([(4, &ops[..])]);
+        assert_eq!(folded.counters[0].add, 6);
+        assert!(!folded.counters[0].reset);
+        let ops = [
+            inc(5),
+            Op::DeleteCounter {
+                counter: "c".into(),
+            },
+        ];
+        assert_eq!(fold([(5, &ops[..])]).counter_deletes, vec![("c", 5)]);
+    }
+}
