@@ -199,6 +199,12 @@ pub async fn the_feed_holds_each_keys_latest_state_in_revision_order(store: Arc<
         .commit(vec![put("J", "z", "9")])
         .await
         .expect("commit");
+    let page = store.changes(&Cursor::after(0), 100).expect("changes");
+    assert_eq!(
+        page.local,
+        [second, third].into_iter().collect(),
+        "the handle's own commits are marked local"
+    );
     let (changes, end) = drain(&*store, &Cursor::after(0), 100);
     assert_eq!(
         changes,
@@ -408,8 +414,27 @@ async fn postgres_writers_on_two_replicas_get_distinct_revisions_a_follower_sees
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 100, "every commit has its own revision");
-    let (changes, end) = drain(&two, &Cursor::after(0), 7);
-    assert_eq!(changes.len(), 100);
+    let mut cursor = Cursor::after(0);
+    let (mut changes, mut foreign) = (0, 0);
+    loop {
+        let page = two.changes(&cursor, 7).expect("changes");
+        if page.changes.is_empty() {
+            break;
+        }
+        changes += page.changes.len();
+        foreign += page
+            .changes
+            .iter()
+            .filter(|c| !page.local.contains(&c.revision()))
+            .count();
+        cursor = page.next;
+    }
+    let end = cursor;
+    assert_eq!(changes, 100);
+    assert_eq!(
+        foreign, 50,
+        "the other replica's commits are not marked local"
+    );
     assert_eq!(end.revision, *unique.last().expect("revisions"));
 }
 

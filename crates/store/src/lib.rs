@@ -17,7 +17,7 @@ mod fold;
 mod pg;
 mod sqlite;
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 pub use pg::{PgOptions, PgStore, testing as pg_testing};
 pub use sqlite::SqliteStore;
@@ -146,6 +146,9 @@ pub struct ChangePage {
     pub next: Cursor,
     /// Whether the page was cut at its limit (more changes may follow at once).
     pub more: bool,
+    /// The revisions among `changes` that this store handle committed itself (a follower skips
+    /// them: its own memory is already at least that new).
+    pub local: BTreeSet<u64>,
 }
 
 impl ChangePage {
@@ -165,7 +168,53 @@ impl ChangePage {
             changes,
             next,
             more,
+            local: BTreeSet::new(),
         }
+    }
+}
+
+/// Revisions a store handle committed, so its change feed can mark them local. A writer adds a
+/// commit's revisions before the commit is visible (so a reader never sees one unmarked) and
+/// takes them back when the commit fails; the feed forgets those behind the page it returned.
+#[derive(Debug, Default)]
+pub(crate) struct OwnRevisions(std::sync::Mutex<BTreeSet<u64>>);
+
+/// Most revisions remembered when nothing reads the feed (a single server).
+const MAX_OWN_REVISIONS: usize = 1 << 20;
+
+impl OwnRevisions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub(crate) fn add(&self, revisions: &[u64]) {
+        let mut own = self.lock();
+        own.extend(revisions.iter().copied());
+        while own.len() > MAX_OWN_REVISIONS {
+            own.pop_first();
+        }
+    }
+
+    pub(crate) fn remove(&self, revisions: &[u64]) {
+        let mut own = self.lock();
+        for revision in revisions {
+            own.remove(revision);
+        }
+    }
+
+    /// Marks the page's local changes and forgets revisions before the page's end.
+    pub(crate) fn mark(&self, page: &mut ChangePage) {
+        let mut own = self.lock();
+        for change in &page.changes {
+            if own.contains(&change.revision()) {
+                page.local.insert(change.revision());
+            }
+        }
+        let keep = own.split_off(&page.next.revision);
+        *own = keep;
     }
 }
 

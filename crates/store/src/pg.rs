@@ -23,8 +23,8 @@ use rand::RngExt;
 use tokio::sync::oneshot;
 
 use crate::{
-    BatchObserver, BatchStats, Change, ChangePage, CommitFuture, Cursor, Op, Record, RecordRef,
-    Result, Snapshot, Store, StoreError, TOMBSTONE_RETENTION, Visitor, fold,
+    BatchObserver, BatchStats, Change, ChangePage, CommitFuture, Cursor, Op, OwnRevisions, Record,
+    RecordRef, Result, Snapshot, Store, StoreError, TOMBSTONE_RETENTION, Visitor, fold,
 };
 
 /// Most operations one transaction takes before it commits.
@@ -114,6 +114,7 @@ enum LoadChunk {
 pub struct PgStore {
     writer: mpsc::Sender<Request>,
     readers: mpsc::Sender<ReadJob>,
+    own: Arc<OwnRevisions>,
 }
 
 /// How the threads (re)connect.
@@ -170,11 +171,13 @@ impl PgStore {
                 .map_err(|_| StoreError::Commit("store start-up thread panicked".into()))?
         })?;
         let (writer, requests) = mpsc::channel();
+        let own = Arc::new(OwnRevisions::default());
         {
             let connector = connector.clone();
+            let own = own.clone();
             thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || write_loop(connector, Some(client), requests, observer))?;
+                .spawn(move || write_loop(connector, Some(client), requests, observer, &own))?;
         }
         let (readers, jobs) = mpsc::channel();
         let jobs = Arc::new(Mutex::new(jobs));
@@ -185,7 +188,11 @@ impl PgStore {
                 .name(format!("store-reader-{index}"))
                 .spawn(move || read_loop(connector, jobs))?;
         }
-        Ok(PgStore { writer, readers })
+        Ok(PgStore {
+            writer,
+            readers,
+            own,
+        })
     }
 
     fn read<T>(&self, job: impl FnOnce(Reply<T>) -> ReadJob) -> Result<T> {
@@ -306,6 +313,7 @@ fn write_loop(
     mut client: Option<Client>,
     requests: mpsc::Receiver<Request>,
     observer: Option<BatchObserver>,
+    own: &OwnRevisions,
 ) {
     let mut statements = None;
     let mut backoff = Duration::from_millis(100);
@@ -380,7 +388,7 @@ fn write_loop(
             }
         }
         let started = Instant::now();
-        let applied = apply_batch(connection, prepared, &batch);
+        let applied = apply_batch(connection, prepared, &batch, own);
         let stats = BatchStats {
             requests: batch.len(),
             ops: op_count,
@@ -446,6 +454,7 @@ fn apply_batch(
     client: &mut Client,
     statements: &Statements,
     batch: &[Request],
+    own: &OwnRevisions,
 ) -> Result<Vec<u64>, postgres::Error> {
     let mut transaction = client.transaction()?;
     let count = batch.len() as i64;
@@ -461,7 +470,12 @@ fn apply_batch(
             .map(|(revision, request)| (*revision, &request.ops[..])),
     );
     write_folded(&mut transaction, statements, &folded)?;
-    transaction.commit()?;
+    // Marked before the commit is visible, so the feed never shows one of ours unmarked.
+    own.add(&revisions);
+    if let Err(error) = transaction.commit() {
+        own.remove(&revisions);
+        return Err(error);
+    }
     Ok(revisions)
 }
 
@@ -810,7 +824,9 @@ impl Store for PgStore {
 
     fn changes(&self, after: &Cursor, limit: usize) -> Result<ChangePage> {
         let after = after.clone();
-        self.read(|reply| ReadJob::Changes(after, limit, reply))
+        let mut page = self.read(|reply| ReadJob::Changes(after, limit, reply))?;
+        self.own.mark(&mut page);
+        Ok(page)
     }
 
     fn ping(&self) -> Result<()> {

@@ -36,6 +36,7 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Request>,
     reader: ReadConnection,
     path: PathBuf,
+    own: std::sync::Arc<crate::OwnRevisions>,
 }
 
 impl SqliteStore {
@@ -55,13 +56,18 @@ impl SqliteStore {
             .optional()?
             .unwrap_or(0) as u64;
         let (writer, requests) = mpsc::channel();
-        thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || write_loop(connection, requests, revision, observer))?;
+        let own = std::sync::Arc::new(crate::OwnRevisions::default());
+        {
+            let own = own.clone();
+            thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || write_loop(connection, requests, revision, observer, &own))?;
+        }
         Ok(SqliteStore {
             writer,
             reader: ReadConnection::new(open_connection(path)?),
             path: path.to_path_buf(),
+            own,
         })
     }
 
@@ -124,6 +130,7 @@ fn write_loop(
     requests: mpsc::Receiver<Request>,
     mut revision: u64,
     observer: Option<BatchObserver>,
+    own: &crate::OwnRevisions,
 ) {
     let mut last_prune = Instant::now();
     while let Ok(first) = requests.recv() {
@@ -141,7 +148,7 @@ fn write_loop(
         let start_revision = revision;
         let requests_in_batch = batch.len();
         let started = Instant::now();
-        let applied = apply_batch(&mut connection, &batch, &mut revision);
+        let applied = apply_batch(&mut connection, &batch, &mut revision, own);
         let stats = BatchStats {
             requests: requests_in_batch,
             ops: op_count,
@@ -213,6 +220,7 @@ fn apply_batch(
     connection: &mut Connection,
     batch: &[Request],
     revision: &mut u64,
+    own: &crate::OwnRevisions,
 ) -> rusqlite::Result<Vec<u64>> {
     let transaction = connection.transaction()?;
     let mut revisions = Vec::with_capacity(batch.len());
@@ -284,7 +292,12 @@ fn apply_batch(
             params![*revision as i64],
         )?;
     }
-    transaction.commit()?;
+    // Marked before the commit is visible, so the feed never shows one of ours unmarked.
+    own.add(&revisions);
+    if let Err(error) = transaction.commit() {
+        own.remove(&revisions);
+        return Err(error);
+    }
     Ok(revisions)
 }
 
@@ -385,31 +398,32 @@ impl Store for SqliteStore {
     }
 
     fn changes(&self, after: &crate::Cursor, limit: usize) -> Result<crate::ChangePage> {
-        self.reader.with(|connection| {
-            let transaction = connection.unchecked_transaction()?;
-            let compacted = transaction
-                .query_row(
-                    "SELECT value FROM meta WHERE key = 'compacted'",
-                    [],
-                    |row| row.get::<_, i64>(0),
-                )
-                .optional()?
-                .unwrap_or(0) as u64;
-            if after.revision < compacted {
-                return Err(StoreError::Compacted {
-                    asked: after.revision,
-                    compacted,
-                });
-            }
-            let (kind, name) = match &after.key {
-                Some((kind, name)) => (kind.as_str(), name.as_str()),
-                // Past every key of the revision: no kind sorts after U+10FFFF.
-                None => ("\u{10FFFF}", ""),
-            };
-            let limit = limit.max(1);
-            // A scan: the embedded store has one server, so the feed serves tools and tests.
-            let mut statement = transaction.prepare(
-                "SELECT revision, kind, name, doc, NULL, 0 FROM objects
+        self.reader
+            .with(|connection| {
+                let transaction = connection.unchecked_transaction()?;
+                let compacted = transaction
+                    .query_row(
+                        "SELECT value FROM meta WHERE key = 'compacted'",
+                        [],
+                        |row| row.get::<_, i64>(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0) as u64;
+                if after.revision < compacted {
+                    return Err(StoreError::Compacted {
+                        asked: after.revision,
+                        compacted,
+                    });
+                }
+                let (kind, name) = match &after.key {
+                    Some((kind, name)) => (kind.as_str(), name.as_str()),
+                    // Past every key of the revision: no kind sorts after U+10FFFF.
+                    None => ("\u{10FFFF}", ""),
+                };
+                let limit = limit.max(1);
+                // A scan: the embedded store has one server, so the feed serves tools and tests.
+                let mut statement = transaction.prepare(
+                    "SELECT revision, kind, name, doc, NULL, 0 FROM objects
                  WHERE (revision, kind, name) > (?1, ?2, ?3)
                  UNION ALL
                  SELECT revision, kind, name, NULL, NULL, 1 FROM tombstones
@@ -418,44 +432,48 @@ impl Store for SqliteStore {
                  SELECT revision, '', name, NULL, value, 2 FROM counters
                  WHERE (revision, '', name) > (?1, ?2, ?3)
                  ORDER BY 1, 2, 3 LIMIT ?4",
-            )?;
-            let rows = statement.query_map(
-                params![after.revision as i64, kind, name, limit as i64],
-                |row| {
-                    let revision = row.get::<_, i64>(0)? as u64;
-                    let kind: String = row.get(1)?;
-                    let name: String = row.get(2)?;
-                    Ok(match row.get::<_, i64>(5)? {
-                        0 => crate::Change::Put {
-                            kind,
-                            name,
-                            revision,
-                            doc: row.get(3)?,
-                        },
-                        1 if kind.is_empty() => crate::Change::Counter {
-                            name,
-                            revision,
-                            value: None,
-                        },
-                        1 => crate::Change::Delete {
-                            kind,
-                            name,
-                            revision,
-                        },
-                        _ => crate::Change::Counter {
-                            name,
-                            revision,
-                            value: row.get(4)?,
-                        },
-                    })
-                },
-            )?;
-            let mut changes = Vec::new();
-            for row in rows {
-                changes.push(row?);
-            }
-            Ok(crate::ChangePage::from_changes(after, changes, limit))
-        })
+                )?;
+                let rows = statement.query_map(
+                    params![after.revision as i64, kind, name, limit as i64],
+                    |row| {
+                        let revision = row.get::<_, i64>(0)? as u64;
+                        let kind: String = row.get(1)?;
+                        let name: String = row.get(2)?;
+                        Ok(match row.get::<_, i64>(5)? {
+                            0 => crate::Change::Put {
+                                kind,
+                                name,
+                                revision,
+                                doc: row.get(3)?,
+                            },
+                            1 if kind.is_empty() => crate::Change::Counter {
+                                name,
+                                revision,
+                                value: None,
+                            },
+                            1 => crate::Change::Delete {
+                                kind,
+                                name,
+                                revision,
+                            },
+                            _ => crate::Change::Counter {
+                                name,
+                                revision,
+                                value: row.get(4)?,
+                            },
+                        })
+                    },
+                )?;
+                let mut changes = Vec::new();
+                for row in rows {
+                    changes.push(row?);
+                }
+                Ok(crate::ChangePage::from_changes(after, changes, limit))
+            })
+            .map(|mut page| {
+                self.own.mark(&mut page);
+                page
+            })
     }
 
     fn ping(&self) -> Result<()> {
