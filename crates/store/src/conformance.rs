@@ -301,6 +301,48 @@ pub async fn a_page_cut_at_its_limit_says_more_may_follow(store: Arc<dyn Store>)
     assert!(!rest.more);
 }
 
+pub async fn put_if_absent_keeps_the_first_value(store: Arc<dyn Store>) {
+    let create = |doc: &str| Op::PutIfAbsent {
+        kind: "Meta".into(),
+        name: "admin".into(),
+        doc: doc.as_bytes().to_vec(),
+    };
+    let first = store.commit(vec![create("first")]).await.expect("commit");
+    // Two creations racing in one group commit, and one after: the first value stays.
+    let (a, b) = (
+        store.commit(vec![create("second")]),
+        store.commit(vec![create("third")]),
+    );
+    a.await.expect("commit");
+    b.await.expect("commit");
+    let snapshot = store.load().expect("load");
+    let record = snapshot
+        .records
+        .iter()
+        .find(|r| r.name == "admin")
+        .expect("admin");
+    assert_eq!(record.doc, b"first");
+    assert_eq!(
+        record.revision, first,
+        "an ignored creation leaves the revision"
+    );
+    // Deleted, it can be created again.
+    store
+        .commit(vec![
+            Op::Delete {
+                kind: "Meta".into(),
+                name: "admin".into(),
+            },
+            create("again"),
+        ])
+        .await
+        .expect("commit");
+    assert_eq!(
+        docs_of(&*store, "Meta"),
+        vec![("admin".into(), "again".into())]
+    );
+}
+
 pub async fn a_healthy_store_answers_ping(store: Arc<dyn Store>) {
     store.ping().expect("ping");
 }
@@ -349,6 +391,11 @@ macro_rules! suite {
             async fn a_page_cut_at_its_limit_says_more_may_follow() {
                 let (_guard, store) = $make;
                 super::a_page_cut_at_its_limit_says_more_may_follow(store).await;
+            }
+            #[tokio::test]
+            async fn put_if_absent_keeps_the_first_value() {
+                let (_guard, store) = $make;
+                super::put_if_absent_keeps_the_first_value(store).await;
             }
             #[tokio::test]
             async fn a_healthy_store_answers_ping() {

@@ -10,6 +10,8 @@ use crate::Op;
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Folded<'a> {
     pub puts: Vec<(&'a str, &'a str, u64, &'a [u8])>,
+    /// Creations that do nothing when the key exists in the store.
+    pub creates: Vec<(&'a str, &'a str, u64, &'a [u8])>,
     pub deletes: Vec<(&'a str, &'a str, u64)>,
     pub contents: Vec<(&'a str, &'a [u8])>,
     /// Counters that end the batch present: `reset` when the batch deleted them first (the value
@@ -28,6 +30,8 @@ pub struct CounterWrite<'a> {
 
 enum ObjectState<'a> {
     Put(u64, &'a [u8]),
+    /// Put only if the store does not hold the key (nothing earlier in the batch touched it).
+    Create(u64, &'a [u8]),
     Deleted(u64),
 }
 
@@ -50,6 +54,16 @@ pub fn fold<'a>(requests: impl IntoIterator<Item = (u64, &'a [Op])>) -> Folded<'
             match op {
                 Op::Put { kind, name, doc } => {
                     objects.insert((kind, name), ObjectState::Put(revision, doc));
+                }
+                Op::PutIfAbsent { kind, name, doc } => {
+                    let next = match objects.get(&(kind.as_str(), name.as_str())) {
+                        None => ObjectState::Create(revision, doc),
+                        // Deleted earlier in the batch: absent now, so it is created.
+                        Some(ObjectState::Deleted(_)) => ObjectState::Put(revision, doc),
+                        // Present (put or being created) earlier in the batch: nothing to do.
+                        Some(_) => continue,
+                    };
+                    objects.insert((kind, name), next);
                 }
                 Op::Delete { kind, name } => {
                     objects.insert((kind, name), ObjectState::Deleted(revision));
@@ -87,6 +101,7 @@ pub fn fold<'a>(requests: impl IntoIterator<Item = (u64, &'a [Op])>) -> Folded<'
     for ((kind, name), state) in objects {
         match state {
             ObjectState::Put(revision, doc) => folded.puts.push((kind, name, revision, doc)),
+            ObjectState::Create(revision, doc) => folded.creates.push((kind, name, revision, doc)),
             ObjectState::Deleted(revision) => folded.deletes.push((kind, name, revision)),
         }
     }

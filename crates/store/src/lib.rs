@@ -42,6 +42,13 @@ pub enum Op {
         name: String,
         doc: Vec<u8>,
     },
+    /// Creates a document only if it does not exist; otherwise does nothing (the stored one and
+    /// its revision stay). Lets replicas that start together agree on one first value.
+    PutIfAbsent {
+        kind: String,
+        name: String,
+        doc: Vec<u8>,
+    },
     /// Removes a document; removing a missing one is not an error.
     Delete { kind: String, name: String },
     /// Stores immutable content under its digest; storing an existing digest again is a no-op.

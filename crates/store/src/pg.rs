@@ -252,6 +252,7 @@ fn migrate(client: &mut Client) -> Result<()> {
 struct Statements {
     revision: Statement,
     put: Statement,
+    create: Statement,
     delete: Statement,
     untombstone: Statement,
     tombstone: Statement,
@@ -272,6 +273,11 @@ impl Statements {
                  SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[])
                  ON CONFLICT (kind, name)
                  DO UPDATE SET revision = excluded.revision, doc = excluded.doc",
+            )?,
+            create: client.prepare(
+                "INSERT INTO objects (kind, name, revision, doc)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[])
+                 ON CONFLICT (kind, name) DO NOTHING",
             )?,
             delete: client.prepare(
                 "DELETE FROM objects
@@ -490,6 +496,15 @@ fn write_folded(
         let revisions: Vec<i64> = folded.puts.iter().map(|p| p.2 as i64).collect();
         let docs: Vec<&[u8]> = folded.puts.iter().map(|p| p.3).collect();
         transaction.execute(&statements.put, &[&kinds, &names, &revisions, &docs])?;
+        transaction.execute(&statements.untombstone, &[&kinds, &names])?;
+    }
+    if !folded.creates.is_empty() {
+        let kinds: Vec<&str> = folded.creates.iter().map(|p| p.0).collect();
+        let names: Vec<&str> = folded.creates.iter().map(|p| p.1).collect();
+        let revisions: Vec<i64> = folded.creates.iter().map(|p| p.2 as i64).collect();
+        let docs: Vec<&[u8]> = folded.creates.iter().map(|p| p.3).collect();
+        transaction.execute(&statements.create, &[&kinds, &names, &revisions, &docs])?;
+        // A key that exists has no tombstone, so this only clears those of created keys.
         transaction.execute(&statements.untombstone, &[&kinds, &names])?;
     }
     if !folded.deletes.is_empty() {

@@ -229,6 +229,10 @@ fn apply_batch(
             "INSERT INTO objects (kind, name, revision, doc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (kind, name) DO UPDATE SET revision = excluded.revision, doc = excluded.doc",
         )?;
+        let mut create = transaction.prepare_cached(
+            "INSERT INTO objects (kind, name, revision, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, name) DO NOTHING",
+        )?;
         let mut delete =
             transaction.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND name = ?2")?;
         let mut untombstone =
@@ -260,6 +264,12 @@ fn apply_batch(
                     Op::Put { kind, name, doc } => {
                         put.execute(params![kind, name, *revision as i64, doc])?;
                         if has_tombstones {
+                            untombstone.execute(params![kind, name])?;
+                        }
+                    }
+                    Op::PutIfAbsent { kind, name, doc } => {
+                        let created = create.execute(params![kind, name, *revision as i64, doc])?;
+                        if created > 0 && has_tombstones {
                             untombstone.execute(params![kind, name])?;
                         }
                     }
