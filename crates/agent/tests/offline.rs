@@ -17,6 +17,7 @@ async fn start_server(listen: SocketAddr, data_dir: &Path) -> Server {
     flotilla_server::start(ServerConfig {
         listen,
         data_dir: data_dir.to_path_buf(),
+        store: Default::default(),
         // No content inside sync replies: this agent fetches every content by digest, so the
         // fetch path stays covered (the CLI end-to-end tests run with content inlined).
         settings: Settings {

@@ -39,6 +39,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let server = flotilla_server::start(flotilla_server::ServerConfig {
         listen,
         data_dir: data_dir.clone(),
+        store: Default::default(),
         settings: flotilla_server::Settings::default(),
     })
     .await?;

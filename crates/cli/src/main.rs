@@ -176,6 +176,22 @@ struct ServerArgs {
     /// Retry-After) instead of queueing.
     #[arg(long, default_value_t = 2048)]
     max_agent_requests: usize,
+    /// Where the durable state lives: `embedded` (SQLite in the data dir, one server) or a
+    /// PostgreSQL URL (postgres://user@host:5432/db) that several replicas share.
+    #[arg(
+        long,
+        env = "FLOTILLA_STORE",
+        default_value = "embedded",
+        hide_env_values = true
+    )]
+    store: String,
+    /// PostgreSQL reader connections per replica (bulk load, change feed, health checks); the
+    /// writer has one more.
+    #[arg(long, default_value_t = 2)]
+    store_pool_size: usize,
+    /// Longest a PostgreSQL statement may run (the start-up load excepted); 0 for no limit.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    store_statement_timeout: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -448,7 +464,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             offline_missed_intervals,
             max_body_bytes,
             max_agent_requests,
+            store,
+            store_pool_size,
+            store_statement_timeout,
         }) => {
+            let store = flotilla_server::StoreConfig::parse(
+                &store,
+                flotilla_server::PgOptions {
+                    readers: store_pool_size.max(1),
+                    statement_timeout: Some(store_statement_timeout)
+                        .filter(|timeout| !timeout.is_zero()),
+                    ..flotilla_server::PgOptions::default()
+                },
+            )?;
             let settings = flotilla_server::Settings {
                 offline_missed_intervals,
                 max_body_bytes,
@@ -459,6 +487,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 listen,
                 data_dir,
                 settings,
+                store,
             })
             .await?;
             server.run_until(shutdown_signal()).await

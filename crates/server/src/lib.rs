@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod fleet;
+pub mod follow;
 pub mod gitops;
 pub mod metrics;
 pub mod records;
@@ -22,12 +23,13 @@ use std::{
 };
 
 use anyhow::Context;
-use flotilla_store::{SqliteStore, Store};
+use flotilla_store::{PgStore, SqliteStore, Store};
 use parking_lot::{Mutex, RwLock};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 pub use crate::state::Settings;
 use crate::state::{AppState, SharedState, now_seconds};
+pub use flotilla_store::PgOptions;
 
 /// How the server is started.
 #[derive(Debug, Clone)]
@@ -35,6 +37,44 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub settings: Settings,
+    pub store: StoreConfig,
+}
+
+/// Where the durable state lives.
+#[derive(Debug, Clone, Default)]
+pub enum StoreConfig {
+    /// SQLite in the data dir: one server.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database shared by any number of replicas.
+    Postgres { url: String, options: PgOptions },
+}
+
+impl StoreConfig {
+    /// `postgres://…` or `postgresql://…` (or a libpq key/value string with `host=`) selects
+    /// PostgreSQL; empty or `embedded` the SQLite store in the data dir.
+    pub fn parse(text: &str, options: PgOptions) -> anyhow::Result<StoreConfig> {
+        let text = text.trim();
+        if text.is_empty() || text == "embedded" {
+            return Ok(StoreConfig::Embedded);
+        }
+        if text.starts_with("postgres://")
+            || text.starts_with("postgresql://")
+            || text.contains("host=")
+        {
+            return Ok(StoreConfig::Postgres {
+                url: text.to_string(),
+                options,
+            });
+        }
+        anyhow::bail!(
+            "--store {text:?}: expected `embedded` or a PostgreSQL URL such as postgres://user@host:5432/flotilla"
+        )
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StoreConfig::Postgres { .. })
+    }
 }
 
 /// A running server.
@@ -66,22 +106,45 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
                 )
             })?;
     }
-    let store_path = config.data_dir.join("flotilla.db");
     let started = Instant::now();
     let metrics = metrics::Metrics::default();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_observed(&store_path, Some(metrics.store_observer()))
-            .with_context(|| format!("open store {}", store_path.display()))?,
-    );
-    let loaded = records::load(&*store).context("load the fleet from the store")?;
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Embedded => {
+            let store_path = config.data_dir.join("flotilla.db");
+            Arc::new(
+                SqliteStore::open_observed(&store_path, Some(metrics.store_observer()))
+                    .with_context(|| format!("open store {}", store_path.display()))?,
+            )
+        }
+        StoreConfig::Postgres { url, options } => {
+            let (url, options) = (url.clone(), options.clone());
+            let observer = metrics.store_observer();
+            // Connecting blocks (up to the connect timeout): off the async workers.
+            let opened = tokio::task::spawn_blocking(move || {
+                PgStore::open_observed(&url, options, Some(observer))
+            })
+            .await
+            .context("open the PostgreSQL store")?;
+            Arc::new(opened.context("open the PostgreSQL store")?)
+        }
+    };
+    let loaded = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || records::load(&*store))
+            .await
+            .context("load the fleet")?
+            .context("load the fleet from the store")?
+    };
     let mut new_admin_token = None;
     let admin_token_hash = match loaded.admin_token_hash {
         Some(hash) => hash,
         None => {
             let token = auth::new_secret();
             let hash = auth::hash_secret(&token);
+            // Created only if absent: replicas starting together on an empty database agree
+            // on the first one, and the others read it back.
             store
-                .commit(vec![records::put(
+                .commit(vec![records::put_if_absent(
                     records::META,
                     records::ADMIN_TOKEN,
                     &records::AdminTokenRecord {
@@ -90,12 +153,25 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
                 )])
                 .await
                 .context("store admin token")?;
-            let path = config.data_dir.join(ADMIN_TOKEN_FILE);
-            write_secret_file(&path, &token)
-                .with_context(|| format!("write admin token to {}", path.display()))?;
-            tracing::info!(path = %path.display(), "created the admin token and wrote it (mode 0600); it is shown only once");
-            new_admin_token = Some(token);
-            hash
+            let stored = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || records::load_admin_token(&*store))
+                    .await
+                    .context("read the admin token back")??
+            };
+            if stored == Some(hash) {
+                let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+                write_secret_file(&path, &token)
+                    .with_context(|| format!("write admin token to {}", path.display()))?;
+                tracing::info!(path = %path.display(), "created the admin token and wrote it (mode 0600); it is shown only once");
+                new_admin_token = Some(token);
+                hash
+            } else {
+                tracing::info!(
+                    "another replica created the admin token at the same time; use the one in its data dir"
+                );
+                stored.context("the admin token vanished from the store")?
+            }
         }
     };
     let clusters = loaded.fleet.cluster_names.len();
@@ -154,12 +230,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             })
             .await
     });
-    let workers = vec![
+    let mut workers = vec![
         tokio::spawn(workers::offline_sweeper(state.clone())),
         tokio::spawn(workers::soft_state_flusher(state.clone())),
         tokio::spawn(gitops::worker(state.clone())),
     ];
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "flotilla server listening");
+    if config.store.is_shared() {
+        workers.push(tokio::spawn(follow::follower(
+            state.clone(),
+            flotilla_store::Cursor::after(loaded.revision),
+        )));
+    }
+    let store_kind = if config.store.is_shared() {
+        "postgres"
+    } else {
+        "embedded"
+    };
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), store = store_kind, "flotilla server listening");
     Ok(Server {
         addr,
         state,

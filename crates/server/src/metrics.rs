@@ -83,6 +83,10 @@ pub struct Metrics {
     pub model_interned_strings: Gauge,
     pub model_contents: Gauge,
     pub model_content_bytes: Gauge,
+    pub follow_changes: Counter,
+    pub follow_revision: Gauge,
+    pub follow_lag_seconds: Histogram,
+    pub follow_reloads: Counter,
 }
 
 impl Default for Metrics {
@@ -219,8 +223,37 @@ impl Default for Metrics {
             "model_content_bytes",
             "Bytes of bundle content held in memory",
         );
+        let follow_changes = Counter::default();
+        registry.register(
+            "store_follow_changes",
+            "Changes written by other replicas and applied to this one's model",
+            follow_changes.clone(),
+        );
+        let follow_revision = Gauge::default();
+        registry.register(
+            "store_follow_revision",
+            "Store revision this replica's model has caught up with",
+            follow_revision.clone(),
+        );
+        // Buckets from 1 ms to ~16 s.
+        let follow_lag_seconds = Histogram::new(exponential_buckets(1e-3, 2.0, 15));
+        registry.register(
+            "store_follow_poll_duration_seconds",
+            "Time to read and apply one page of the change feed",
+            follow_lag_seconds.clone(),
+        );
+        let follow_reloads = Counter::default();
+        registry.register(
+            "store_follow_reloads",
+            "Full reloads of the model because the change feed was compacted past this replica",
+            follow_reloads.clone(),
+        );
         Metrics {
             registry,
+            follow_changes,
+            follow_revision,
+            follow_lag_seconds,
+            follow_reloads,
             syncs,
             sync_seconds,
             registrations,

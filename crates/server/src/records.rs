@@ -183,6 +183,27 @@ pub fn put<T: Serialize>(kind: &str, name: &str, record: &T) -> Op {
     }
 }
 
+pub fn put_if_absent<T: Serialize>(kind: &str, name: &str, record: &T) -> Op {
+    Op::PutIfAbsent {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        doc: serde_json::to_vec(record).unwrap_or_default(),
+    }
+}
+
+/// Reads the stored admin token's hash.
+pub fn load_admin_token(store: &dyn Store) -> anyhow::Result<Option<[u8; 32]>> {
+    let mut hash = None;
+    store.load_kinds(&[META], &mut |record| {
+        if record.name == ADMIN_TOKEN {
+            let admin: AdminTokenRecord = decode(record.kind, record.name, record.doc)?;
+            hash = parse_hash(&admin.hash);
+        }
+        Ok(())
+    })?;
+    Ok(hash)
+}
+
 pub fn delete(kind: &str, name: &str) -> Op {
     Op::Delete {
         kind: kind.to_string(),
@@ -200,6 +221,9 @@ pub struct Loaded {
     pub admin_token_hash: Option<[u8; 32]>,
     /// Clusters that were Online: they get a fresh deadline instead of their stale last-seen.
     pub online: Vec<u32>,
+    /// The revision of the first read: a follower of a shared store reads the change feed from
+    /// here (changes after it that the later read already saw are applied again, harmlessly).
+    pub revision: u64,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(kind: &str, name: &str, doc: &[u8]) -> anyhow::Result<T> {
@@ -213,8 +237,10 @@ const SMALL_KINDS: [&str; 7] = [META, TOKEN, GROUP, SECRET, GITREPO_STATUS, GITR
 const CLUSTER_KINDS: [&str; 3] = [CLUSTER, CREDENTIAL, REPORT];
 
 /// Rebuilds the fleet from the store in one streaming pass per kind, without holding the stored
-/// documents in memory (content is read once per live digest). Runs before the server serves,
-/// while nothing writes, so the two reads (small kinds, then the per-cluster kinds) agree.
+/// documents in memory (content is read once per live digest). On the embedded store it runs
+/// before the server serves, while nothing writes, so the two reads (small kinds, then the
+/// per-cluster kinds) agree; on a shared store other replicas may write between them, and the
+/// change feed from [`Loaded::revision`] brings the model up to date.
 pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
     let mut fleet = Fleet::default();
     let mut admin_token_hash = None;
@@ -308,6 +334,7 @@ pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
         fleet,
         admin_token_hash,
         online,
+        revision: snapshot.revision,
     })
 }
 
@@ -426,8 +453,9 @@ fn restore_report(fleet: &mut Fleet, ordinal: u32, report: ReportRecord, online:
     }
 }
 
-/// Turns a stored bundle into its in-memory entry, reading its content.
-fn bundle_entry(
+/// Turns a stored bundle into its in-memory entry, reading its content (from memory when it
+/// holds it).
+pub(crate) fn bundle_entry(
     fleet: &mut Fleet,
     stored: BundleRecord,
     revision: u64,

@@ -40,6 +40,7 @@ impl Harness {
         let server = flotilla_server::start(ServerConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             data_dir: dir.path().to_path_buf(),
+            store: Default::default(),
             settings,
         })
         .await

@@ -32,6 +32,7 @@ impl Harness {
         let server = flotilla_server::start(ServerConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             data_dir: dir.path().to_path_buf(),
+            store: Default::default(),
             settings: Settings {
                 // Background soft-state writes would race the store counters between scrapes.
                 flush_interval: Duration::from_secs(3600),

@@ -16,6 +16,7 @@ async fn start_server(listen: SocketAddr, data_dir: &Path) -> Server {
     flotilla_server::start(ServerConfig {
         listen,
         data_dir: data_dir.to_path_buf(),
+        store: Default::default(),
         settings: Settings::default(),
     })
     .await

@@ -129,8 +129,28 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// 200 "ok" while the server can reach its store; 503 saying why when it cannot (a load balancer
+/// then sends agents and admins to another replica).
+async fn healthz(State(state): State<SharedState>) -> Response {
+    let store = state.store.clone();
+    let pinged = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || store.ping()),
+    )
+    .await;
+    match pinged {
+        Ok(Ok(Ok(()))) => "ok\n".into_response(),
+        Ok(Ok(Err(error))) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unreachable: {error}\n"),
+        )
+            .into_response(),
+        Ok(Err(_)) | Err(_) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store unreachable: no answer within 5 s\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {

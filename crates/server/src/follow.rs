@@ -1,0 +1,565 @@
+//! Replicas in step: on a shared store every replica applies the others' writes to its own
+//! in-memory fleet by reading the store's change feed ([`Store::changes`]) in revision order.
+//!
+//! The feed is the only carrier of a change (nothing is pushed between replicas). A replica polls
+//! it every [`FOLLOW_INTERVAL`] when idle and at once while pages come back full, so a change
+//! acknowledged by one replica reaches the others' memory within about one interval plus the
+//! time to apply it (`flotilla_store_follow_poll_duration_seconds`).
+//!
+//! Rules of applying:
+//! - A replica's own commits are skipped (the feed marks them local): its memory already holds
+//!   them, or something newer.
+//! - An object is applied only when its revision is newer than the one memory holds, so a change
+//!   from another replica that committed before a local write never undoes it.
+//! - The per-cluster parts (credential, soft state) may arrive before their cluster when the
+//!   feed shows a cluster at a newer revision than its parts; they wait in [`Pending`] until it
+//!   comes.
+//! - Soft state (cluster state, facts, reports) is applied as written: whichever replica the
+//!   agent synced with last wrote it.
+
+use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
+
+use flotilla_api::{ClusterState, agent::BundleReport};
+use flotilla_core::selector::Selector;
+use flotilla_store::{Change, ChangePage, Cursor, StoreError};
+
+use crate::{
+    fleet::{Fleet, GitRepoEntry, SecretEntry, TokenEntry, clusters::NewCluster},
+    records::{self, BundleRecord, ClusterRecord, CredentialRecord, ReportRecord},
+    state::SharedState,
+};
+
+/// How long an idle follower waits before reading the feed again.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+/// Changes read per page.
+const PAGE: usize = 4_096;
+
+/// Per-cluster parts that arrived before their cluster, and token use counts before their token.
+#[derive(Default)]
+pub struct Pending {
+    credentials: HashMap<String, CredentialRecord>,
+    reports: HashMap<String, ReportRecord>,
+    token_uses: HashMap<String, u64>,
+}
+
+/// Follows the store's change feed from `cursor` for as long as the server runs.
+pub async fn follower(state: SharedState, mut cursor: Cursor) {
+    let mut pending = Pending::default();
+    let mut failures = 0u32;
+    loop {
+        let started = std::time::Instant::now();
+        let task_state = state.clone();
+        let after = cursor.clone();
+        let mut parked = std::mem::take(&mut pending);
+        let moved = tokio::task::spawn_blocking(move || {
+            let read = task_state.store.changes(&after, PAGE).map(|page| {
+                let applied = apply_page(&task_state, &page, &mut parked);
+                (page, applied)
+            });
+            (read, parked)
+        })
+        .await;
+        let moved = match moved {
+            Ok((read, parked)) => {
+                pending = parked;
+                Ok(read)
+            }
+            Err(join) => Err(join),
+        };
+        let more = match moved {
+            Ok(Ok((page, applied))) => {
+                failures = 0;
+                state.metrics.follow_changes.inc_by(applied);
+                state
+                    .metrics
+                    .follow_lag_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                cursor = page.next;
+                state
+                    .metrics
+                    .follow_revision
+                    .set(i64::try_from(cursor.revision).unwrap_or(i64::MAX));
+                page.more
+            }
+            Ok(Err(StoreError::Compacted { asked, compacted })) => {
+                tracing::warn!(
+                    asked,
+                    compacted,
+                    "this replica fell behind the change feed's retention; reloading the fleet"
+                );
+                state.metrics.follow_reloads.inc();
+                match reload(&state).await {
+                    Ok(revision) => {
+                        pending = Pending::default();
+                        cursor = Cursor::after(revision);
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "reloading the fleet failed; will retry");
+                        false
+                    }
+                }
+            }
+            Ok(Err(error)) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(100) {
+                    tracing::warn!(%error, failures, "reading the change feed failed; will retry");
+                }
+                false
+            }
+            Err(join) => {
+                // A panic while applying: the page is lost to this replica; say so loudly and
+                // read on (the cursor did not move, so the page is read again).
+                tracing::error!(error = %join, "applying the change feed panicked");
+                false
+            }
+        };
+        if !more {
+            let backoff = FOLLOW_INTERVAL * failures.clamp(1, 50);
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+/// Replaces the model with a fresh load (the feed no longer covers this replica's gap). Soft
+/// state not yet flushed is lost; agents re-send it.
+async fn reload(state: &SharedState) -> anyhow::Result<u64> {
+    let store = state.store.clone();
+    let loaded = tokio::task::spawn_blocking(move || records::load(&*store)).await??;
+    let revision = loaded.revision;
+    let now = crate::state::now_seconds();
+    {
+        let mut fleet = state.fleet.write();
+        *fleet = loaded.fleet;
+        state.dirty.lock().clear();
+        state.deadlines.lock().clear();
+        for ordinal in loaded.online {
+            if let Some(cluster) = fleet.cluster(ordinal) {
+                cluster.last_seen.fetch_max(now, Ordering::Relaxed);
+                let deadline = now + state.offline_after(cluster.facts.sync_interval_seconds);
+                state.schedule_deadline(ordinal, deadline);
+            }
+        }
+    }
+    Ok(revision)
+}
+
+/// Content the page's bundles need that memory does not hold, read before the fleet is locked.
+fn prefetch_contents(
+    state: &SharedState,
+    bundles: &[(&str, u64, BundleRecord)],
+) -> HashMap<String, axum::body::Bytes> {
+    let mut wanted: Vec<String> = Vec::new();
+    for (_, _, record) in bundles {
+        wanted.push(record.spec_digest.clone());
+        wanted.extend(record.spec_target_digests.iter().flatten().cloned());
+        if let Some(live) = &record.live {
+            wanted.push(live.digest.clone());
+            wanted.extend(live.target_digests.iter().flatten().cloned());
+        }
+    }
+    {
+        let fleet = state.fleet.read();
+        wanted.retain(|digest| !fleet.contents.contains_key(digest));
+    }
+    let mut found = HashMap::new();
+    for digest in wanted {
+        if found.contains_key(&digest) {
+            continue;
+        }
+        match state.store.content(&digest) {
+            Ok(Some(bytes)) => {
+                found.insert(digest, axum::body::Bytes::from(bytes));
+            }
+            Ok(None) => tracing::error!(%digest, "content of a followed bundle is missing"),
+            Err(error) => tracing::warn!(%error, %digest, "reading a followed bundle's content"),
+        }
+    }
+    found
+}
+
+fn decode<T: for<'de> serde::Deserialize<'de>>(kind: &str, name: &str, doc: &[u8]) -> Option<T> {
+    match serde_json::from_slice(doc) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::error!(%kind, %name, %error, "cannot decode a followed record; skipped");
+            None
+        }
+    }
+}
+
+fn revision_of(metadata: &flotilla_api::ObjectMeta) -> u64 {
+    metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Applies one page's foreign changes; returns how many were applied.
+pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending) -> u64 {
+    let foreign: Vec<&Change> = page
+        .changes
+        .iter()
+        .filter(|change| !page.local.contains(&change.revision()))
+        .collect();
+    if foreign.is_empty() {
+        return 0;
+    }
+    let bundles: Vec<(&str, u64, BundleRecord)> = foreign
+        .iter()
+        .filter_map(|change| match change {
+            Change::Put {
+                kind,
+                name,
+                revision,
+                doc,
+            } if kind == records::BUNDLE => {
+                decode(kind, name, doc).map(|record| (name.as_str(), *revision, record))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut contents = prefetch_contents(state, &bundles);
+    let mut bundles: HashMap<&str, (u64, BundleRecord)> = bundles
+        .into_iter()
+        .map(|(name, revision, record)| (name, (revision, record)))
+        .collect();
+    let mut fleet = state.fleet.write();
+    for (digest, bytes) in contents.drain() {
+        fleet.contents.entry(digest).or_insert(bytes);
+    }
+    let mut applied = 0;
+    let mut released = false;
+    for change in foreign {
+        let done = match change {
+            Change::Put {
+                kind,
+                name,
+                revision,
+                doc,
+            } => {
+                if kind == records::BUNDLE {
+                    match bundles.remove(name.as_str()) {
+                        Some((revision, record)) => put_bundle(state, &mut fleet, revision, record),
+                        None => false,
+                    }
+                } else {
+                    put(state, &mut fleet, pending, kind, name, *revision, doc)
+                }
+            }
+            Change::Delete {
+                kind,
+                name,
+                revision,
+            } => {
+                let deleted = delete(state, &mut fleet, pending, kind, name, *revision);
+                released |= deleted && kind == records::BUNDLE;
+                deleted
+            }
+            Change::Counter { name, value, .. } => counter(&mut fleet, pending, name, *value),
+        };
+        applied += u64::from(done);
+    }
+    if released || !bundles.is_empty() {
+        crate::api::admin::release_contents(&mut fleet);
+    }
+    applied
+}
+
+fn put_bundle(state: &SharedState, fleet: &mut Fleet, revision: u64, record: BundleRecord) -> bool {
+    let name = record.metadata.name.clone();
+    if let Some((_, old)) = fleet.bundle_by_name(&name)
+        && revision_of(&old.metadata) >= revision
+    {
+        return false;
+    }
+    match records::bundle_entry(fleet, record, revision, &*state.store) {
+        Ok(entry) => {
+            fleet.upsert_bundle(entry);
+            crate::api::admin::release_contents(fleet);
+            true
+        }
+        Err(error) => {
+            tracing::error!(bundle = %name, %error, "cannot apply a followed bundle; skipped");
+            false
+        }
+    }
+}
+
+fn put(
+    state: &SharedState,
+    fleet: &mut Fleet,
+    pending: &mut Pending,
+    kind: &str,
+    name: &str,
+    revision: u64,
+    doc: &[u8],
+) -> bool {
+    match kind {
+        records::CLUSTER => {
+            let Some(record) = decode::<ClusterRecord>(kind, name, doc) else {
+                return false;
+            };
+            if let Some((ordinal, cluster)) = fleet.cluster_by_name(name) {
+                if cluster.revision >= revision {
+                    return false;
+                }
+                fleet.relabel_cluster(ordinal, &record.labels, record.generation, revision);
+                return true;
+            }
+            let credential = pending.credentials.remove(name);
+            let ordinal = fleet.insert_cluster(NewCluster {
+                name: name.to_string(),
+                labels: record.labels,
+                credential_hash: credential
+                    .as_ref()
+                    .and_then(|c| records::parse_hash(&c.hash))
+                    .unwrap_or_default(),
+                client_id: credential.map(|c| c.client_id).unwrap_or_default(),
+                generation: record.generation,
+                revision,
+                created: record.created,
+            });
+            if let Some(report) = pending.reports.remove(name) {
+                apply_report(state, fleet, ordinal, report);
+            }
+            true
+        }
+        records::CREDENTIAL => {
+            let Some(record) = decode::<CredentialRecord>(kind, name, doc) else {
+                return false;
+            };
+            match fleet.cluster_by_name(name).map(|(ordinal, _)| ordinal) {
+                Some(ordinal) => {
+                    if let Some(cluster) = fleet.cluster_mut(ordinal) {
+                        cluster.client_id = record.client_id.into();
+                        cluster.credential_hash =
+                            records::parse_hash(&record.hash).unwrap_or_default();
+                    }
+                }
+                None => {
+                    pending.credentials.insert(name.to_string(), record);
+                }
+            }
+            true
+        }
+        records::REPORT => {
+            let Some(record) = decode::<ReportRecord>(kind, name, doc) else {
+                return false;
+            };
+            match fleet.cluster_by_name(name).map(|(ordinal, _)| ordinal) {
+                Some(ordinal) => apply_report(state, fleet, ordinal, record),
+                None => {
+                    pending.reports.insert(name.to_string(), record);
+                }
+            }
+            true
+        }
+        records::GROUP => {
+            let Some(record) = decode::<records::GroupRecord>(kind, name, doc) else {
+                return false;
+            };
+            if fleet
+                .groups
+                .get(name)
+                .is_some_and(|old| revision_of(&old.metadata) >= revision)
+            {
+                return false;
+            }
+            let selector = match Selector::from_api(&record.spec.selector) {
+                Ok(selector) => selector,
+                Err(error) => {
+                    tracing::error!(group = %name, %error, "followed group has a bad selector");
+                    return false;
+                }
+            };
+            let mut metadata = record.metadata;
+            metadata.resource_version = Some(revision.to_string());
+            fleet.upsert_group(name, metadata, selector);
+            true
+        }
+        records::TOKEN => {
+            let Some(record) = decode::<records::TokenRecord>(kind, name, doc) else {
+                return false;
+            };
+            let (uses, reserved) = match fleet.tokens.get(name) {
+                Some(old) if revision_of(&old.metadata) >= revision => return false,
+                Some(old) => (old.uses, old.reserved),
+                None => (pending.token_uses.remove(name).unwrap_or(0), 0),
+            };
+            let mut metadata = record.metadata;
+            metadata.resource_version = Some(revision.to_string());
+            fleet.tokens.insert(
+                name.to_string(),
+                TokenEntry {
+                    metadata,
+                    spec: record.spec,
+                    secret_hash: records::parse_hash(&record.secret_hash).unwrap_or_default(),
+                    expires_at: record.expires_at,
+                    uses,
+                    reserved,
+                },
+            );
+            true
+        }
+        records::SECRET => {
+            let Some(record) = decode::<records::SecretRecord>(kind, name, doc) else {
+                return false;
+            };
+            if fleet
+                .secrets
+                .get(name)
+                .is_some_and(|old| revision_of(&old.metadata) >= revision)
+            {
+                return false;
+            }
+            let mut metadata = record.metadata;
+            metadata.resource_version = Some(revision.to_string());
+            fleet.secrets.insert(
+                name.to_string(),
+                SecretEntry {
+                    metadata,
+                    spec: record.spec,
+                },
+            );
+            true
+        }
+        records::GITREPO => {
+            let Some(record) = decode::<records::GitRepoRecord>(kind, name, doc) else {
+                return false;
+            };
+            let status = match fleet.gitrepos.get(name) {
+                Some(old) if revision_of(&old.metadata) >= revision => return false,
+                Some(old) => old.status.clone(),
+                None => Default::default(),
+            };
+            let mut metadata = record.metadata;
+            metadata.resource_version = Some(revision.to_string());
+            fleet.gitrepos.insert(
+                name.to_string(),
+                GitRepoEntry {
+                    metadata,
+                    spec: record.spec,
+                    status,
+                },
+            );
+            true
+        }
+        records::GITREPO_STATUS => {
+            let Some(record) = decode::<records::GitRepoStatusRecord>(kind, name, doc) else {
+                return false;
+            };
+            match fleet.gitrepos.get_mut(name) {
+                Some(repo) => {
+                    repo.status = record.status;
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+fn delete(
+    state: &SharedState,
+    fleet: &mut Fleet,
+    pending: &mut Pending,
+    kind: &str,
+    name: &str,
+    revision: u64,
+) -> bool {
+    match kind {
+        records::CLUSTER => {
+            pending.credentials.remove(name);
+            pending.reports.remove(name);
+            match fleet.cluster_by_name(name) {
+                Some((ordinal, cluster)) if cluster.revision < revision => {
+                    fleet.remove_cluster(ordinal);
+                    true
+                }
+                _ => false,
+            }
+        }
+        records::BUNDLE => match fleet.bundle_by_name(name) {
+            Some((_, bundle)) if revision_of(&bundle.metadata) < revision => {
+                fleet.remove_bundle(name);
+                true
+            }
+            _ => false,
+        },
+        records::GROUP => match fleet.groups.get(name) {
+            Some(group) if revision_of(&group.metadata) < revision => {
+                fleet.remove_group(name);
+                true
+            }
+            _ => false,
+        },
+        records::TOKEN => match fleet.tokens.get(name) {
+            Some(token) if revision_of(&token.metadata) < revision => {
+                fleet.tokens.remove(name);
+                true
+            }
+            _ => false,
+        },
+        records::SECRET => match fleet.secrets.get(name) {
+            Some(secret) if revision_of(&secret.metadata) < revision => {
+                fleet.secrets.remove(name);
+                true
+            }
+            _ => false,
+        },
+        records::GITREPO => match fleet.gitrepos.get(name) {
+            Some(repo) if revision_of(&repo.metadata) < revision => {
+                fleet.gitrepos.remove(name);
+                state.gitops.forget(name);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn counter(fleet: &mut Fleet, pending: &mut Pending, name: &str, value: Option<i64>) -> bool {
+    let Some(token) = name.strip_prefix("token-uses/") else {
+        return false;
+    };
+    let uses = value.unwrap_or(0).max(0) as u64;
+    match fleet.tokens.get_mut(token) {
+        Some(entry) => entry.uses = uses,
+        None => {
+            pending.token_uses.insert(token.to_string(), uses);
+        }
+    }
+    true
+}
+
+/// Puts another replica's view of a cluster's soft state into this one's model.
+fn apply_report(state: &SharedState, fleet: &mut Fleet, ordinal: u32, report: ReportRecord) {
+    let Some(cluster) = fleet.cluster_mut(ordinal) else {
+        return;
+    };
+    cluster.facts = report.facts;
+    cluster.report_digest = report.report_digest;
+    cluster
+        .last_seen
+        .fetch_max(report.last_seen, Ordering::Relaxed);
+    let interval = cluster.facts.sync_interval_seconds;
+    let last_seen = cluster.last_seen.load(Ordering::Relaxed);
+    let bundles: Vec<u32> = cluster.deployments.iter().map(|d| d.bundle).collect();
+    let was_online = cluster.state == ClusterState::Online;
+    fleet.set_cluster_state(ordinal, report.state);
+    if report.state == ClusterState::Online && !was_online {
+        state.schedule_deadline(ordinal, last_seen + state.offline_after(interval));
+    }
+    let mut reports: HashMap<u32, BundleReport> = report
+        .reports
+        .into_iter()
+        .filter_map(|r| fleet.bundle_names.get(&r.bundle).map(|&b| (b, r)))
+        .collect();
+    for bundle in bundles {
+        fleet.record_report(ordinal, bundle, reports.remove(&bundle).map(Box::new));
+    }
+}

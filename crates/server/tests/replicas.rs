@@ -1,0 +1,265 @@
+//! Several server replicas on one PostgreSQL database (the real server at 127.0.0.1:5432, or
+//! `FLOTILLA_TEST_POSTGRES`): what one replica acknowledges, the others serve. Each test has its
+//! own schema. These tests fail, not skip, when PostgreSQL is not there.
+
+use std::time::{Duration, Instant};
+
+use flotilla_api::agent::{RegisterResponse, SyncRequest, SyncResponse};
+use flotilla_server::{PgOptions, Server, ServerConfig, Settings, StoreConfig};
+use flotilla_store::pg_testing::TestSchema;
+use reqwest::{Method, Response, header::CONTENT_TYPE};
+use serde_json::{Value, json};
+
+const API_VERSION: &str = flotilla_api::API_VERSION;
+/// Longest a change may take to reach another replica in these tests (it takes ~0.1 s).
+const REPLICATION_DEADLINE: Duration = Duration::from_secs(20);
+
+struct Replica {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+async fn replica(schema: &TestSchema) -> Replica {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = flotilla_server::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.path().to_path_buf(),
+        store: StoreConfig::Postgres {
+            url: schema.url(),
+            options: PgOptions::default(),
+        },
+        settings: Settings {
+            flush_interval: Duration::from_millis(50),
+            ..Settings::default()
+        },
+    })
+    .await
+    .expect("start replica");
+    Replica { server, _dir: dir }
+}
+
+struct Client {
+    http: reqwest::Client,
+    admin: String,
+}
+
+impl Client {
+    async fn send(
+        &self,
+        replica: &Replica,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Response {
+        let url = format!("http://{}{path}", replica.server.addr);
+        let mut request = self.http.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        request.send().await.expect("request reaches the replica")
+    }
+
+    async fn admin(
+        &self,
+        replica: &Replica,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        self.send(
+            replica,
+            method,
+            path,
+            Some(&self.admin),
+            body.map(Value::to_string),
+        )
+        .await
+    }
+
+    async fn apply_ok(&self, replica: &Replica, document: &Value) -> Value {
+        let response = self
+            .admin(replica, Method::POST, "/api/v1/apply", Some(document))
+            .await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("JSON body");
+        assert!(
+            status == 200 || status == 201,
+            "apply failed: {status} {body}"
+        );
+        body
+    }
+
+    async fn get(&self, replica: &Replica, path: &str) -> (u16, Value) {
+        let response = self.admin(replica, Method::GET, path, None).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn sync(&self, replica: &Replica, credential: &str) -> SyncResponse {
+        let request = SyncRequest {
+            report_digest: "report-0".into(),
+            full: true,
+            facts: Some(Default::default()),
+            ..SyncRequest::default()
+        };
+        let response = self
+            .send(
+                replica,
+                Method::POST,
+                flotilla_api::agent::SYNC_PATH,
+                Some(credential),
+                Some(serde_json::to_string(&request).expect("JSON")),
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200, "sync");
+        response.json().await.expect("sync JSON")
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test at the deadline with `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + REPLICATION_DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not within {REPLICATION_DEADLINE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn bundle(name: &str, value: &str) -> Value {
+    json!({
+        "apiVersion": API_VERSION, "kind": "Bundle",
+        "metadata": {"name": name},
+        "spec": {
+            "resources": [{
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default"},
+                "data": {"value": value},
+            }],
+            "targets": [{"clusterSelector": {}}],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_replica_acknowledges_the_other_serves() {
+    let schema = TestSchema::create("replicas");
+    let one = replica(&schema).await;
+    let admin = one
+        .server
+        .new_admin_token
+        .clone()
+        .expect("the first replica creates the admin token");
+    let two = replica(&schema).await;
+    assert!(
+        two.server.new_admin_token.is_none(),
+        "the second replica uses the stored admin token"
+    );
+    let client = Client {
+        http: reqwest::Client::new(),
+        admin,
+    };
+
+    // A token created on one replica registers a cluster on the other.
+    let document = json!({
+        "apiVersion": API_VERSION, "kind": "RegistrationToken",
+        "metadata": {"name": "fleet"}, "spec": {},
+    });
+    let response = client
+        .admin(
+            &one,
+            Method::POST,
+            "/api/v1/registrationtokens",
+            Some(&document),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = response.json().await.expect("token JSON");
+    let token = body["status"]["token"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let credential = eventually("the token reaches replica two", || async {
+        let body = json!({"token": token, "name": "store-1", "clientId": "c1", "labels": {}});
+        let response = client
+            .send(
+                &two,
+                Method::POST,
+                flotilla_api::agent::REGISTER_PATH,
+                None,
+                Some(body.to_string()),
+            )
+            .await;
+        match response.status().as_u16() {
+            200 | 201 => Some(
+                response
+                    .json::<RegisterResponse>()
+                    .await
+                    .expect("registration JSON")
+                    .credential,
+            ),
+            _ => None,
+        }
+    })
+    .await;
+
+    // A bundle created on replica one reaches the agent syncing with replica two.
+    client.apply_ok(&one, &bundle("web", "1")).await;
+    let desired = eventually("the bundle reaches the agent on replica two", || async {
+        let reply = client.sync(&two, &credential).await;
+        reply
+            .bundles
+            .filter(|bundles| bundles.iter().any(|b| b.name == "web"))
+    })
+    .await;
+    assert_eq!(desired.len(), 1);
+
+    // The cluster registered on two, and its state from syncing with two, show on one.
+    eventually("replica one sees the cluster Online", || async {
+        let (status, cluster) = client.get(&one, "/api/v1/clusters/store-1").await;
+        (status == 200 && cluster["status"]["state"] == "Online").then_some(())
+    })
+    .await;
+
+    // The agent may sync with either replica: its credential works on one too, with the same
+    // desired set.
+    let on_one = client.sync(&one, &credential).await;
+    assert_eq!(on_one.etag, client.sync(&two, &credential).await.etag);
+
+    // A change and a deletion on two reach one.
+    client.apply_ok(&two, &bundle("web", "2")).await;
+    client.apply_ok(&two, &bundle("db", "1")).await;
+    let response = client
+        .admin(&two, Method::DELETE, "/api/v1/bundles/db", None)
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    let (_, on_two) = client.get(&two, "/api/v1/bundles/web").await;
+    eventually("the change and the deletion reach replica one", || async {
+        let (web_status, web) = client.get(&one, "/api/v1/bundles/web").await;
+        let (db_status, _) = client.get(&one, "/api/v1/bundles/db").await;
+        (web_status == 200
+            && web["metadata"]["resourceVersion"] == on_two["metadata"]["resourceVersion"]
+            && db_status == 404)
+            .then_some(())
+    })
+    .await;
+    let (_, web) = client.get(&one, "/api/v1/bundles/web").await;
+    assert_eq!(web["spec"]["resources"][0]["data"]["value"], "2");
+
+    one.server.shutdown().await.expect("shutdown one");
+    two.server.shutdown().await.expect("shutdown two");
+}
