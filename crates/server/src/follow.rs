@@ -546,6 +546,9 @@ fn apply_report(state: &SharedState, fleet: &mut Fleet, ordinal: u32, report: Re
     cluster
         .last_seen
         .fetch_max(report.last_seen, Ordering::Relaxed);
+    cluster
+        .seen_written
+        .fetch_max(report.last_seen, Ordering::Relaxed);
     let interval = cluster.facts.sync_interval_seconds;
     let last_seen = cluster.last_seen.load(Ordering::Relaxed);
     let bundles: Vec<u32> = cluster.deployments.iter().map(|d| d.bundle).collect();

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fleet;
 pub mod follow;
 pub mod gitops;
+pub mod lease;
 pub mod metrics;
 pub mod records;
 pub mod state;
@@ -189,6 +190,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             flotilla_render::Tools::detect(),
         ),
         agent_in_flight: Default::default(),
+        shared_store: config.store.is_shared(),
+        lease: lease::Lease::new(config.store.is_shared()),
     });
     // Clusters that were Online get one full offline window from now: their last-seen times
     // predate the restart.
@@ -231,6 +234,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             .await
     });
     let mut workers = vec![
+        tokio::spawn(lease::keeper(state.clone())),
         tokio::spawn(workers::offline_sweeper(state.clone())),
         tokio::spawn(workers::soft_state_flusher(state.clone())),
         tokio::spawn(gitops::worker(state.clone())),
@@ -266,8 +270,18 @@ impl Server {
             worker.abort();
         }
         workers::flush_all_soft_state(&self.state).await;
+        lease::release(&self.state).await;
         served.context("join server task")?.context("serve")?;
         Ok(())
+    }
+
+    /// Stops at once as a killed process would: no soft-state flush, no lease release, nothing
+    /// more committed (for tests of what other replicas do when one dies).
+    pub fn abandon(self) {
+        self.serve.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
     }
 
     /// Serves until the future completes (e.g. Ctrl-C), then shuts down cleanly.

@@ -87,6 +87,7 @@ pub struct Metrics {
     pub follow_revision: Gauge,
     pub follow_lag_seconds: Histogram,
     pub follow_reloads: Counter,
+    pub lease_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -248,8 +249,15 @@ impl Default for Metrics {
             "Full reloads of the model because the change feed was compacted past this replica",
             follow_reloads.clone(),
         );
+        let lease_held = Gauge::default();
+        registry.register(
+            "singleton_lease_held",
+            "1 while this replica holds the singleton lease (offline sweeps, git polling)",
+            lease_held.clone(),
+        );
         Metrics {
             registry,
+            lease_held,
             follow_changes,
             follow_revision,
             follow_lag_seconds,

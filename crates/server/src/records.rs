@@ -436,6 +436,9 @@ fn restore_report(fleet: &mut Fleet, ordinal: u32, report: ReportRecord, online:
         cluster
             .last_seen
             .store(report.last_seen, std::sync::atomic::Ordering::Relaxed);
+        cluster
+            .seen_written
+            .store(report.last_seen, std::sync::atomic::Ordering::Relaxed);
     }
     fleet.set_cluster_state(ordinal, report.state);
     if report.state == ClusterState::Online {

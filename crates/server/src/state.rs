@@ -25,6 +25,10 @@ pub struct Settings {
     /// Most content bytes a sync reply carries inline (content the agent has not applied yet);
     /// 0 sends none, so agents fetch every content by digest.
     pub inline_content_bytes: usize,
+    /// How long the singleton lease lasts unrenewed (renewed every third of it): on a shared
+    /// store, singleton work moves to another replica within about this long after its holder
+    /// dies.
+    pub lease_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -37,6 +41,7 @@ impl Default for Settings {
             flush_interval: Duration::from_millis(500),
             max_agent_requests: 2048,
             inline_content_bytes: 64 << 10,
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -60,6 +65,10 @@ pub struct AppState {
     pub gitops: crate::gitops::GitOps,
     /// Agent calls being served now (see `Settings::max_agent_requests`).
     pub agent_in_flight: std::sync::atomic::AtomicUsize,
+    /// Whether other replicas share the store (PostgreSQL).
+    pub shared_store: bool,
+    /// The singleton lease (offline sweeps, git polling).
+    pub lease: crate::lease::Lease,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -24,7 +24,10 @@ pub async fn offline_sweeper(state: SharedState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        sweep_offline(&state, now_seconds());
+        // Singleton work: on a shared store only the lease holder turns clusters Offline.
+        if state.lease.is_held() {
+            sweep_offline(&state, now_seconds());
+        }
     }
 }
 
@@ -128,9 +131,11 @@ pub async fn flush_soft_state(state: &SharedState) -> bool {
                 if !cluster.dirty.swap(false, Ordering::AcqRel) {
                     return None;
                 }
+                let last_seen = cluster.last_seen.load(Ordering::Relaxed);
+                cluster.seen_written.store(last_seen, Ordering::Relaxed);
                 let record = ReportRecord {
                     state: cluster.state,
-                    last_seen: cluster.last_seen.load(Ordering::Relaxed),
+                    last_seen,
                     facts: cluster.facts.clone(),
                     report_digest: cluster.report_digest.clone(),
                     reports: cluster

@@ -20,6 +20,10 @@ struct Replica {
 }
 
 async fn replica(schema: &TestSchema) -> Replica {
+    replica_with(schema, Settings::default()).await
+}
+
+async fn replica_with(schema: &TestSchema, settings: Settings) -> Replica {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("temp dir");
     let server = flotilla_server::start(ServerConfig {
@@ -31,7 +35,7 @@ async fn replica(schema: &TestSchema) -> Replica {
         },
         settings: Settings {
             flush_interval: Duration::from_millis(50),
-            ..Settings::default()
+            ..settings
         },
     })
     .await
@@ -101,10 +105,23 @@ impl Client {
     }
 
     async fn sync(&self, replica: &Replica, credential: &str) -> SyncResponse {
+        self.sync_every(replica, credential, None).await
+    }
+
+    /// A full sync, telling the server the agent's sync interval.
+    async fn sync_every(
+        &self,
+        replica: &Replica,
+        credential: &str,
+        interval_seconds: Option<u32>,
+    ) -> SyncResponse {
         let request = SyncRequest {
             report_digest: "report-0".into(),
             full: true,
-            facts: Some(Default::default()),
+            facts: Some(flotilla_api::ClusterFacts {
+                sync_interval_seconds: interval_seconds,
+                ..Default::default()
+            }),
             ..SyncRequest::default()
         };
         let response = self
@@ -260,6 +277,142 @@ async fn what_one_replica_acknowledges_the_other_serves() {
     let (_, web) = client.get(&one, "/api/v1/bundles/web").await;
     assert_eq!(web["spec"]["resources"][0]["data"]["value"], "2");
 
+    one.server.shutdown().await.expect("shutdown one");
+    two.server.shutdown().await.expect("shutdown two");
+}
+
+/// The cluster `edge-1`'s state as `replica` reports it.
+async fn state_on(client: &Client, name: &str, replica: &Replica) -> String {
+    let (status, cluster) = client.get(replica, "/api/v1/clusters/edge-1").await;
+    if status == 404 {
+        return "absent".into();
+    }
+    assert_eq!(status, 200, "{name}: {cluster}");
+    cluster["status"]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Waits until exactly one of the replicas holds the singleton lease; returns its index.
+async fn lease_holder(replicas: &[&Replica]) -> usize {
+    eventually("one replica takes the singleton lease", || async {
+        let held: Vec<usize> = (0..replicas.len())
+            .filter(|&i| replicas[i].server.state.lease.is_held())
+            .collect();
+        (held.len() == 1).then(|| held[0])
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn singleton_work_runs_on_one_replica_and_moves_when_its_holder_dies() {
+    let schema = TestSchema::create("lease");
+    let settings = Settings {
+        lease_ttl: Duration::from_secs(1),
+        ..Settings::default()
+    };
+    let one = replica_with(&schema, settings.clone()).await;
+    let two = replica_with(&schema, settings).await;
+    let holder = lease_holder(&[&one, &two]).await;
+    // Never both, over several renewals.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert!(
+            !(one.server.state.lease.is_held() && two.server.state.lease.is_held()),
+            "two replicas held the singleton lease at once"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (dead, survivor) = if holder == 0 { (one, two) } else { (two, one) };
+    let died = Instant::now();
+    dead.server.abandon();
+    eventually("the lease moves to the surviving replica", || async {
+        survivor.server.state.lease.is_held().then_some(())
+    })
+    .await;
+    eprintln!(
+        "the singleton lease moved {:?} after its holder died",
+        died.elapsed()
+    );
+    survivor.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_syncing_with_one_replica_stays_online_on_the_lease_holder_until_it_stops() {
+    let schema = TestSchema::create("heartbeat");
+    // Offline after 2 missed 2-second intervals (5 s): short enough for a test, with room for
+    // the heartbeat (every 2 s), the flush and the follower between them.
+    let settings = Settings {
+        offline_missed_intervals: 2,
+        lease_ttl: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let one = replica_with(&schema, settings.clone()).await;
+    let admin = one.server.new_admin_token.clone().expect("admin token");
+    let two = replica_with(&schema, settings).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        admin,
+    };
+    let holder = lease_holder(&[&one, &two]).await;
+    let (leader, other) = if holder == 0 {
+        (&one, &two)
+    } else {
+        (&two, &one)
+    };
+    let document = json!({
+        "apiVersion": API_VERSION, "kind": "RegistrationToken",
+        "metadata": {"name": "fleet"}, "spec": {},
+    });
+    let response = client
+        .admin(
+            other,
+            Method::POST,
+            "/api/v1/registrationtokens",
+            Some(&document),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = response.json().await.expect("token JSON");
+    let token = body["status"]["token"].as_str().expect("secret");
+    let body = json!({"token": token, "name": "edge-1", "clientId": "c1", "labels": {}});
+    let response = client
+        .send(
+            other,
+            Method::POST,
+            flotilla_api::agent::REGISTER_PATH,
+            None,
+            Some(body.to_string()),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let credential = response
+        .json::<RegisterResponse>()
+        .await
+        .expect("registration JSON")
+        .credential;
+    client.sync_every(other, &credential, Some(2)).await;
+    eventually("the leader sees the cluster Online", || async {
+        (state_on(&client, "leader", leader).await == "Online").then_some(())
+    })
+    .await;
+    // Syncing only with the other replica, for more than two offline windows: the leader, which
+    // alone turns clusters Offline, must keep it Online.
+    let until = Instant::now() + Duration::from_secs(11);
+    while Instant::now() < until {
+        client.sync_every(other, &credential, Some(2)).await;
+        assert_eq!(state_on(&client, "leader", leader).await, "Online");
+        assert_eq!(state_on(&client, "other", other).await, "Online");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Silent now: the leader turns it Offline, and the other replica follows.
+    eventually("the cluster turns Offline on both replicas", || async {
+        (state_on(&client, "leader", leader).await == "Offline"
+            && state_on(&client, "other", other).await == "Offline")
+            .then_some(())
+    })
+    .await;
     one.server.shutdown().await.expect("shutdown one");
     two.server.shutdown().await.expect("shutdown two");
 }

@@ -343,6 +343,49 @@ pub async fn put_if_absent_keeps_the_first_value(store: Arc<dyn Store>) {
     );
 }
 
+pub async fn a_lease_has_one_holder_until_released_or_expired(store: Arc<dyn Store>) {
+    let long = std::time::Duration::from_secs(60);
+    assert!(store.lease("sweeper", "a", long).expect("lease"));
+    assert!(
+        !store.lease("sweeper", "b", long).expect("lease"),
+        "held by a"
+    );
+    assert!(
+        store.lease("sweeper", "a", long).expect("lease"),
+        "a renews"
+    );
+    assert!(
+        store.lease("other", "b", long).expect("lease"),
+        "leases are independent"
+    );
+    store.release_lease("sweeper", "b").expect("release");
+    assert!(
+        !store.lease("sweeper", "b", long).expect("lease"),
+        "only the holder releases"
+    );
+    store.release_lease("sweeper", "a").expect("release");
+    assert!(
+        store.lease("sweeper", "b", long).expect("lease"),
+        "released: b takes it"
+    );
+    assert!(!store.lease("sweeper", "a", long).expect("lease"));
+    // A lease that is not renewed expires and moves.
+    let short = std::time::Duration::from_millis(200);
+    assert!(store.lease("short", "a", short).expect("lease"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !store.lease("short", "b", long).expect("lease") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !store.lease("short", "a", short).expect("lease"),
+        "b holds it now"
+    );
+}
+
 pub async fn a_healthy_store_answers_ping(store: Arc<dyn Store>) {
     store.ping().expect("ping");
 }
@@ -396,6 +439,11 @@ macro_rules! suite {
             async fn put_if_absent_keeps_the_first_value() {
                 let (_guard, store) = $make;
                 super::put_if_absent_keeps_the_first_value(store).await;
+            }
+            #[tokio::test]
+            async fn a_lease_has_one_holder_until_released_or_expired() {
+                let (_guard, store) = $make;
+                super::a_lease_has_one_holder_until_released_or_expired(store).await;
             }
             #[tokio::test]
             async fn a_healthy_store_answers_ping() {

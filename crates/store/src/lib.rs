@@ -296,6 +296,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers (for health checks).
     fn ping(&self) -> Result<()>;
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`, timed by the store's clock (so
+    /// replicas' clocks do not matter); `true` when `holder` holds it now. Another holder gets
+    /// it only after it expired or was released. Singleton work runs under a lease.
+    fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+
+    /// Gives the lease up at once if `holder` holds it (a clean shutdown hands over quickly).
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
 
 /// How long deletions stay in the change feed.

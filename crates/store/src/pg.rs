@@ -37,7 +37,8 @@ const MIGRATION_LOCK: i64 = 0x666c_6f74_696c_6c61; // "flotilla"
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Schema migrations, applied in order; each runs once, in its own transaction.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE objects (
         kind TEXT COLLATE "C" NOT NULL,
         name TEXT COLLATE "C" NOT NULL,
@@ -64,7 +65,15 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE INDEX counters_by_revision ON counters (revision, name);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0);
-"#];
+"#,
+    r#"
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+"#,
+];
 
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
@@ -103,6 +112,13 @@ enum ReadJob {
     Content(String, Reply<Option<Vec<u8>>>),
     Changes(Cursor, usize, Reply<ChangePage>),
     Ping(Reply<()>),
+    Lease {
+        name: String,
+        holder: String,
+        /// Seconds; `None` releases.
+        ttl: Option<f64>,
+        reply: Reply<bool>,
+    },
 }
 
 enum LoadChunk {
@@ -587,6 +603,7 @@ fn fail(job: ReadJob, error: StoreError) {
         ReadJob::Content(_, reply) => drop(reply.send(Err(error))),
         ReadJob::Changes(_, _, reply) => drop(reply.send(Err(error))),
         ReadJob::Ping(reply) => drop(reply.send(Err(error))),
+        ReadJob::Lease { reply, .. } => drop(reply.send(Err(error))),
     }
 }
 
@@ -626,6 +643,34 @@ fn serve(client: &mut Client, job: ReadJob) {
             let read =
                 changes(client, &after, limit).unwrap_or_else(|e| Err(read_error(client, e)));
             let _ = reply.send(read);
+        }
+        ReadJob::Lease {
+            name,
+            holder,
+            ttl,
+            reply,
+        } => {
+            let leased = match ttl {
+                Some(ttl) => client
+                    .query_opt(
+                        "INSERT INTO leases (name, holder, expires_at)
+                         VALUES ($1, $2, now() + make_interval(secs => $3))
+                         ON CONFLICT (name) DO UPDATE
+                         SET holder = excluded.holder, expires_at = excluded.expires_at
+                         WHERE leases.holder = excluded.holder OR leases.expires_at < now()
+                         RETURNING holder",
+                        &[&name, &holder, &ttl],
+                    )
+                    .map(|row| row.is_some()),
+                None => client
+                    .execute(
+                        "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                        &[&name, &holder],
+                    )
+                    .map(|_| false),
+            }
+            .map_err(|e| read_error(client, e));
+            let _ = reply.send(leased);
         }
         ReadJob::Ping(reply) => {
             let pinged = client
@@ -846,6 +891,27 @@ impl Store for PgStore {
 
     fn ping(&self) -> Result<()> {
         self.read(ReadJob::Ping)
+    }
+
+    fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.read(|reply| ReadJob::Lease {
+            name,
+            holder,
+            ttl: Some(ttl.as_secs_f64()),
+            reply,
+        })
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.read(|reply| ReadJob::Lease {
+            name,
+            holder,
+            ttl: None,
+            reply,
+        })
+        .map(drop)
     }
 }
 

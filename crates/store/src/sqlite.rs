@@ -19,7 +19,7 @@ use crate::{
 /// while still amortizing one fsync over thousands of writes.
 const MAX_OPS_PER_TRANSACTION: usize = 16_384;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// How often the writer prunes deletions older than [`crate::TOMBSTONE_RETENTION`] (checked
 /// after a commit).
@@ -119,6 +119,15 @@ fn migrate(connection: &Connection) -> Result<()> {
              );
              ALTER TABLE counters ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
              COMMIT;",
+        )?;
+    }
+    if version < 3 {
+        connection.execute_batch(
+            "CREATE TABLE IF NOT EXISTS leases (
+                 name TEXT PRIMARY KEY,
+                 holder TEXT NOT NULL,
+                 expires_ms INTEGER NOT NULL
+             );",
         )?;
     }
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -484,6 +493,36 @@ impl Store for SqliteStore {
                 self.own.mark(&mut page);
                 page
             })
+    }
+
+    fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        let ttl_ms = ttl.as_millis() as i64;
+        self.reader.with(|connection| {
+            Ok(connection
+                .query_row(
+                    "INSERT INTO leases (name, holder, expires_ms)
+                     VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?3)
+                     ON CONFLICT (name) DO UPDATE
+                     SET holder = excluded.holder, expires_ms = excluded.expires_ms
+                     WHERE leases.holder = excluded.holder
+                        OR leases.expires_ms < CAST(unixepoch('subsec') * 1000 AS INTEGER)
+                     RETURNING holder",
+                    params![name, holder, ttl_ms],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.reader.with(|connection| {
+            connection.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )?;
+            Ok(())
+        })
     }
 
     fn ping(&self) -> Result<()> {

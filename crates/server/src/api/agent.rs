@@ -247,6 +247,17 @@ fn sync_inner(
         let fleet = state.fleet.read();
         let cluster = fleet.cluster(ordinal).ok_or_else(invalid_credential)?;
         cluster.last_seen.store(now, Ordering::Relaxed);
+        // On a shared store the replica holding the offline lease may not be this one: it
+        // learns that the cluster is alive from a soft-state write at least every half offline
+        // window (about every second sync); alone, no heartbeat is ever written.
+        if state.shared_store
+            && now
+                >= cluster.seen_written.load(Ordering::Relaxed)
+                    + state.offline_after(cluster.facts.sync_interval_seconds) / 2
+            && crate::fleet::Fleet::mark_dirty(cluster)
+        {
+            state.note_dirty(ordinal);
+        }
         fleet.intake_needs_write(cluster, &request)
     };
     if needs_write {

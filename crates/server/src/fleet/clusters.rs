@@ -76,6 +76,7 @@ impl Fleet {
             revision: new.revision,
             created: new.created,
             last_seen: AtomicU64::new(0),
+            seen_written: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             state: ClusterState::Pending,
             facts: ClusterFacts::default(),

@@ -42,6 +42,9 @@ pub struct ClusterEntry {
     pub created: u64,
     /// Unix seconds of the last sync; updated under the read lock.
     pub last_seen: AtomicU64,
+    /// The last-seen time the store holds (the last soft-state write), so that on a shared store
+    /// heartbeats are written often enough for other replicas' offline checks.
+    pub seen_written: AtomicU64,
     /// Set when soft state changed and must be written by the next flush.
     pub dirty: AtomicBool,
     pub state: ClusterState,

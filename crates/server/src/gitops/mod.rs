@@ -54,6 +54,9 @@ pub struct GitOps {
     due: Mutex<HashMap<String, Instant>>,
     backoff: Mutex<HashMap<String, Backoff>>,
     running: Mutex<HashSet<String>>,
+    /// Fetches asked for on this replica (spec writes, webhooks): they run here even when
+    /// another replica holds the singleton lease, which only scheduled polls need.
+    requested: Mutex<HashSet<String>>,
     wake: Notify,
     fetcher: Fetcher,
     tools: flotilla_render::Tools,
@@ -65,6 +68,7 @@ impl GitOps {
             due: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
+            requested: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             fetcher: Fetcher::new(cache_dir),
             tools,
@@ -80,6 +84,7 @@ impl GitOps {
     /// Asks for a fetch of `repo` as soon as possible (a spec change, a webhook, a new secret).
     pub fn fetch_now(&self, repo: &str) {
         self.due.lock().insert(repo.to_string(), Instant::now());
+        self.requested.lock().insert(repo.to_string());
         self.wake.notify_one();
     }
 }
@@ -92,8 +97,14 @@ pub async fn worker(state: SharedState) {
         let now = Instant::now();
         let mut next = now + Duration::from_secs(60);
         let mut ready = Vec::new();
+        // Scheduled polls are singleton work; fetches asked for here run regardless.
+        let leader = state.lease.is_held();
+        if !leader {
+            next = now + Duration::from_secs(1);
+        }
         {
             let fleet = state.fleet.read();
+            let requested = state.gitops.requested.lock();
             let mut due = state.gitops.due.lock();
             due.retain(|name, _| fleet.gitrepos.contains_key(name));
             let running = state.gitops.running.lock();
@@ -113,7 +124,7 @@ pub async fn worker(state: SharedState) {
                         now + interval.mul_f64(rand::rng().random_range(0.0..1.0))
                     }
                 });
-                if running.contains(name) {
+                if running.contains(name) || !(leader || requested.contains(name)) {
                     continue;
                 }
                 if at <= now {
@@ -130,6 +141,7 @@ pub async fn worker(state: SharedState) {
                 break;
             }
             state.gitops.running.lock().insert(name.clone());
+            state.gitops.requested.lock().remove(&name);
             let state = state.clone();
             tasks.spawn(async move {
                 // Leaves `running` even if the run panics, so the repo is polled again.
