@@ -1,6 +1,12 @@
 //! HTTP client for the `/agent/v1` protocol.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use flotilla_api::agent::{
@@ -26,14 +32,33 @@ pub enum ClientError {
     Unreachable(String),
 }
 
+/// A client of one server or of several replicas (`--server URL1,URL2,…`). It keeps using the
+/// replica that answered last; when that one is unreachable (network error or 5xx) it tries the
+/// others in turn at once, and the agent's backoff with jitter applies only once all failed.
 #[derive(Clone)]
 pub struct ServerClient {
-    base: String,
+    bases: Arc<[String]>,
+    current: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
 
+/// The server URLs of a `--server` value: comma-separated, trailing slashes dropped.
+pub fn server_urls(servers: &str) -> Vec<String> {
+    servers
+        .split(',')
+        .map(|url| url.trim().trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
 impl ServerClient {
-    pub fn new(base: &str) -> anyhow::Result<ServerClient> {
+    /// `servers` is one URL or a comma-separated list of replicas' URLs.
+    pub fn new(servers: &str) -> anyhow::Result<ServerClient> {
+        let bases = server_urls(servers);
+        anyhow::ensure!(
+            !bases.is_empty(),
+            "no server URL given; pass --server http://host:8080 (or several, comma-separated)"
+        );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
@@ -41,13 +66,53 @@ impl ServerClient {
             .build()
             .context("build HTTP client")?;
         Ok(ServerClient {
-            base: base.trim_end_matches('/').to_string(),
+            bases: bases.into(),
+            current: Arc::default(),
             http,
         })
     }
 
+    /// The replica in use now.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Sends a request built by `build` for a base URL, to the current replica and then, while
+    /// they are unreachable, to each other one once.
+    async fn send(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for step in 0..self.bases.len() {
+            let index = (first + step) % self.bases.len();
+            let base = &self.bases[index];
+            let sent = build(base)
+                .send()
+                .await
+                .map_err(|e| ClientError::Unreachable(format!("{base}: {e}")));
+            let checked = match sent {
+                Ok(response) => check(response).await,
+                Err(error) => Err(error),
+            };
+            match checked {
+                Err(ClientError::Unreachable(error)) => {
+                    if self.bases.len() > 1 {
+                        tracing::debug!(%error, "replica unreachable; trying the next one");
+                    }
+                    last_error = Some(ClientError::Unreachable(error));
+                }
+                answered => {
+                    if step > 0 {
+                        tracing::info!(server = %base, "switched to another server replica");
+                        self.current.store(index, Ordering::Relaxed);
+                    }
+                    return answered;
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ClientError::Unreachable("no server".into())))
     }
 
     pub async fn register(
@@ -55,13 +120,12 @@ impl ServerClient {
         request: &RegisterRequest,
     ) -> Result<RegisterResponse, ClientError> {
         let response = self
-            .http
-            .post(format!("{}{REGISTER_PATH}", self.base))
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        let response = check(response).await?;
+            .send(|base| {
+                self.http
+                    .post(format!("{base}{REGISTER_PATH}"))
+                    .json(request)
+            })
+            .await?;
         response
             .json()
             .await
@@ -75,14 +139,13 @@ impl ServerClient {
         request: &SyncRequest,
     ) -> Result<Option<SyncResponse>, ClientError> {
         let response = self
-            .http
-            .post(format!("{}{SYNC_PATH}", self.base))
-            .bearer_auth(credential)
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        let response = check(response).await?;
+            .send(|base| {
+                self.http
+                    .post(format!("{base}{SYNC_PATH}"))
+                    .bearer_auth(credential)
+                    .json(request)
+            })
+            .await?;
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(None);
         }
@@ -95,13 +158,12 @@ impl ServerClient {
 
     pub async fn content(&self, credential: &str, digest: &str) -> Result<Vec<u8>, ClientError> {
         let response = self
-            .http
-            .get(format!("{}{CONTENT_PATH}/{digest}", self.base))
-            .bearer_auth(credential)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        let response = check(response).await?;
+            .send(|base| {
+                self.http
+                    .get(format!("{base}{CONTENT_PATH}/{digest}"))
+                    .bearer_auth(credential)
+            })
+            .await?;
         response
             .bytes()
             .await

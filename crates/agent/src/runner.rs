@@ -68,7 +68,14 @@ pub async fn run<D: ClusterDriver>(
     let state = StateDir::open(state_dir)?;
     let identity = state.identity()?;
     let (client_id, credential) = match identity {
-        Some(identity) if identity.name == config.name && identity.server == config.server => {
+        // The same fleet if any server URL is shared: adding or removing a replica keeps the
+        // agent's registration.
+        Some(identity)
+            if identity.name == config.name
+                && crate::client::server_urls(&identity.server)
+                    .iter()
+                    .any(|url| crate::client::server_urls(&config.server).contains(url)) =>
+        {
             (identity.client_id, identity.credential)
         }
         _ => (hex::encode(rand::rng().random::<[u8; 16]>()), None),

@@ -199,6 +199,8 @@ struct ServerArgs {
 struct AgentArgs {
     #[command(subcommand)]
     action: Option<AgentAction>,
+    /// The server's URL, or several replicas' URLs comma-separated (the agent moves to the
+    /// next one when one is unreachable).
     #[arg(long, env = "FLOTILLA_SERVER")]
     server: Option<String>,
     /// Registration token (needed until the agent has registered; then its credential is kept

@@ -47,17 +47,51 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_token(data_dir, extra_args, String::new())
+    }
+
+    /// Starts a replica on a store that already has an admin token (it writes no token file).
+    pub fn start_replica(data_dir: &Path, extra_args: &[&str], admin_token: &str) -> ServerProcess {
+        ServerProcess::start_with_token(data_dir, extra_args, admin_token.to_string())
+    }
+
+    fn start_with_token(
+        data_dir: &Path,
+        extra_args: &[&str],
+        admin_token: String,
+    ) -> ServerProcess {
         let port = free_port();
+        std::fs::create_dir_all(data_dir).expect("create data dir");
         let mut server = ServerProcess {
             child: None,
             port,
             url: format!("http://127.0.0.1:{port}"),
             data_dir: data_dir.to_path_buf(),
-            admin_token: String::new(),
+            admin_token,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         server.spawn();
         server
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The HTTP status of `GET path` (no auth), or None when nothing answers.
+    pub fn http_status(&self, path: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nhost: flotilla\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        text.split_whitespace().nth(1)?.parse().ok()
     }
 
     fn spawn(&mut self) {
@@ -76,12 +110,14 @@ impl ServerProcess {
             .expect("spawn flotilla server");
         self.child = Some(child);
         let token_file = self.data_dir.join("admin-token");
-        self.admin_token = wait_for("the admin token file", || {
-            std::fs::read_to_string(&token_file)
-                .ok()
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-        });
+        if self.admin_token.is_empty() || token_file.exists() {
+            self.admin_token = wait_for("the admin token file", || {
+                std::fs::read_to_string(&token_file)
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+            });
+        }
         wait_for("the server to answer /healthz", || {
             std::net::TcpStream::connect(("127.0.0.1", self.port))
                 .ok()
@@ -221,12 +257,23 @@ impl AgentProcess {
         labels: &str,
         root: &Path,
     ) -> AgentProcess {
+        AgentProcess::start_with_servers(&server.url, token, name, labels, root)
+    }
+
+    /// Starts a simulated agent given `--server` as is (one URL or a comma-separated list).
+    pub fn start_with_servers(
+        servers: &str,
+        token: &str,
+        name: &str,
+        labels: &str,
+        root: &Path,
+    ) -> AgentProcess {
         let state_dir = root.join(name);
         let args = vec![
             "agent".to_string(),
             "--simulated".into(),
             "--server".into(),
-            server.url.clone(),
+            servers.to_string(),
             "--token".into(),
             token.into(),
             "--name".into(),
