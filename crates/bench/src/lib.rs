@@ -245,7 +245,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
     let pid = ServerPid::default();
     pid.set(target.pid());
     let sim_config = SimConfig {
-        server: target.base(),
+        server: target.agent_servers(),
         token,
         clusters: config.clusters,
         nodes: config.nodes,

@@ -19,9 +19,24 @@ pub enum Target {
 }
 
 impl Target {
+    /// The server admin calls go to (the first of several replicas).
     pub fn base(&self) -> String {
         match self {
             Target::Child(child) => format!("http://{}", child.listen),
+            Target::External { base, .. } => base
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// Every server the simulated fleet syncs with: the replicas of `--server URL1,URL2`,
+    /// clusters spread evenly over them.
+    pub fn agent_servers(&self) -> String {
+        match self {
+            Target::Child(_) => self.base(),
             Target::External { base, .. } => base.clone(),
         }
     }

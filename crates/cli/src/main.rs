@@ -242,6 +242,8 @@ enum AgentAction {
 
 #[derive(Args)]
 struct SimArgs {
+    /// The server's URL, or several replicas' URLs comma-separated (the simulated clusters are
+    /// spread evenly over them).
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Registration token the simulated clusters register with.
@@ -298,7 +300,9 @@ struct BenchArgs {
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
     /// Run against this server instead of starting one (its CPU and memory are then not sampled,
-    /// and `restart` is skipped). Needs the admin token (--token or FLOTILLA_TOKEN).
+    /// and `restart` is skipped). Needs the admin token (--token or FLOTILLA_TOKEN). Several
+    /// replicas' URLs, comma-separated: the simulated fleet spreads over them, admin calls go to
+    /// the first.
     #[arg(long)]
     server: Option<String>,
     #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]

@@ -45,6 +45,7 @@ const ENVS: [&str; 3] = ["dev", "staging", "prod"];
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// One server URL, or several replicas' comma-separated (clusters spread over them).
     pub server: String,
     pub token: String,
     pub clusters: u32,
@@ -96,11 +97,9 @@ pub struct SimSummary {
 
 struct Shared {
     config: SimConfig,
-    /// Parsed once: parsing a URL per request was a measurable share of the simulator's CPU.
-    register_url: reqwest::Url,
-    sync_url: reqwest::Url,
-    /// `…/agent/v1/content/`; a digest is pushed as the last path segment.
-    content_base: reqwest::Url,
+    /// Each server replica's URLs (`--server URL1,URL2`); cluster `ordinal` uses replica
+    /// `ordinal % len`, so the fleet spreads evenly over the replicas.
+    servers: Vec<ServerUrls>,
     clients: Vec<reqwest::Client>,
     agents: Vec<Mutex<SimAgent>>,
     wheel: Mutex<TimerWheel>,
@@ -114,7 +113,19 @@ struct Shared {
     outcomes: Outcomes,
 }
 
+/// Parsed once: parsing a URL per request was a measurable share of the simulator's CPU.
+struct ServerUrls {
+    register: reqwest::Url,
+    sync: reqwest::Url,
+    /// `…/agent/v1/content/`; a digest is pushed as the last path segment.
+    content_base: reqwest::Url,
+}
+
 impl Shared {
+    fn server(&self, ordinal: u32) -> &ServerUrls {
+        &self.servers[ordinal as usize % self.servers.len()]
+    }
+
     fn name(&self, ordinal: u32) -> String {
         format!("{}{ordinal:07}", self.config.prefix)
     }
@@ -220,20 +231,26 @@ impl Simulator {
             ]),
             sync_interval_seconds: Some(config.interval.as_secs().max(1) as u32),
         };
-        let base = config.server.trim_end_matches('/');
-        let url = |path: &str| {
-            reqwest::Url::parse(&format!("{base}{path}"))
-                .with_context(|| format!("server URL {:?}", config.server))
-        };
-        let (register_url, sync_url, content_base) = (
-            url(REGISTER_PATH)?,
-            url(SYNC_PATH)?,
-            url(&format!("{CONTENT_PATH}/"))?,
-        );
+        let servers = config
+            .server
+            .split(',')
+            .map(|base| base.trim().trim_end_matches('/'))
+            .filter(|base| !base.is_empty())
+            .map(|base| {
+                let url = |path: &str| {
+                    reqwest::Url::parse(&format!("{base}{path}"))
+                        .with_context(|| format!("server URL {base:?}"))
+                };
+                Ok(ServerUrls {
+                    register: url(REGISTER_PATH)?,
+                    sync: url(SYNC_PATH)?,
+                    content_base: url(&format!("{CONTENT_PATH}/"))?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!servers.is_empty(), "--server: no server URL given");
         let shared = Arc::new(Shared {
-            register_url,
-            sync_url,
-            content_base,
+            servers,
             clients,
             agents,
             wheel: Mutex::new(TimerWheel::new(TICK, horizon)),
@@ -365,7 +382,7 @@ async fn register(shared: &Shared, ordinal: u32) {
     );
     let response = shared
         .client(ordinal)
-        .post(shared.register_url.clone())
+        .post(shared.server(ordinal).register.clone())
         .json(&request)
         .send()
         .await;
@@ -415,7 +432,7 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     let started = Instant::now();
     let response = shared
         .client(ordinal)
-        .post(shared.sync_url.clone())
+        .post(shared.server(ordinal).sync.clone())
         .bearer_auth(credential)
         .json(&request)
         .send()
@@ -557,7 +574,7 @@ async fn content(
     if held && let Some(cached) = cached {
         return Some(cached);
     }
-    let mut url = shared.content_base.clone();
+    let mut url = shared.server(ordinal).content_base.clone();
     url.path_segments_mut().ok()?.pop_if_empty().push(digest);
     let response = shared
         .client(ordinal)
