@@ -237,6 +237,19 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
         )
         .await
         .context("create the registration token")?;
+    // Several replicas: the token reaches the others through the store's change feed (~0.1 s);
+    // registrations sent there before it arrives would be refused and retried.
+    for replica in target.agent_servers().split(',').skip(1) {
+        let other = AdminClient::new(replica.trim(), target.admin_token())?;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while other.get(Kind::RegistrationToken, "bench").await.is_err() {
+            anyhow::ensure!(
+                std::time::Instant::now() < until,
+                "replica {replica} did not learn the registration token within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     let token = created
         .pointer("/status/token")
         .and_then(|t| t.as_str())
