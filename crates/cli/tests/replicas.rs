@@ -215,6 +215,10 @@ fn replicas_answer_503_while_postgres_is_away_and_resume_when_it_is_back() {
     one.apply(&config_map_bundle("web", &["web"], "env=prod", ""));
     one.wait_bundle_ready("web", 1);
     assert_eq!(one.http_status("/healthz"), Some(200));
+    let lease_held = |server: &ServerProcess| server.metric("flotilla_singleton_lease_held");
+    wait_for("the replica to hold the singleton lease", || {
+        (lease_held(&one) == Some(1.0)).then_some(())
+    });
 
     proxy.cut();
     wait_for("/healthz to say the store is unreachable", || {
@@ -234,10 +238,18 @@ fn replicas_answer_503_while_postgres_is_away_and_resume_when_it_is_back() {
         "reads are served from memory"
     );
     assert!(one.alive(), "the replica did not crash");
+    // Unable to renew, it stops singleton work before the lease could pass to another replica.
+    wait_for(
+        "the replica to give up singleton work without its store",
+        || (lease_held(&one) == Some(0.0)).then_some(()),
+    );
 
     proxy.restore();
     wait_for("/healthz to recover", || {
         (one.http_status("/healthz") == Some(200)).then_some(())
+    });
+    wait_for("the replica to take the singleton lease back", || {
+        (lease_held(&one) == Some(1.0)).then_some(())
     });
     wait_for("writes to succeed again", || {
         one.cli(&["delete", "bundle", "web"])
