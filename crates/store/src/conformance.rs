@@ -386,6 +386,39 @@ pub async fn a_lease_has_one_holder_until_released_or_expired(store: Arc<dyn Sto
     );
 }
 
+pub async fn lease_renewals_beside_commits_never_fail_them(store: Arc<dyn Store>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut renewals = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store
+                    .lease("sweeper", "a", std::time::Duration::from_secs(60))
+                    .expect("lease");
+                renewals += 1;
+            }
+            renewals
+        })
+    };
+    for i in 0..200 {
+        // A read before the writes in the same commit (the tombstone check) must not turn a
+        // concurrent lease write into a failed commit.
+        store
+            .commit(vec![
+                put("K", &format!("{i}"), "1"),
+                Op::Delete {
+                    kind: "K".into(),
+                    name: format!("gone-{i}"),
+                },
+            ])
+            .await
+            .expect("a commit beside lease renewals");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(renewer.join().expect("renewer") > 0);
+}
+
 pub async fn a_healthy_store_answers_ping(store: Arc<dyn Store>) {
     store.ping().expect("ping");
 }
@@ -444,6 +477,11 @@ macro_rules! suite {
             async fn a_lease_has_one_holder_until_released_or_expired() {
                 let (_guard, store) = $make;
                 super::a_lease_has_one_holder_until_released_or_expired(store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lease_renewals_beside_commits_never_fail_them() {
+                let (_guard, store) = $make;
+                super::lease_renewals_beside_commits_never_fail_them(store).await;
             }
             #[tokio::test]
             async fn a_healthy_store_answers_ping() {

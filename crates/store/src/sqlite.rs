@@ -195,7 +195,7 @@ fn write_loop(
 /// Drops deletions older than the retention and records the newest revision dropped.
 fn prune(connection: &Connection) -> rusqlite::Result<()> {
     let cutoff = crate::TOMBSTONE_RETENTION.as_secs() as i64;
-    connection.execute_batch("BEGIN")?;
+    connection.execute_batch("BEGIN IMMEDIATE")?;
     let pruned = (|| {
         let newest: Option<i64> = connection.query_row(
             "SELECT max(revision) FROM tombstones WHERE deleted_at < unixepoch() - ?1",
@@ -231,7 +231,11 @@ fn apply_batch(
     revision: &mut u64,
     own: &crate::OwnRevisions,
 ) -> rusqlite::Result<Vec<u64>> {
-    let transaction = connection.transaction()?;
+    // IMMEDIATE: the write lock is taken at BEGIN, waiting (busy timeout) for any other writer
+    // such as a lease renewal on the read connection. A deferred transaction that read first
+    // would fail at once with SQLITE_BUSY when another connection wrote meanwhile.
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut revisions = Vec::with_capacity(batch.len());
     {
         let mut put = transaction.prepare_cached(
