@@ -196,6 +196,16 @@ fn revision_of(metadata: &flotilla_api::ObjectMeta) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether memory holds the object at `revision` or newer (a followed change must not undo it).
+fn holds_newer(held: Option<&flotilla_api::ObjectMeta>, revision: u64) -> bool {
+    held.is_some_and(|metadata| revision_of(metadata) >= revision)
+}
+
+/// Whether memory holds the object at a revision older than a followed deletion's.
+fn holds_older(held: Option<&flotilla_api::ObjectMeta>, revision: u64) -> bool {
+    held.is_some_and(|metadata| revision_of(metadata) < revision)
+}
+
 /// Applies one page's foreign changes; returns how many were applied.
 pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending) -> u64 {
     let foreign: Vec<&Change> = page
@@ -230,7 +240,7 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
         fleet.contents.entry(digest).or_insert(bytes);
     }
     let mut applied = 0;
-    let mut released = false;
+    let mut bundles_moved = false;
     for change in foreign {
         let done = match change {
             Change::Put {
@@ -240,10 +250,13 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
                 doc,
             } => {
                 if kind == records::BUNDLE {
-                    match bundles.remove(name.as_str()) {
-                        Some((revision, record)) => put_bundle(state, &mut fleet, revision, record),
-                        None => false,
-                    }
+                    let put = bundles
+                        .remove(name.as_str())
+                        .is_some_and(|(revision, record)| {
+                            put_bundle(state, &mut fleet, revision, record)
+                        });
+                    bundles_moved |= put;
+                    put
                 } else {
                     put(state, &mut fleet, pending, kind, name, *revision, doc)
                 }
@@ -254,14 +267,15 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
                 revision,
             } => {
                 let deleted = delete(state, &mut fleet, pending, kind, name, *revision);
-                released |= deleted && kind == records::BUNDLE;
+                bundles_moved |= deleted && kind == records::BUNDLE;
                 deleted
             }
             Change::Counter { name, value, .. } => counter(&mut fleet, pending, name, *value),
         };
         applied += u64::from(done);
     }
-    if released || !bundles.is_empty() {
+    // Once per page: content the replaced or deleted bundles no longer reference.
+    if bundles_moved {
         crate::api::admin::release_contents(&mut fleet);
     }
     applied
@@ -269,15 +283,15 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
 
 fn put_bundle(state: &SharedState, fleet: &mut Fleet, revision: u64, record: BundleRecord) -> bool {
     let name = record.metadata.name.clone();
-    if let Some((_, old)) = fleet.bundle_by_name(&name)
-        && revision_of(&old.metadata) >= revision
-    {
+    if holds_newer(
+        fleet.bundle_by_name(&name).map(|(_, b)| &b.metadata),
+        revision,
+    ) {
         return false;
     }
     match records::bundle_entry(fleet, record, revision, &*state.store) {
         Ok(entry) => {
             fleet.upsert_bundle(entry);
-            crate::api::admin::release_contents(fleet);
             true
         }
         Err(error) => {
@@ -360,11 +374,7 @@ fn put(
             let Some(record) = decode::<records::GroupRecord>(kind, name, doc) else {
                 return false;
             };
-            if fleet
-                .groups
-                .get(name)
-                .is_some_and(|old| revision_of(&old.metadata) >= revision)
-            {
+            if holds_newer(fleet.groups.get(name).map(|g| &g.metadata), revision) {
                 return false;
             }
             let selector = match Selector::from_api(&record.spec.selector) {
@@ -407,11 +417,7 @@ fn put(
             let Some(record) = decode::<records::SecretRecord>(kind, name, doc) else {
                 return false;
             };
-            if fleet
-                .secrets
-                .get(name)
-                .is_some_and(|old| revision_of(&old.metadata) >= revision)
-            {
+            if holds_newer(fleet.secrets.get(name).map(|s| &s.metadata), revision) {
                 return false;
             }
             let mut metadata = record.metadata;
@@ -482,42 +488,39 @@ fn delete(
                 _ => false,
             }
         }
-        records::BUNDLE => match fleet.bundle_by_name(name) {
-            Some((_, bundle)) if revision_of(&bundle.metadata) < revision => {
+        records::BUNDLE => {
+            let older = holds_older(
+                fleet.bundle_by_name(name).map(|(_, b)| &b.metadata),
+                revision,
+            );
+            if older {
                 fleet.remove_bundle(name);
-                true
             }
-            _ => false,
-        },
-        records::GROUP => match fleet.groups.get(name) {
-            Some(group) if revision_of(&group.metadata) < revision => {
+            older
+        }
+        records::GROUP => {
+            let older = holds_older(fleet.groups.get(name).map(|g| &g.metadata), revision);
+            if older {
                 fleet.remove_group(name);
-                true
             }
-            _ => false,
-        },
-        records::TOKEN => match fleet.tokens.get(name) {
-            Some(token) if revision_of(&token.metadata) < revision => {
-                fleet.tokens.remove(name);
-                true
-            }
-            _ => false,
-        },
-        records::SECRET => match fleet.secrets.get(name) {
-            Some(secret) if revision_of(&secret.metadata) < revision => {
-                fleet.secrets.remove(name);
-                true
-            }
-            _ => false,
-        },
-        records::GITREPO => match fleet.gitrepos.get(name) {
-            Some(repo) if revision_of(&repo.metadata) < revision => {
+            older
+        }
+        records::TOKEN => {
+            let older = holds_older(fleet.tokens.get(name).map(|t| &t.metadata), revision);
+            older && fleet.tokens.remove(name).is_some()
+        }
+        records::SECRET => {
+            let older = holds_older(fleet.secrets.get(name).map(|s| &s.metadata), revision);
+            older && fleet.secrets.remove(name).is_some()
+        }
+        records::GITREPO => {
+            let older = holds_older(fleet.gitrepos.get(name).map(|r| &r.metadata), revision);
+            if older {
                 fleet.gitrepos.remove(name);
                 state.gitops.forget(name);
-                true
             }
-            _ => false,
-        },
+            older
+        }
         _ => false,
     }
 }

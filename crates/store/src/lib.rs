@@ -180,6 +180,36 @@ impl ChangePage {
     }
 }
 
+/// One commit waiting for a backend's writer thread.
+pub(crate) struct Request {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<u64>>,
+}
+
+/// Most operations one transaction takes before it commits; bounds commit latency under a flood
+/// while still amortizing one fsync over thousands of writes.
+const MAX_OPS_PER_TRANSACTION: usize = 16_384;
+
+/// A group commit: `first` and whatever else is queued already, up to
+/// [`MAX_OPS_PER_TRANSACTION`] operations. Returns the batch and its operation count.
+pub(crate) fn gather(
+    first: Request,
+    requests: &std::sync::mpsc::Receiver<Request>,
+) -> (Vec<Request>, usize) {
+    let mut op_count = first.ops.len();
+    let mut batch = vec![first];
+    while op_count < MAX_OPS_PER_TRANSACTION {
+        match requests.try_recv() {
+            Ok(request) => {
+                op_count += request.ops.len();
+                batch.push(request);
+            }
+            Err(_) => break,
+        }
+    }
+    (batch, op_count)
+}
+
 /// Revisions a store handle committed, so its change feed can mark them local. A writer adds a
 /// commit's revisions before the commit is visible (so a reader never sees one unmarked) and
 /// takes them back when the commit fails; the feed forgets those behind the page it returned.

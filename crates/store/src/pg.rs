@@ -24,11 +24,9 @@ use tokio::sync::oneshot;
 
 use crate::{
     BatchObserver, BatchStats, Change, ChangePage, CommitFuture, Cursor, Op, OwnRevisions, Record,
-    RecordRef, Result, Snapshot, Store, StoreError, TOMBSTONE_RETENTION, Visitor, fold,
+    RecordRef, Request, Result, Snapshot, Store, StoreError, TOMBSTONE_RETENTION, Visitor, fold,
 };
 
-/// Most operations one transaction takes before it commits.
-const MAX_OPS_PER_TRANSACTION: usize = 16_384;
 /// Records sent from a reader thread to a bulk load's caller at a time.
 const LOAD_CHUNK: usize = 1_024;
 /// Key of the advisory lock that serializes schema migrations across replicas.
@@ -94,11 +92,6 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(5),
         }
     }
-}
-
-struct Request {
-    ops: Vec<Op>,
-    reply: oneshot::Sender<Result<u64>>,
 }
 
 type Reply<T> = mpsc::SyncSender<Result<T>>;
@@ -398,17 +391,7 @@ fn write_loop(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let mut batch = vec![first];
-        let mut op_count = batch[0].ops.len();
-        while op_count < MAX_OPS_PER_TRANSACTION {
-            match requests.try_recv() {
-                Ok(request) => {
-                    op_count += request.ops.len();
-                    batch.push(request);
-                }
-                Err(_) => break,
-            }
-        }
+        let (batch, op_count) = crate::gather(first, &requests);
         let started = Instant::now();
         let applied = apply_batch(connection, prepared, &batch, own);
         let stats = BatchStats {

@@ -12,23 +12,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    BatchObserver, BatchStats, CommitFuture, Op, Record, Result, Snapshot, Store, StoreError,
+    BatchObserver, BatchStats, CommitFuture, Op, Record, Request, Result, Snapshot, Store,
+    StoreError,
 };
-
-/// Most operations one transaction takes before it commits; bounds commit latency under a flood
-/// while still amortizing one fsync over thousands of writes.
-const MAX_OPS_PER_TRANSACTION: usize = 16_384;
 
 const SCHEMA_VERSION: i64 = 3;
 
 /// How often the writer prunes deletions older than [`crate::TOMBSTONE_RETENTION`] (checked
 /// after a commit).
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-struct Request {
-    ops: Vec<Op>,
-    reply: oneshot::Sender<Result<u64>>,
-}
 
 /// SQLite-backed [`Store`]. Writes go through a dedicated writer thread that groups concurrent
 /// commits into one transaction; reads use their own connection.
@@ -143,17 +135,7 @@ fn write_loop(
 ) {
     let mut last_prune = Instant::now();
     while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
-        let mut op_count = batch[0].ops.len();
-        while op_count < MAX_OPS_PER_TRANSACTION {
-            match requests.try_recv() {
-                Ok(request) => {
-                    op_count += request.ops.len();
-                    batch.push(request);
-                }
-                Err(_) => break,
-            }
-        }
+        let (batch, op_count) = crate::gather(first, &requests);
         let start_revision = revision;
         let requests_in_batch = batch.len();
         let started = Instant::now();
