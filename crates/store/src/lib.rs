@@ -259,7 +259,8 @@ impl OwnRevisions {
 pub enum StoreError {
     #[error("store database error: {0}")]
     Database(#[from] rusqlite::Error),
-    #[error("store database error: {0}")]
+    /// Shown with its causes: the driver's own message alone is often just "db error".
+    #[error("store database error: {}", with_causes(.0))]
     Postgres(#[from] ::postgres::Error),
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -270,6 +271,9 @@ pub enum StoreError {
     Commit(String),
     #[error("store is closed")]
     Closed,
+    /// The store's settings (e.g. its connection string) are wrong; says what to fix.
+    #[error("{0}")]
+    Config(String),
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -277,6 +281,22 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `error: cause: cause's cause`, each once (a driver's message sometimes already holds its
+/// cause's text).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let line = next.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = next.source();
+    }
+    text
+}
 
 /// What one group commit (one transaction, one fsync) did; reported to a [`BatchObserver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

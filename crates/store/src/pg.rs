@@ -10,17 +10,18 @@
 //! never misses a write that commits later with a lower number.
 
 use std::{
-    str::FromStr,
     sync::{Arc, Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
 
 use postgres::{
-    Client, IsolationLevel, NoTls, Statement, Transaction, fallible_iterator::FallibleIterator,
+    Client, IsolationLevel, Statement, Transaction, fallible_iterator::FallibleIterator,
 };
 use rand::RngExt;
 use tokio::sync::oneshot;
+
+mod tls;
 
 use crate::{
     BatchObserver, BatchStats, Change, ChangePage, CommitFuture, Cursor, Op, OwnRevisions, Record,
@@ -130,12 +131,13 @@ pub struct PgStore {
 #[derive(Clone)]
 struct Connector {
     config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     statement_timeout: Option<Duration>,
 }
 
 impl Connector {
     fn connect(&self) -> Result<Client> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.config.connect(self.tls.clone())?;
         let timeout = self.statement_timeout.map_or(0, |t| t.as_millis());
         client.batch_execute(&format!("SET statement_timeout = {timeout}"))?;
         Ok(client)
@@ -156,7 +158,7 @@ impl PgStore {
         options: PgOptions,
         observer: Option<BatchObserver>,
     ) -> Result<PgStore> {
-        let mut config = postgres::Config::from_str(url)?;
+        let (mut config, tls) = tls::configure(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
@@ -166,6 +168,7 @@ impl PgStore {
         config.keepalives_idle(Duration::from_secs(30));
         let connector = Connector {
             config,
+            tls,
             statement_timeout: options.statement_timeout,
         };
         // On a thread of its own: the blocking client must not run on a Tokio worker.
@@ -903,7 +906,13 @@ impl Store for PgStore {
 pub mod testing {
     use std::thread;
 
-    use postgres::{Client, NoTls};
+    use postgres::Client;
+
+    /// A client for `url` with the store's own TLS handling (so `sslmode=verify-full` works).
+    pub fn connect(url: &str) -> crate::Result<Client> {
+        let (config, tls) = super::tls::configure(url)?;
+        Ok(config.connect(tls)?)
+    }
 
     /// The server tests use: `FLOTILLA_TEST_POSTGRES` (a libpq key/value string), by default
     /// the local PostgreSQL 15 with trust authentication.
@@ -949,6 +958,21 @@ pub mod testing {
             on_thread(&self.base, sql);
         }
 
+        /// The first column of the first row `sql` returns, as text, from the admin connection.
+        pub fn query_text(&self, sql: &str) -> Option<String> {
+            let (base, sql) = (self.base.clone(), sql.to_string());
+            thread::spawn(move || {
+                let mut client = connect(&base).expect("admin connection");
+                client
+                    .query(&sql, &[])
+                    .unwrap_or_else(|error| panic!("{sql}: {error}"))
+                    .first()
+                    .map(|row| row.get::<_, String>(0))
+            })
+            .join()
+            .expect("PostgreSQL admin query")
+        }
+
         /// Terminates every connection the test's stores hold, as a database restart would.
         pub fn terminate_connections(&self) {
             self.execute(&format!(
@@ -964,7 +988,7 @@ pub mod testing {
             let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
             let base = self.base.clone();
             let _ = thread::spawn(move || {
-                if let Ok(mut client) = Client::connect(&base, NoTls) {
+                if let Ok(mut client) = connect(&base) {
                     let _ = client.batch_execute(&statement);
                 }
             })
@@ -975,7 +999,7 @@ pub mod testing {
     fn on_thread(base: &str, sql: &str) {
         let (base, sql) = (base.to_string(), sql.to_string());
         thread::spawn(move || {
-            let mut client = Client::connect(&base, NoTls).unwrap_or_else(|error| {
+            let mut client = connect(&base).unwrap_or_else(|error| {
                 panic!(
                     "PostgreSQL is needed for this test and did not answer at '{base}': {error} \
                      (start it with `pg_ctlcluster --skip-systemctl-redirect 15 main start`, or \
