@@ -259,9 +259,10 @@ impl OwnRevisions {
 pub enum StoreError {
     #[error("store database error: {0}")]
     Database(#[from] rusqlite::Error),
-    /// Shown with its causes: the driver's own message alone is often just "db error".
+    /// Shown with its causes, the driver's own message alone often being just "db error"; so
+    /// not reported as a `source` too, or reporters that walk sources print them twice.
     #[error("store database error: {}", with_causes(.0))]
-    Postgres(#[from] ::postgres::Error),
+    Postgres(::postgres::Error),
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The change feed no longer holds the deletions after this cursor: reload from a snapshot.
@@ -281,6 +282,12 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<::postgres::Error> for StoreError {
+    fn from(error: ::postgres::Error) -> StoreError {
+        StoreError::Postgres(error)
+    }
+}
 
 /// `error: cause: cause's cause`, each once (a driver's message sometimes already holds its
 /// cause's text).
