@@ -416,3 +416,70 @@ async fn a_cluster_syncing_with_one_replica_stays_online_on_the_lease_holder_unt
     one.server.shutdown().await.expect("shutdown one");
     two.server.shutdown().await.expect("shutdown two");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_client_hangs_up_mid_commit_still_reaches_memory() {
+    use tokio::io::AsyncWriteExt;
+
+    let schema = TestSchema::create("hangup");
+    let one = replica(&schema).await;
+    let admin = one.server.new_admin_token.clone().expect("admin token");
+    // Hold the store's next object write: a transaction of the test's own locks the table.
+    let (locked, locked_rx) = std::sync::mpsc::channel::<()>();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let url = schema.url();
+    let locker = std::thread::spawn(move || {
+        let mut client = flotilla_store::pg_testing::connect(&url).expect("locker connection");
+        let mut transaction = client.transaction().expect("begin");
+        transaction
+            .batch_execute("LOCK TABLE objects IN EXCLUSIVE MODE")
+            .expect("lock objects");
+        locked.send(()).expect("report the lock");
+        let _ = release_rx.recv();
+        transaction.commit().expect("release the lock");
+    });
+    locked_rx.recv().expect("the table is locked");
+
+    // A bundle write over a raw connection that the client closes while the commit waits.
+    let body = bundle("hung-up", "v1").to_string();
+    let mut stream = tokio::net::TcpStream::connect(one.server.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "PUT /api/v1/bundles/hung-up HTTP/1.1\r\nhost: flotilla\r\nauthorization: Bearer {admin}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the write");
+    let waiting = format!(
+        "SELECT count(*)::text FROM pg_stat_activity \
+         WHERE application_name = '{}' AND wait_event_type = 'Lock'",
+        schema.name
+    );
+    eventually("the store's commit waits on the test's lock", || async {
+        (schema.query_text(&waiting).as_deref() != Some("0")).then_some(())
+    })
+    .await;
+    drop(stream);
+    // One more round trip, so the server has seen the hang-up before the commit can finish.
+    let client = Client {
+        http: reqwest::Client::new(),
+        admin,
+    };
+    let (status, _) = client.get(&one, "/healthz").await;
+    assert_eq!(status, 200);
+    release.send(()).expect("release the lock");
+    locker.join().expect("locker thread");
+
+    // The write committed; the replica must serve it (its follower skips its own revisions,
+    // so only the handler itself can apply it).
+    eventually("the committed write is in the replica's model", || async {
+        let (status, _) = client.get(&one, "/api/v1/bundles/hung-up").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    one.server.shutdown().await.expect("shutdown");
+}

@@ -16,7 +16,7 @@ use std::{
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderValue, header},
+    http::{HeaderValue, Method, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -60,6 +60,7 @@ pub fn app(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(finish_writes))
         // Outermost, and applied to every route and the fallback after routing, so the matched
         // route template is known.
         .layer(middleware::from_fn_with_state(state.clone(), track_http))
@@ -82,6 +83,28 @@ async fn track_http(State(state): State<SharedState>, request: Request, next: Ne
         .metrics
         .observe_http(route, method, response.status(), started.elapsed());
     response
+}
+
+/// Runs every call that may write to its end in a task of its own, so a client that goes away
+/// mid-call cannot cancel it. Handlers commit to the store and then apply the write to memory;
+/// dropped while awaiting the commit, one would leave a durable write out of this replica's
+/// model (its follower skips its own revisions), or a registration's reservation held for good.
+/// Reads and agent syncs (which never await a commit) run inline: the hot path spawns nothing.
+async fn finish_writes(request: Request, next: Next) -> Response {
+    let method = request.method();
+    if method == Method::GET
+        || method == Method::HEAD
+        || request.uri().path() == flotilla_api::agent::SYNC_PATH
+    {
+        return next.run(request).await;
+    }
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(%error, "a request handler failed");
+            ApiError::internal(error).into_response()
+        }
+    }
 }
 
 /// Load shedding for agent calls: past `max_agent_requests` in flight (half that for
