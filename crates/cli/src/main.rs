@@ -192,6 +192,10 @@ struct ServerArgs {
     /// Longest a PostgreSQL statement may run (the start-up load excepted); 0 for no limit.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     store_statement_timeout: std::time::Duration,
+    /// How long content no bundle references any more (old versions, deleted bundles) stays
+    /// in the store before it is deleted.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    content_retention: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -473,6 +477,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store,
             store_pool_size,
             store_statement_timeout,
+            content_retention,
         }) => {
             let store = flotilla_server::StoreConfig::parse(
                 &store,
@@ -487,6 +492,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 offline_missed_intervals,
                 max_body_bytes,
                 max_agent_requests: max_agent_requests.max(2),
+                content_retention,
                 ..flotilla_server::Settings::default()
             };
             let server = flotilla_server::start(flotilla_server::ServerConfig {

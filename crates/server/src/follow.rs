@@ -75,6 +75,14 @@ pub async fn follower(state: SharedState, mut cursor: Cursor) {
                     .follow_lag_seconds
                     .observe(started.elapsed().as_secs_f64());
                 cursor = page.next;
+                // A page cut at its limit may end inside a revision: only the ones before it
+                // are whole in memory.
+                let through = if page.more {
+                    cursor.revision.saturating_sub(1)
+                } else {
+                    cursor.revision
+                };
+                state.followed.fetch_max(through, Ordering::Release);
                 state
                     .metrics
                     .follow_revision
@@ -92,6 +100,7 @@ pub async fn follower(state: SharedState, mut cursor: Cursor) {
                     Ok(revision) => {
                         pending = Pending::default();
                         cursor = Cursor::after(revision);
+                        state.followed.fetch_max(revision, Ordering::Release);
                         continue;
                     }
                     Err(error) => {

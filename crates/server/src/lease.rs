@@ -1,5 +1,5 @@
-//! The singleton lease: work that must run on one replica at a time (offline sweeps, scheduled
-//! git polls) runs only while this replica holds it.
+//! The singleton lease: work that must run on one replica at a time (offline sweeps, content
+//! collection, scheduled git polls) runs only while this replica holds it.
 //!
 //! The lease lives in the store and is timed by the store's clock ([`Store::lease`]). A replica
 //! renews it every third of its time to live and trusts it only until four fifths of that time
@@ -75,7 +75,7 @@ pub async fn keeper(state: SharedState) {
                 failures = 0;
                 *state.lease.valid_until.lock() = Some(started + ttl.mul_f64(0.8));
                 if !was_held {
-                    tracing::info!(holder = %state.lease.holder, "this replica holds the singleton lease (offline sweeps, git polling)");
+                    tracing::info!(holder = %state.lease.holder, "this replica holds the singleton lease (offline sweeps, content collection, git polling)");
                 }
             }
             Ok(Ok(false)) => {

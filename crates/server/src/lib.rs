@@ -192,6 +192,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         agent_in_flight: Default::default(),
         shared_store: config.store.is_shared(),
         lease: lease::Lease::new(config.store.is_shared()),
+        followed: std::sync::atomic::AtomicU64::new(if config.store.is_shared() {
+            loaded.revision
+        } else {
+            u64::MAX
+        }),
     });
     // Clusters that were Online get one full offline window from now: their last-seen times
     // predate the restart.
@@ -238,6 +243,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         tokio::spawn(workers::offline_sweeper(state.clone())),
         tokio::spawn(workers::soft_state_flusher(state.clone())),
         tokio::spawn(gitops::worker(state.clone())),
+        tokio::spawn(workers::content_collector(state.clone())),
     ];
     if config.store.is_shared() {
         workers.push(tokio::spawn(follow::follower(

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub admin_writes: Family<ResultLabel, Counter>,
     pub store_commit_seconds: Histogram,
     pub soft_state_writes: Counter,
+    pub contents_collected: Counter,
+    pub content_collected_bytes: Counter,
     pub clusters: Family<StateLabel, Gauge>,
     pub bundles: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -142,6 +144,18 @@ impl Default for Metrics {
             "soft_state_writes",
             "Cluster status records written in batches",
             soft_state_writes.clone(),
+        );
+        let contents_collected = Counter::default();
+        registry.register(
+            "store_contents_collected",
+            "Unreferenced contents deleted from the store",
+            contents_collected.clone(),
+        );
+        let content_collected_bytes = Counter::default();
+        registry.register(
+            "store_content_collected_bytes",
+            "Bytes of unreferenced content deleted from the store",
+            content_collected_bytes.clone(),
         );
         let clusters = Family::<StateLabel, Gauge>::default();
         registry.register("clusters", "Registered clusters by state", clusters.clone());
@@ -270,6 +284,8 @@ impl Default for Metrics {
             admin_writes,
             store_commit_seconds,
             soft_state_writes,
+            contents_collected,
+            content_collected_bytes,
             clusters,
             bundles,
             http_requests,

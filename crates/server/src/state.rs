@@ -29,6 +29,9 @@ pub struct Settings {
     /// store, singleton work moves to another replica within about this long after its holder
     /// dies.
     pub lease_ttl: Duration,
+    /// Content no bundle references is deleted from the store once it has been unreferenced
+    /// this long (checked every quarter of it, at most every minute).
+    pub content_retention: Duration,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             max_agent_requests: 2048,
             inline_content_bytes: 64 << 10,
             lease_ttl: Duration::from_secs(15),
+            content_retention: Duration::from_secs(600),
         }
     }
 }
@@ -67,8 +71,11 @@ pub struct AppState {
     pub agent_in_flight: std::sync::atomic::AtomicUsize,
     /// Whether other replicas share the store (PostgreSQL).
     pub shared_store: bool,
-    /// The singleton lease (offline sweeps, git polling).
+    /// The singleton lease (offline sweeps, git polling, content collection).
     pub lease: crate::lease::Lease,
+    /// Store revision through which this replica's model holds every other replica's writes
+    /// (the follower's progress); `u64::MAX` on a store no one else writes.
+    pub followed: std::sync::atomic::AtomicU64,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -1,9 +1,13 @@
-//! Background work: the offline sweeper and the soft-state flusher.
+//! Background work: the offline sweeper, the soft-state flusher and the content collector.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use flotilla_api::ClusterState;
-use flotilla_store::Op;
+use flotilla_store::{Op, StoreError};
 
 use crate::{
     fleet::Fleet,
@@ -184,4 +188,115 @@ pub async fn flush_all_soft_state(state: &SharedState) {
             return;
         }
     }
+}
+
+/// Most contents one collection pass deletes; the rest wait for the next pass.
+const MAX_DROPS_PER_PASS: usize = 4_096;
+
+/// Content no bundle referenced when the collector last looked.
+#[derive(Debug, Clone, Copy)]
+pub struct Unreferenced {
+    /// The revision the store listed it at (its last put).
+    revision: u64,
+    since: Instant,
+}
+
+/// Deletes content no bundle has referenced for [`Settings::content_retention`]. Singleton work:
+/// only the lease holder collects (a replica that loses the lease forgets what it saw).
+///
+/// [`Settings::content_retention`]: crate::state::Settings::content_retention
+pub async fn content_collector(state: SharedState) {
+    let retention = state.settings.content_retention;
+    let every = (retention / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unreferenced = HashMap::new();
+    loop {
+        tick.tick().await;
+        if !state.lease.is_held() {
+            unreferenced.clear();
+            continue;
+        }
+        if let Err(error) = collect_content(&state, &mut unreferenced, retention).await {
+            tracing::warn!(%error, "collecting unreferenced content failed; will retry");
+        }
+    }
+}
+
+/// One collection pass: lists the stored contents, remembers the unreferenced ones, and deletes
+/// those unreferenced for `retention` at the revision they were first seen at. Returns how many
+/// contents it deleted.
+///
+/// Why a content that a bundle references is never deleted: each write puts again every content
+/// its bundle references ([`Op::PutContent`] marks it at the write's revision), and a drop only
+/// deletes content not put since the listing ([`Op::DropContent`]). A write committed after the
+/// listing therefore saves its content; one committed before is in memory when the collector
+/// decides. Local writes, because the collector decides and commits under the admin lock that
+/// every content-writing path holds from its check of memory to its apply; other replicas'
+/// writes, because it only deletes content listed at a revision the follower has reached.
+pub async fn collect_content(
+    state: &SharedState,
+    unreferenced: &mut HashMap<String, Unreferenced>,
+    retention: Duration,
+) -> Result<usize, StoreError> {
+    let store = state.store.clone();
+    let index = tokio::task::spawn_blocking(move || store.content_index())
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("content listing: {error}")))??;
+    let _serialized = state.admin_lock.lock().await;
+    let followed = state.followed.load(Ordering::Acquire);
+    let now = Instant::now();
+    let mut due = Vec::new();
+    {
+        let fleet = state.fleet.read();
+        let referenced = fleet.referenced_digests();
+        let mut still = HashMap::with_capacity(unreferenced.len());
+        for content in index {
+            if referenced.contains(&content.digest) {
+                continue;
+            }
+            // Put again since (a write referenced it, then let go again): a new sighting.
+            let seen = match unreferenced.remove(&content.digest) {
+                Some(seen) if seen.revision == content.revision => seen,
+                _ => Unreferenced {
+                    revision: content.revision,
+                    since: now,
+                },
+            };
+            if due.len() < MAX_DROPS_PER_PASS
+                && now.duration_since(seen.since) >= retention
+                && content.revision <= followed
+            {
+                due.push((content.digest, seen, content.bytes));
+            } else {
+                still.insert(content.digest, seen);
+            }
+        }
+        *unreferenced = still;
+    }
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let bytes: u64 = due.iter().map(|(_, _, bytes)| bytes).sum();
+    let count = due.len();
+    let ops = due
+        .iter()
+        .map(|(digest, seen, _)| Op::DropContent {
+            digest: digest.clone(),
+            unless_written_after: seen.revision,
+        })
+        .collect();
+    if let Err(error) = state.store.commit(ops).await {
+        // Still due at the next pass.
+        unreferenced.extend(due.into_iter().map(|(digest, seen, _)| (digest, seen)));
+        return Err(error);
+    }
+    state.metrics.contents_collected.inc_by(count as u64);
+    state.metrics.content_collected_bytes.inc_by(bytes);
+    tracing::info!(
+        contents = count,
+        bytes,
+        "deleted content no bundle has referenced for the retention period"
+    );
+    Ok(count)
 }

@@ -483,3 +483,49 @@ async fn a_write_whose_client_hangs_up_mid_commit_still_reaches_memory() {
     .await;
     one.server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_no_bundle_references_is_collected_by_the_lease_holder_alone() {
+    let schema = TestSchema::create("contentgc");
+    let settings = Settings {
+        content_retention: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let one = replica_with(&schema, settings.clone()).await;
+    let two = replica_with(&schema, settings).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        admin: one.server.new_admin_token.clone().expect("admin token"),
+    };
+    client.apply_ok(&one, &bundle("web", "v1")).await;
+    // Written on the other replica, once it has the first version.
+    eventually("the bundle reaches the second replica", || async {
+        (client.get(&two, "/api/v1/bundles/web").await.0 == 200).then_some(())
+    })
+    .await;
+    client.apply_ok(&two, &bundle("web", "v2")).await;
+    let referenced = two.server.state.fleet.read().referenced_digests();
+    eventually("the first version's content is collected", || async {
+        let stored: std::collections::BTreeSet<String> = one
+            .server
+            .state
+            .store
+            .content_index()
+            .expect("content index")
+            .into_iter()
+            .map(|content| content.digest)
+            .collect();
+        (stored == referenced).then_some(())
+    })
+    .await;
+    let collected = |replica: &Replica| replica.server.state.metrics.contents_collected.get();
+    assert_eq!(
+        collected(&one) + collected(&two),
+        1,
+        "one replica collected it, once"
+    );
+    let holder = lease_holder(&[&one, &two]).await;
+    assert_eq!(collected([&one, &two][holder]), 1, "the lease holder did");
+    one.server.shutdown().await.expect("shutdown");
+    two.server.shutdown().await.expect("shutdown");
+}

@@ -139,6 +139,67 @@ pub async fn content_is_stored_once_by_digest(store: Arc<dyn Store>) {
     assert_eq!(store.content("sha256:missing").expect("read"), None);
 }
 
+pub async fn content_is_dropped_only_if_not_put_since_the_collectors_listing(
+    store: Arc<dyn Store>,
+) {
+    let put = |digest: &str| Op::PutContent {
+        digest: digest.into(),
+        body: digest.as_bytes().to_vec(),
+    };
+    let drop = |digest: &str, unless_written_after| Op::DropContent {
+        digest: digest.into(),
+        unless_written_after,
+    };
+    let first = store
+        .commit(vec![put("sha256:old"), put("sha256:again")])
+        .await
+        .expect("commit");
+    let listed = |store: &dyn Store| {
+        let mut index = store.content_index().expect("index");
+        index.sort_by(|a, b| a.digest.cmp(&b.digest));
+        index
+            .into_iter()
+            .map(|c| (c.digest, c.revision, c.bytes))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(&*store),
+        vec![
+            ("sha256:again".to_string(), first, 12),
+            ("sha256:old".to_string(), first, 10),
+        ]
+    );
+    // Put again after the listing: the listing's revision no longer allows dropping it.
+    let again = store
+        .commit(vec![put("sha256:again")])
+        .await
+        .expect("commit");
+    assert!(again > first);
+    store
+        .commit(vec![
+            drop("sha256:old", first),
+            drop("sha256:again", first),
+            drop("sha256:missing", first),
+        ])
+        .await
+        .expect("dropping content, missing content too, commits");
+    assert_eq!(store.content("sha256:old").expect("read"), None);
+    assert_eq!(
+        store.content("sha256:again").expect("read"),
+        Some(b"sha256:again".to_vec())
+    );
+    assert_eq!(
+        listed(&*store),
+        vec![("sha256:again".to_string(), again, 12)]
+    );
+    // Dropped, then put again: stored once more.
+    store.commit(vec![put("sha256:old")]).await.expect("commit");
+    assert_eq!(
+        store.content("sha256:old").expect("read"),
+        Some(b"sha256:old".to_vec())
+    );
+}
+
 pub async fn concurrent_increments_are_never_lost(store: Arc<dyn Store>) {
     let mut commits = Vec::new();
     for _ in 0..200 {
@@ -452,6 +513,11 @@ macro_rules! suite {
             async fn content_is_stored_once_by_digest() {
                 let (_guard, store) = $make;
                 super::content_is_stored_once_by_digest(store).await;
+            }
+            #[tokio::test]
+            async fn content_is_dropped_only_if_not_put_since_the_collectors_listing() {
+                let (_guard, store) = $make;
+                super::content_is_dropped_only_if_not_put_since_the_collectors_listing(store).await;
             }
             #[tokio::test]
             async fn concurrent_increments_are_never_lost() {

@@ -13,7 +13,10 @@ pub struct Folded<'a> {
     /// Creations that do nothing when the key exists in the store.
     pub creates: Vec<(&'a str, &'a str, u64, &'a [u8])>,
     pub deletes: Vec<(&'a str, &'a str, u64)>,
-    pub contents: Vec<(&'a str, &'a [u8])>,
+    /// Content put, with the revision of the request that last put it.
+    pub contents: Vec<(&'a str, u64, &'a [u8])>,
+    /// Content to delete unless stored at a revision after the one given.
+    pub content_drops: Vec<(&'a str, u64)>,
     /// Counters that end the batch present: `reset` when the batch deleted them first (the value
     /// becomes `add`), else `add` is added to the stored value.
     pub counters: Vec<CounterWrite<'a>>,
@@ -35,6 +38,12 @@ enum ObjectState<'a> {
     Deleted(u64),
 }
 
+enum ContentState<'a> {
+    Put(u64, &'a [u8]),
+    /// Delete unless written after this revision (nothing in the batch puts it afterwards).
+    Drop(u64),
+}
+
 enum CounterState {
     Add {
         revision: u64,
@@ -48,7 +57,7 @@ enum CounterState {
 pub fn fold<'a>(requests: impl IntoIterator<Item = (u64, &'a [Op])>) -> Folded<'a> {
     let mut objects: HashMap<(&str, &str), ObjectState> = HashMap::new();
     let mut counters: HashMap<&str, CounterState> = HashMap::new();
-    let mut contents: HashMap<&str, &[u8]> = HashMap::new();
+    let mut contents: HashMap<&str, ContentState> = HashMap::new();
     for (revision, ops) in requests {
         for op in ops {
             match op {
@@ -68,8 +77,24 @@ pub fn fold<'a>(requests: impl IntoIterator<Item = (u64, &'a [Op])>) -> Folded<'
                 Op::Delete { kind, name } => {
                     objects.insert((kind, name), ObjectState::Deleted(revision));
                 }
+                // Content is addressed by digest, so a put after a drop stores the same body
+                // whether or not the drop happened.
                 Op::PutContent { digest, body } => {
-                    contents.entry(digest).or_insert(body);
+                    contents.insert(digest, ContentState::Put(revision, body));
+                }
+                Op::DropContent {
+                    digest,
+                    unless_written_after,
+                } => {
+                    let next = match contents.get(digest.as_str()) {
+                        // Put later than the drop allows: the drop does nothing.
+                        Some(ContentState::Put(put, _)) if put > unless_written_after => continue,
+                        // Put earlier in the batch at a revision the drop allows: whatever the
+                        // store held before was older still, so the drop deletes it.
+                        Some(ContentState::Put(..)) | None => *unless_written_after,
+                        Some(ContentState::Drop(earlier)) => (*earlier).max(*unless_written_after),
+                    };
+                    contents.insert(digest, ContentState::Drop(next));
                 }
                 Op::Increment { counter, by } => {
                     let next = match counters.remove(counter.as_str()) {
@@ -120,7 +145,12 @@ pub fn fold<'a>(requests: impl IntoIterator<Item = (u64, &'a [Op])>) -> Folded<'
             CounterState::Deleted(revision) => folded.counter_deletes.push((name, revision)),
         }
     }
-    folded.contents = contents.into_iter().collect();
+    for (digest, state) in contents {
+        match state {
+            ContentState::Put(revision, body) => folded.contents.push((digest, revision, body)),
+            ContentState::Drop(revision) => folded.content_drops.push((digest, revision)),
+        }
+    }
     folded
 }
 
@@ -150,6 +180,31 @@ mod tests {
         folded.puts.sort();
         assert_eq!(folded.puts, vec![("K", "a", 8, &b"2"[..])]);
         assert_eq!(folded.deletes, vec![("K", "b", 8)]);
+    }
+
+    #[test]
+    fn content_dropped_in_a_batch_survives_a_later_put_and_a_put_after_the_drops_limit() {
+        let put = |digest: &str| Op::PutContent {
+            digest: digest.into(),
+            body: b"body".to_vec(),
+        };
+        let drop = |digest: &str, unless_written_after| Op::DropContent {
+            digest: digest.into(),
+            unless_written_after,
+        };
+        // a: put at 5, dropped unless written after 5: deleted. b: put at 5, dropped unless
+        // written after 4: kept (put). c: dropped, then put again: put. d: two drops: the
+        // more permissive limit.
+        let first = [put("a"), put("b"), drop("c", 3), drop("d", 2)];
+        let second = [drop("a", 5), drop("b", 4), put("c"), drop("d", 4)];
+        let mut folded = fold([(5, &first[..]), (6, &second[..])]);
+        folded.contents.sort();
+        folded.content_drops.sort();
+        assert_eq!(
+            folded.contents,
+            vec![("b", 5, &b"body"[..]), ("c", 6, &b"body"[..])]
+        );
+        assert_eq!(folded.content_drops, vec![("a", 5), ("d", 4)]);
     }
 
     #[test]

@@ -51,8 +51,18 @@ pub enum Op {
     },
     /// Removes a document; removing a missing one is not an error.
     Delete { kind: String, name: String },
-    /// Stores immutable content under its digest; storing an existing digest again is a no-op.
+    /// Stores immutable content under its digest. Storing an existing digest again keeps the
+    /// body and marks the content written at this commit's revision, which a later
+    /// [`Op::DropContent`] checks: every write that references content puts it again.
     PutContent { digest: String, body: Vec<u8> },
+    /// Deletes content unless it was written after revision `unless_written_after`, so a
+    /// collector that judged it unreferenced as of its listing ([`Store::content_index`]) never
+    /// deletes content that a write since references again. Dropping missing content is not an
+    /// error.
+    DropContent {
+        digest: String,
+        unless_written_after: u64,
+    },
     /// Adds `by` to a named counter (created at zero). Increments commute, so concurrent
     /// writers never lose counts.
     Increment { counter: String, by: i64 },
@@ -142,6 +152,16 @@ impl Change {
             Change::Counter { name, .. } => ("", name),
         }
     }
+}
+
+/// One stored content, as [`Store::content_index`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredContent {
+    pub digest: String,
+    /// Revision of the last commit that put it.
+    pub revision: u64,
+    /// Length of the body in bytes.
+    pub bytes: u64,
 }
 
 /// One page of the change feed.
@@ -339,6 +359,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads content by digest.
     fn content(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Lists every stored content (digest, last written revision, size), without the bodies.
+    fn content_index(&self) -> Result<Vec<StoredContent>>;
 
     /// Commits `ops` atomically; resolves with the commit's revision once durable. Concurrent
     /// commits are grouped into one transaction and one fsync (group commit).

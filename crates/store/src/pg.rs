@@ -25,7 +25,8 @@ mod tls;
 
 use crate::{
     BatchObserver, BatchStats, Change, ChangePage, CommitFuture, Cursor, Op, OwnRevisions, Record,
-    RecordRef, Request, Result, Snapshot, Store, StoreError, TOMBSTONE_RETENTION, Visitor, fold,
+    RecordRef, Request, Result, Snapshot, Store, StoreError, StoredContent, TOMBSTONE_RETENTION,
+    Visitor, fold,
 };
 
 /// Records sent from a reader thread to a bulk load's caller at a time.
@@ -72,6 +73,10 @@ const MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL
     );
 "#,
+    // When each content was last put, for the content collector's conditional drops.
+    r#"
+    ALTER TABLE contents ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Connection settings beyond the URL.
@@ -104,6 +109,7 @@ enum ReadJob {
         chunks: mpsc::SyncSender<LoadChunk>,
     },
     Content(String, Reply<Option<Vec<u8>>>),
+    ContentIndex(Reply<Vec<StoredContent>>),
     Changes(Cursor, usize, Reply<ChangePage>),
     Ping(Reply<()>),
     Lease {
@@ -269,6 +275,7 @@ struct Statements {
     untombstone: Statement,
     tombstone: Statement,
     content: Statement,
+    drop_content: Statement,
     add_counter: Statement,
     reset_counter: Statement,
     delete_counter: Statement,
@@ -306,8 +313,13 @@ impl Statements {
                  DO UPDATE SET revision = excluded.revision, deleted_at = now()",
             )?,
             content: client.prepare(
-                "INSERT INTO contents (digest, body)
-                 SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT DO NOTHING",
+                "INSERT INTO contents (digest, body, revision)
+                 SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[])
+                 ON CONFLICT (digest) DO UPDATE SET revision = excluded.revision",
+            )?,
+            drop_content: client.prepare(
+                "DELETE FROM contents USING unnest($1::text[], $2::int8[]) AS d (digest, revision)
+                 WHERE contents.digest = d.digest AND contents.revision <= d.revision",
             )?,
             add_counter: client.prepare(
                 "INSERT INTO counters (name, value, revision)
@@ -518,8 +530,14 @@ fn write_folded(
     }
     if !folded.contents.is_empty() {
         let digests: Vec<&str> = folded.contents.iter().map(|c| c.0).collect();
-        let bodies: Vec<&[u8]> = folded.contents.iter().map(|c| c.1).collect();
-        transaction.execute(&statements.content, &[&digests, &bodies])?;
+        let revisions: Vec<i64> = folded.contents.iter().map(|c| c.1 as i64).collect();
+        let bodies: Vec<&[u8]> = folded.contents.iter().map(|c| c.2).collect();
+        transaction.execute(&statements.content, &[&digests, &bodies, &revisions])?;
+    }
+    if !folded.content_drops.is_empty() {
+        let digests: Vec<&str> = folded.content_drops.iter().map(|c| c.0).collect();
+        let revisions: Vec<i64> = folded.content_drops.iter().map(|c| c.1 as i64).collect();
+        transaction.execute(&statements.drop_content, &[&digests, &revisions])?;
     }
     for reset in [false, true] {
         let writes: Vec<_> = folded
@@ -587,6 +605,7 @@ fn fail(job: ReadJob, error: StoreError) {
         ReadJob::Load(reply) => drop(reply.send(Err(error))),
         ReadJob::LoadKinds { chunks, .. } => drop(chunks.send(LoadChunk::Done(Err(error)))),
         ReadJob::Content(_, reply) => drop(reply.send(Err(error))),
+        ReadJob::ContentIndex(reply) => drop(reply.send(Err(error))),
         ReadJob::Changes(_, _, reply) => drop(reply.send(Err(error))),
         ReadJob::Ping(reply) => drop(reply.send(Err(error))),
         ReadJob::Lease { reply, .. } => drop(reply.send(Err(error))),
@@ -622,6 +641,24 @@ fn serve(client: &mut Client, job: ReadJob) {
             let read = client
                 .query_opt("SELECT body FROM contents WHERE digest = $1", &[&digest])
                 .map(|row| row.map(|row| row.get::<_, Vec<u8>>(0)))
+                .map_err(|e| read_error(client, e));
+            let _ = reply.send(read);
+        }
+        ReadJob::ContentIndex(reply) => {
+            let read = client
+                .query(
+                    "SELECT digest, revision, octet_length(body)::int8 FROM contents",
+                    &[],
+                )
+                .map(|rows| {
+                    rows.iter()
+                        .map(|row| StoredContent {
+                            digest: row.get(0),
+                            revision: row.get::<_, i64>(1) as u64,
+                            bytes: row.get::<_, i64>(2) as u64,
+                        })
+                        .collect()
+                })
                 .map_err(|e| read_error(client, e));
             let _ = reply.send(read);
         }
@@ -857,6 +894,10 @@ impl Store for PgStore {
     fn content(&self, digest: &str) -> Result<Option<Vec<u8>>> {
         let digest = digest.to_string();
         self.read(|reply| ReadJob::Content(digest, reply))
+    }
+
+    fn content_index(&self) -> Result<Vec<StoredContent>> {
+        self.read(ReadJob::ContentIndex)
     }
 
     fn commit(&self, ops: Vec<Op>) -> CommitFuture {

@@ -13,10 +13,10 @@ use tokio::sync::oneshot;
 
 use crate::{
     BatchObserver, BatchStats, CommitFuture, Op, Record, Request, Result, Snapshot, Store,
-    StoreError,
+    StoreError, StoredContent,
 };
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How often the writer prunes deletions older than [`crate::TOMBSTONE_RETENTION`] (checked
 /// after a commit).
@@ -120,6 +120,12 @@ fn migrate(connection: &Connection) -> Result<()> {
                  holder TEXT NOT NULL,
                  expires_ms INTEGER NOT NULL
              );",
+        )?;
+    }
+    if version < 4 {
+        // When each content was last put, for the content collector's conditional drops.
+        connection.execute_batch(
+            "ALTER TABLE contents ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;",
         )?;
     }
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -237,8 +243,12 @@ fn apply_batch(
              ON CONFLICT (kind, name)
              DO UPDATE SET revision = excluded.revision, deleted_at = excluded.deleted_at",
         )?;
-        let mut put_content = transaction
-            .prepare_cached("INSERT OR IGNORE INTO contents (digest, body) VALUES (?1, ?2)")?;
+        let mut put_content = transaction.prepare_cached(
+            "INSERT INTO contents (digest, body, revision) VALUES (?1, ?2, ?3)
+             ON CONFLICT (digest) DO UPDATE SET revision = excluded.revision",
+        )?;
+        let mut drop_content = transaction
+            .prepare_cached("DELETE FROM contents WHERE digest = ?1 AND revision <= ?2")?;
         let mut increment = transaction.prepare_cached(
             "INSERT INTO counters (name, value, revision) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE
@@ -274,7 +284,13 @@ fn apply_batch(
                         has_tombstones = true;
                     }
                     Op::PutContent { digest, body } => {
-                        put_content.execute(params![digest, body])?;
+                        put_content.execute(params![digest, body, *revision as i64])?;
+                    }
+                    Op::DropContent {
+                        digest,
+                        unless_written_after,
+                    } => {
+                        drop_content.execute(params![digest, *unless_written_after as i64])?;
                     }
                     Op::Increment { counter, by } => {
                         increment.execute(params![counter, by, *revision as i64])?;
@@ -390,6 +406,21 @@ impl Store for SqliteStore {
                     |row| row.get(0),
                 )
                 .optional()?)
+        })
+    }
+
+    fn content_index(&self) -> Result<Vec<StoredContent>> {
+        self.reader.with(|connection| {
+            let mut statement =
+                connection.prepare("SELECT digest, revision, length(body) FROM contents")?;
+            let rows = statement.query_map([], |row| {
+                Ok(StoredContent {
+                    digest: row.get(0)?,
+                    revision: row.get::<_, i64>(1)? as u64,
+                    bytes: row.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 

@@ -701,6 +701,25 @@ pub fn prepare_bundle(
         live: live.as_ref().map(|live| live.stored(&mut ops)),
         owner: owner.map(str::to_string),
     };
+    // Every write puts again all the content its record references (a paused bundle keeps an
+    // older live revision), so the content collector never deletes content referenced since it
+    // looked (see `workers::collect_content`).
+    if let Some(live) = &record.live
+        && !ops
+            .iter()
+            .any(|op| matches!(op, Op::PutContent { digest, .. } if *digest == live.digest))
+    {
+        let body = fleet.contents.get(&live.digest).ok_or_else(|| {
+            ApiError::internal(format!(
+                "content {} of bundle {name:?}'s live revision is not in memory",
+                live.digest
+            ))
+        })?;
+        ops.push(Op::PutContent {
+            digest: live.digest.clone(),
+            body: body.to_vec(),
+        });
+    }
     ops.push(records::put(records::BUNDLE, &name, &record));
     // Content the model must hold: every digest the ops put (the spec's and the targets').
     let contents = ops
