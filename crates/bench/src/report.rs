@@ -313,8 +313,12 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
         figures.push(vec![
             "register".into(),
             format!(
-                "{} clusters in {:.1} s: {:.0} clusters/s, {} errors",
-                register.clusters, register.seconds, register.clusters_per_second, register.errors
+                "{} clusters in {:.1} s: {:.0} clusters/s, {} shed with 429 and retried, {} other errors",
+                register.clusters,
+                register.seconds,
+                register.clusters_per_second,
+                register.shed,
+                register.errors.saturating_sub(register.shed)
             ),
         ]);
     }

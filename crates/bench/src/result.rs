@@ -60,7 +60,11 @@ pub struct RegisterResult {
     pub clusters: u64,
     pub seconds: f64,
     pub clusters_per_second: f64,
+    /// Refused registrations, retried (those shed included).
     pub errors: u64,
+    /// Of `errors`, the ones the server shed with 429 (or 503) and a Retry-After.
+    #[serde(default)]
+    pub shed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

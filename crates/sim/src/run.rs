@@ -393,6 +393,12 @@ async fn register(shared: &Shared, ordinal: u32) {
         }
         Ok(response) => {
             retry_after = shed(shared, &response);
+            if is_shed(response.status()) {
+                shared
+                    .stats
+                    .registrations_shed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             tracing::debug!(status = %response.status(), %name, "registration refused");
             None
         }
@@ -539,12 +545,15 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     shared.schedule(ordinal, delay);
 }
 
+/// Whether the server refused to shed load: 429, or 503 while its store is away.
+fn is_shed(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+}
+
 /// Counts a refusal to shed load (429, 503) and returns the wait the server asked for.
 fn shed(shared: &Shared, response: &reqwest::Response) -> Duration {
-    let status = response.status();
-    if status != reqwest::StatusCode::TOO_MANY_REQUESTS
-        && status != reqwest::StatusCode::SERVICE_UNAVAILABLE
-    {
+    if !is_shed(response.status()) {
         return Duration::ZERO;
     }
     shared.stats.shed.fetch_add(1, Ordering::Relaxed);

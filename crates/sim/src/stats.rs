@@ -30,6 +30,8 @@ pub struct Stats {
     pub content_fetches: AtomicU64,
     /// Requests the server refused to shed load (429 or 503), counted among the errors too.
     pub shed: AtomicU64,
+    /// The registrations among `shed` (they count among `registration_errors` too).
+    pub registrations_shed: AtomicU64,
     /// Clusters whose last sync succeeded and that are not pretending to be offline.
     pub online: AtomicI64,
     /// Bundle deployments that are Ready, summed over clusters.
@@ -51,6 +53,7 @@ impl Default for Stats {
             sync_errors: AtomicU64::new(0),
             content_fetches: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            registrations_shed: AtomicU64::new(0),
             online: AtomicI64::new(0),
             bundles_ready: AtomicI64::new(0),
             bundles_held: AtomicI64::new(0),
@@ -69,6 +72,7 @@ pub struct Snapshot {
     pub sync_errors: u64,
     pub content_fetches: u64,
     pub shed: u64,
+    pub registrations_shed: u64,
     pub online: i64,
     pub bundles_ready: i64,
     pub bundles_held: i64,
@@ -118,6 +122,7 @@ impl Stats {
             sync_errors: self.sync_errors.load(Ordering::Relaxed),
             content_fetches: self.content_fetches.load(Ordering::Relaxed),
             shed: self.shed.load(Ordering::Relaxed),
+            registrations_shed: self.registrations_shed.load(Ordering::Relaxed),
             online: self.online.load(Ordering::Relaxed),
             bundles_ready: self.bundles_ready.load(Ordering::Relaxed),
             bundles_held: self.bundles_held.load(Ordering::Relaxed),
