@@ -95,6 +95,10 @@ pub struct BenchConfig {
     pub nodes: u32,
     pub concurrency: usize,
     pub connections: usize,
+    /// Pin the server child to these CPUs (a `taskset` list such as `0`).
+    pub server_cpus: Option<String>,
+    /// Pin the bench process, and so its simulator, to these CPUs.
+    pub sim_cpus: Option<String>,
     /// The command line, recorded in the result.
     pub command: String,
     pub progress: bool,
@@ -116,6 +120,8 @@ impl Default for BenchConfig {
             nodes: 3,
             concurrency: 512,
             connections: 8,
+            server_cpus: None,
+            sim_cpus: None,
             command: String::new(),
             progress: true,
         }
@@ -203,6 +209,14 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     // The checkout as it is when the run starts (the binary was built from it).
     let commit = machine::commit(&config.exe);
+    if config.server.is_some() && config.server_cpus.is_some() {
+        anyhow::bail!(
+            "--server-cpus pins the server the bench starts; with --server, pin your own"
+        );
+    }
+    if let Some(cpus) = &config.sim_cpus {
+        machine::pin_self(cpus)?;
+    }
     let started = Instant::now();
     let target = match &config.server {
         Some((base, admin_token)) => Target::External {
@@ -218,10 +232,13 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
             let log = config.out.join("server.log");
             let _ = std::fs::remove_file(&log);
             Target::Child(Box::new(
-                ChildServer::start(&config.exe, &data_dir, &log).await?,
+                ChildServer::start(&config.exe, &data_dir, &log, config.server_cpus.as_deref())
+                    .await?,
             ))
         }
     };
+    // What the server may run on, read back from the kernel (pinned or not).
+    let server_cpus = target.pid().and_then(machine::cpus_allowed);
     let admin = AdminClient::new(&target.base(), target.admin_token())?;
     // A token of this name from an earlier run keeps its secret to itself: start over.
     let _ = admin.delete(Kind::RegistrationToken, "bench").await;
@@ -316,7 +333,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
         command: config.command.clone(),
         commit,
         started_at,
-        machine: machine::describe(),
+        machine: machine::describe(server_cpus.as_deref()),
         clusters: config.clusters,
         bundles_per_cluster: config.bundles,
         nodes_per_cluster: config.nodes,

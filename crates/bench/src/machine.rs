@@ -1,10 +1,12 @@
 //! Where and at which commit a bench ran: every figure is recorded with both.
 
+use anyhow::Context;
 use procfs::{CpuInfo, Current, Meminfo};
 
 use crate::result::Machine;
 
-pub fn describe() -> Machine {
+/// The machine, and the CPUs the bench (with its simulator) and the server may run on.
+pub fn describe(server_cpus: Option<&str>) -> Machine {
     let cpu_model = CpuInfo::current()
         .ok()
         .and_then(|info| info.model_name(0).map(str::to_string))
@@ -16,11 +18,40 @@ pub fn describe() -> Machine {
         .map(|text| text.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     Machine {
-        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        cores: CpuInfo::current().map_or(0, |info| info.num_cores()),
         memory_gib: (memory_gib * 10.0).round() / 10.0,
         cpu_model,
         kernel,
+        bench_cpus: cpus_allowed_in("/proc/self/status"),
+        server_cpus: server_cpus.map(str::to_string),
     }
+}
+
+/// The CPUs a process may run on, as the kernel lists them (`0-1`, `0`).
+pub fn cpus_allowed(pid: i32) -> Option<String> {
+    cpus_allowed_in(&format!("/proc/{pid}/status"))
+}
+
+fn cpus_allowed_in(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("Cpus_allowed_list:")
+                .map(|list| list.trim().to_string())
+        })
+}
+
+/// Pins every thread of this process (and so the threads it starts later) to `cpus`, a
+/// `taskset` list.
+pub fn pin_self(cpus: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("run taskset (util-linux) to pin the bench")?;
+    anyhow::ensure!(status.success(), "taskset -c {cpus} failed: {status}");
+    Ok(())
 }
 
 /// The git commit of the checkout the `flotilla` binary was built in (with `-dirty` when it has

@@ -268,7 +268,7 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
          code{{background:#f3f3f3;padding:2px 4px}}\
          </style></head><body>\n<h1>flotilla bench: {scenario}, {clusters} clusters</h1>\n\
          <p>Command: <code>{command}</code><br>Commit {commit}, started {started}<br>\
-         Machine: {cores} cores, {memory:.1} GiB, {cpu}, Linux {kernel}<br>\
+         Machine: {cores} cores, {memory:.1} GiB, {cpu}, Linux {kernel}{cpus}<br>\
          {bundles} bundles and {nodes} nodes per cluster, sync interval {interval:.0} s{sampled}</p>\n",
         scenario = escape(&result.scenario),
         clusters = result.clusters,
@@ -279,6 +279,15 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
         memory = result.machine.memory_gib,
         cpu = escape(&result.machine.cpu_model),
         kernel = escape(&result.machine.kernel),
+        cpus = match (&result.machine.bench_cpus, &result.machine.server_cpus) {
+            (Some(bench), Some(server)) => format!(
+                "; simulator on CPUs {}, server on CPUs {}",
+                escape(bench),
+                escape(server)
+            ),
+            (Some(bench), None) => format!("; simulator on CPUs {}", escape(bench)),
+            _ => String::new(),
+        },
         bundles = result.bundles_per_cluster,
         nodes = result.nodes_per_cluster,
         interval = result.sync_interval_seconds,

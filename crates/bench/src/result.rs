@@ -43,6 +43,12 @@ pub struct Machine {
     pub memory_gib: f64,
     pub cpu_model: String,
     pub kernel: String,
+    /// The CPUs the bench process and its simulator could run on (`0-1`; one of them when pinned).
+    #[serde(default)]
+    pub bench_cpus: Option<String>,
+    /// The CPUs the server child could run on; none for a server the bench did not start.
+    #[serde(default)]
+    pub server_cpus: Option<String>,
 }
 
 /// A named stretch of the run, in seconds since it started.

@@ -65,16 +65,24 @@ pub struct ChildServer {
     admin_token: String,
     process: Child,
     log: PathBuf,
+    cpus: Option<String>,
 }
 
 impl ChildServer {
     /// Starts `exe server` on a free port of 127.0.0.1 with `data_dir` (created fresh by the
     /// caller) and waits until it serves.
-    pub async fn start(exe: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<ChildServer> {
+    /// With `cpus`, the server runs pinned to them (through `taskset`, which execs it, so the
+    /// process id is the server's).
+    pub async fn start(
+        exe: &Path,
+        data_dir: &Path,
+        log: &Path,
+        cpus: Option<&str>,
+    ) -> anyhow::Result<ChildServer> {
         let listen = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .context("find a free port")?;
-        let process = spawn(exe, data_dir, listen, log)?;
+        let process = spawn(exe, data_dir, listen, log, cpus)?;
         let mut server = ChildServer {
             exe: exe.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
@@ -82,6 +90,7 @@ impl ChildServer {
             admin_token: String::new(),
             process,
             log: log.to_path_buf(),
+            cpus: cpus.map(str::to_string),
         };
         server.wait_until_serving(Duration::from_secs(120)).await?;
         let token_path = data_dir.join("admin-token");
@@ -102,7 +111,13 @@ impl ChildServer {
     /// Starts the server again on the same data dir and port; returns how long until it served.
     pub async fn restart(&mut self, deadline: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        self.process = spawn(&self.exe, &self.data_dir, self.listen, &self.log)?;
+        self.process = spawn(
+            &self.exe,
+            &self.data_dir,
+            self.listen,
+            &self.log,
+            self.cpus.as_deref(),
+        )?;
         self.wait_until_serving(deadline).await?;
         Ok(started.elapsed())
     }
@@ -147,13 +162,27 @@ impl ChildServer {
     }
 }
 
-fn spawn(exe: &Path, data_dir: &Path, listen: SocketAddr, log: &Path) -> anyhow::Result<Child> {
+fn spawn(
+    exe: &Path,
+    data_dir: &Path,
+    listen: SocketAddr,
+    log: &Path,
+    cpus: Option<&str>,
+) -> anyhow::Result<Child> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("open {}", log.display()))?;
-    Command::new(exe)
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpus).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
+    command
         .arg("server")
         .arg("--listen")
         .arg(listen.to_string())

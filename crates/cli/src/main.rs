@@ -335,6 +335,13 @@ struct BenchArgs {
     /// Simulator HTTP/2 connections.
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// Pin the server the bench starts to these CPUs (a taskset list, e.g. 0), to read each
+    /// side's cost apart.
+    #[arg(long, value_name = "LIST")]
+    server_cpus: Option<String>,
+    /// Pin the bench and its simulated fleet to these CPUs (e.g. 1).
+    #[arg(long, value_name = "LIST")]
+    sim_cpus: Option<String>,
     /// No live progress line (for logs and CI).
     #[arg(long)]
     no_progress: bool,
@@ -415,6 +422,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         nodes: args.nodes,
         concurrency: args.concurrency,
         connections: args.connections,
+        server_cpus: args.server_cpus.clone(),
+        sim_cpus: args.sim_cpus.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         progress: !args.no_progress,
     };
