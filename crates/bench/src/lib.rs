@@ -214,9 +214,6 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
             "--server-cpus pins the server the bench starts; with --server, pin your own"
         );
     }
-    if let Some(cpus) = &config.sim_cpus {
-        machine::pin_self(cpus)?;
-    }
     let started = Instant::now();
     let target = match &config.server {
         Some((base, admin_token)) => Target::External {
@@ -237,6 +234,10 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
             ))
         }
     };
+    // Pinned after the server started, which would otherwise inherit the simulator's CPUs.
+    if let Some(cpus) = &config.sim_cpus {
+        machine::pin_self(cpus)?;
+    }
     // What the server may run on, read back from the kernel (pinned or not).
     let server_cpus = target.pid().and_then(machine::cpus_allowed);
     let admin = AdminClient::new(&target.base(), target.admin_token())?;
