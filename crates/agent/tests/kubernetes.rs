@@ -4,34 +4,16 @@
 
 mod support;
 
-use flotilla_agent::{BUNDLE_LABEL, ClusterDriver, kubernetes::KubernetesCluster, runner::stamp};
+use flotilla_agent::{BUNDLE_LABEL, ClusterDriver, kubernetes::KubernetesCluster};
 use flotilla_api::{
     BundleState, DriftIgnore, DriftMode, DriftPolicy,
-    agent::{BundleReport, DeployOptions, DesiredBundle},
+    agent::{BundleReport, DeployOptions},
 };
 use serde_json::{Value, json};
-use support::stand_in_apiserver::{NOT_READY_ANNOTATION, REJECT_ANNOTATION, StandInApiServer};
-
-fn desired(name: &str, deployment: &str, options: DeployOptions) -> DesiredBundle {
-    DesiredBundle {
-        name: name.into(),
-        deployment: deployment.into(),
-        digest: format!("sha256:{deployment}"),
-        options,
-    }
-}
-
-/// Manifests as the agent loop hands them to the driver: stamped with the bundle's ownership.
-fn stamped(bundle: &DesiredBundle, manifests: &[Value]) -> Vec<Value> {
-    manifests
-        .iter()
-        .map(|manifest| {
-            let mut manifest = manifest.clone();
-            stamp(&mut manifest, bundle);
-            manifest
-        })
-        .collect()
-}
+use support::{
+    driver::{apply, crd, desired, report, widget},
+    stand_in_apiserver::{NOT_READY_ANNOTATION, REJECT_ANNOTATION, StandInApiServer},
+};
 
 fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -60,24 +42,6 @@ fn deployment(name: &str, replicas: u32, image: &str) -> Value {
             },
         },
     })
-}
-
-async fn report(driver: &mut KubernetesCluster, bundle: &str) -> BundleReport {
-    driver
-        .reports()
-        .await
-        .into_iter()
-        .find(|report| report.bundle == bundle)
-        .unwrap_or_else(|| panic!("no report for {bundle}"))
-}
-
-async fn apply(
-    driver: &mut KubernetesCluster,
-    bundle: &DesiredBundle,
-    manifests: &[Value],
-) -> BundleReport {
-    driver.apply(bundle, stamped(bundle, manifests)).await;
-    report(driver, &bundle.name).await
 }
 
 #[tokio::test]
@@ -476,25 +440,6 @@ async fn an_api_error_surfaces_in_the_bundle_report_with_the_servers_message() {
     );
     assert_eq!(report.problems.len(), 1);
     assert_eq!(report.problems[0].name, "bad");
-}
-
-fn crd() -> Value {
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
-        },
-    })
-}
-
-fn widget() -> Value {
-    json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": 3}})
 }
 
 #[tokio::test]

@@ -519,6 +519,39 @@ async fn delete_then_get_is_not_found() {
 }
 
 #[tokio::test]
+async fn delete_preconditions_that_do_not_match_are_a_409_and_keep_the_object() {
+    let server = StandInApiServer::start().await;
+    let client = server.client();
+    let applied = apply(&client, config_map("default", "one", json!({}), json!({})))
+        .await
+        .unwrap();
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    let with = |uid: Option<String>, resource_version: Option<String>| DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid,
+            resource_version,
+        }),
+        ..DeleteParams::background()
+    };
+    let stale = with(None, Some("0".into()));
+    let status = api_status(config_maps.delete("one", &stale).await);
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(status.message.contains("Precondition failed"), "{status:?}");
+    let other_uid = with(Some("not-the-uid".into()), None);
+    assert_eq!(
+        api_status(config_maps.delete("one", &other_uid).await).code,
+        409
+    );
+    assert!(config_maps.get_opt("one").await.unwrap().is_some());
+    let current = with(
+        applied.metadata.uid.clone(),
+        applied.metadata.resource_version.clone(),
+    );
+    config_maps.delete("one", &current).await.unwrap();
+    assert!(config_maps.get_opt("one").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn reject_annotation_is_a_422() {
     let server = StandInApiServer::start().await;
     let client = server.client();

@@ -2,9 +2,15 @@
 //!
 //! - Discovery per apiVersion (`pinned_kind`), cached; unknown kinds are errors on the bundle.
 //! - Server-side apply with field manager `flotilla`, forced; Namespaces and CRDs first, custom
-//!   resources once their CRD is Established (otherwise they wait and are retried).
+//!   resources once their CRD reports `Established` (otherwise they wait and are retried).
+//! - Ownership: every apply (first apply, retries, drift correction) reads the live object first
+//!   and never takes over one labelled as another bundle's; such manifests are kept apart
+//!   (`contested`), reported as Error naming the owner, and are never pruned or deleted.
 //! - An inventory of what each bundle applied (kept in the state dir): a new revision prunes the
-//!   objects it no longer has, deleting only objects that still carry the bundle's label.
+//!   objects it no longer has, deleting only objects that still carry the bundle's label (with
+//!   the uid and resourceVersion read as delete preconditions).
+//! - A Kubernetes API that does not answer is probed once per refresh; while it is down every
+//!   bundle reports Error saying so (one warning in the log per outage, not one per request).
 //! - Health per kind and drift against the applied manifests (`health`, `drift`), on refresh.
 
 use std::{
@@ -14,99 +20,32 @@ use std::{
 
 use flotilla_api::{
     BundleState, ClusterFacts, DriftMode, DriftPolicy, NodeCounts,
-    agent::{BundleReport, DesiredBundle, ObjectProblem},
+    agent::{BundleReport, DesiredBundle},
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::{
     Api, Client,
-    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions},
     core::GroupVersionKind,
     discovery::{ApiCapabilities, ApiResource, Scope},
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::inventory::{AppliedBundle, ObjectRef};
 use super::{
     drift::{diff, ignored_paths, strip},
-    health::{Health, crd_established, judge},
+    health::crd_established,
+    inventory::{Inventory, contains, owner, same_object},
+    report::{Outcome, outcome_of, summarize},
 };
-use crate::{
-    BUNDLE_LABEL, driver::ClusterDriver, simulated::MAX_PROBLEMS, state_dir::write_atomic,
-};
+use crate::{BUNDLE_LABEL, driver::ClusterDriver, state_dir::write_atomic};
 
 /// Field manager of every apply.
 pub const FIELD_MANAGER: &str = "flotilla";
 /// The file in the state dir that remembers what each bundle applied.
 pub const INVENTORY_FILE: &str = "kubernetes-inventory.json";
-
-/// One object a bundle applied.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectRef {
-    pub api_version: String,
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl ObjectRef {
-    fn of(manifest: &Value) -> ObjectRef {
-        let text = |pointer: &str| {
-            manifest
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        ObjectRef {
-            api_version: text("/apiVersion"),
-            kind: text("/kind"),
-            namespace: manifest
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .filter(|namespace| !namespace.is_empty())
-                .map(str::to_string),
-            name: text("/metadata/name"),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match &self.namespace {
-            Some(namespace) => format!("{} {namespace}/{}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
-        }
-    }
-}
-
-/// What one bundle applied, and how it is doing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppliedBundle {
-    pub deployment: String,
-    #[serde(default)]
-    pub keep_resources: bool,
-    #[serde(default)]
-    pub drift: DriftPolicy,
-    /// The manifests as applied (namespaces resolved), the reference for drift.
-    pub manifests: Vec<Value>,
-    /// Manifests not applied yet: custom resources waiting for their CRD.
-    #[serde(default)]
-    pub waiting: Vec<Value>,
-    /// Manifests whose apply failed: applied again on every refresh until they succeed.
-    #[serde(default)]
-    pub failed: Vec<Value>,
-    /// Objects a prune or removal could not delete yet.
-    #[serde(default)]
-    pub pending_deletes: Vec<ObjectRef>,
-    pub report: BundleReport,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Inventory {
-    bundles: BTreeMap<String, AppliedBundle>,
-}
+/// How every bundle's report starts while the Kubernetes API does not answer.
+pub const API_UNREACHABLE: &str = "Kubernetes API unreachable";
 
 /// What applying a set of manifests did.
 struct ApplyResult {
@@ -115,29 +54,45 @@ struct ApplyResult {
     waiting: Vec<Value>,
     /// Manifests the API refused (or whose kind it does not serve).
     failed: Vec<Value>,
+    /// Manifests naming objects labelled as another bundle's: not applied.
+    contested: Vec<Value>,
 }
 
-/// The API groups the CRDs among `manifests` define.
-fn crd_groups(manifests: &[Value]) -> Vec<String> {
+/// Why one manifest was not applied.
+enum ApplyError {
+    /// The live object is labelled as another bundle's: never taken over.
+    Owned(String),
+    /// The API refused it or could not be reached.
+    Failed(String),
+}
+
+/// A CRD among a bundle's manifests: what it defines, and its name.
+struct BundleCrd {
+    api_version: String,
+    group: String,
+    kind: String,
+    name: String,
+}
+
+/// The CRDs among `manifests`.
+fn bundle_crds(manifests: &[Value]) -> Vec<BundleCrd> {
+    let text = |manifest: &Value, pointer: &str| {
+        manifest
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     manifests
         .iter()
         .filter(|m| is_crd(m))
-        .filter_map(|m| {
-            m.pointer("/spec/group")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+        .map(|m| BundleCrd {
+            api_version: text(m, "/apiVersion"),
+            group: text(m, "/spec/group"),
+            kind: text(m, "/spec/names/kind"),
+            name: text(m, "/metadata/name"),
         })
         .collect()
-}
-
-/// The bundle an object is labelled as belonging to.
-fn owner(object: &Value) -> Option<&str> {
-    object
-        .pointer(&format!(
-            "/metadata/labels/{}",
-            BUNDLE_LABEL.replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
 }
 
 /// Kinds the agent never deletes: deleting them deletes what is inside or of them.
@@ -179,12 +134,6 @@ fn clean(manifest: &mut Value) {
     }
 }
 
-/// The outcome of one object in an apply or refresh.
-enum Outcome {
-    Healthy,
-    Problem { state: BundleState, message: String },
-}
-
 pub struct KubernetesCluster {
     client: Client,
     inventory: Inventory,
@@ -192,6 +141,8 @@ pub struct KubernetesCluster {
     /// Resolved kinds by (apiVersion, kind).
     kinds: HashMap<(String, String), (ApiResource, ApiCapabilities)>,
     interval_seconds: u32,
+    /// Why the Kubernetes API did not answer the last probe; `None` while it answers.
+    api_unreachable: Option<String>,
 }
 
 impl KubernetesCluster {
@@ -213,6 +164,7 @@ impl KubernetesCluster {
             file,
             kinds: HashMap::new(),
             interval_seconds,
+            api_unreachable: None,
         }
     }
 
@@ -271,16 +223,22 @@ impl KubernetesCluster {
         }
     }
 
-    /// Applies one manifest; returns the live object, or why it could not be applied.
+    /// Applies one manifest; returns the live object (`None` when the cluster does not serve
+    /// its kind), or why it was not applied. The live object is read first (unless the caller
+    /// just read it: `known_live`) on every path, so an object labelled as another bundle's is
+    /// never taken over, whatever the inventory says; ignored drift paths are left out of the
+    /// applied config once the object exists.
     async fn apply_one(
         &mut self,
         manifest: &mut Value,
         ignore: &[&str],
-        existed: bool,
-    ) -> Result<Option<Value>, String> {
+        known_live: Option<&Value>,
+    ) -> Result<Option<Value>, ApplyError> {
         let target = ObjectRef::of(manifest);
-        let Some((resource, capabilities)) =
-            self.resolve(&target.api_version, &target.kind).await?
+        let Some((resource, capabilities)) = self
+            .resolve(&target.api_version, &target.kind)
+            .await
+            .map_err(ApplyError::Failed)?
         else {
             return Ok(None);
         };
@@ -299,27 +257,58 @@ impl KubernetesCluster {
                 None
             }
         };
+        let target = ObjectRef::of(manifest);
+        let api = self.api(&resource, &capabilities, namespace.as_deref());
+        let (exists, live_owner) = match known_live {
+            Some(live) => (true, owner(live).map(str::to_string)),
+            None => match api.get_opt(&target.name).await {
+                Ok(Some(live)) => (
+                    true,
+                    live.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|labels| labels.get(BUNDLE_LABEL))
+                        .cloned(),
+                ),
+                Ok(None) => (false, None),
+                // Without reading it, whose it is cannot be known: not applied, retried later.
+                Err(kube::Error::Api(status)) => {
+                    return Err(ApplyError::Failed(format!(
+                        "read {}: {} ({})",
+                        target.describe(),
+                        status.message,
+                        status.code
+                    )));
+                }
+                Err(error) => {
+                    return Err(ApplyError::Failed(format!(
+                        "read {}: {error}",
+                        target.describe()
+                    )));
+                }
+            },
+        };
+        // Never take over an object another bundle owns: two bundles would fight over it, and
+        // deleting one would delete the other's object.
+        if let Some(other) = live_owner
+            && Some(other.as_str()) != owner(manifest)
+        {
+            return Err(ApplyError::Owned(format!(
+                "{} already belongs to bundle {other}; an object can be in one bundle only",
+                target.describe()
+            )));
+        }
         let mut body = manifest.clone();
-        if existed && !ignore.is_empty() {
+        if exists && !ignore.is_empty() {
             // Fields other controllers own are left to them once the object exists.
             strip(&mut body, ignore);
         }
-        let object: DynamicObject = serde_json::from_value(body)
-            .map_err(|e| format!("{}: not a Kubernetes object: {e}", target.describe()))?;
-        let api = self.api(&resource, &capabilities, namespace.as_deref());
-        if !existed {
-            // Never take over an object another bundle owns: two bundles would fight over it.
-            let ours = owner(manifest).map(str::to_string);
-            if let Ok(Some(live)) = api.get_opt(&target.name).await
-                && let Some(other) = owner(&serde_json::to_value(&live).unwrap_or_default())
-                && Some(other) != ours.as_deref()
-            {
-                return Err(format!(
-                    "{} already belongs to bundle {other}; an object can be in one bundle only",
-                    ObjectRef::of(manifest).describe()
-                ));
-            }
-        }
+        let object: DynamicObject = serde_json::from_value(body).map_err(|e| {
+            ApplyError::Failed(format!(
+                "{}: not a Kubernetes object: {e}",
+                target.describe()
+            ))
+        })?;
         // Strict: a misspelt field is an error now, not a silent drop and endless drift.
         let params = PatchParams::apply(FIELD_MANAGER)
             .force()
@@ -329,14 +318,32 @@ impl KubernetesCluster {
             .await
         {
             Ok(live) => Ok(Some(serde_json::to_value(live).unwrap_or(Value::Null))),
-            Err(kube::Error::Api(status)) => Err(format!(
+            Err(kube::Error::Api(status)) => Err(ApplyError::Failed(format!(
                 "{}: {} ({})",
-                ObjectRef::of(manifest).describe(),
+                target.describe(),
                 status.message,
                 status.code
-            )),
-            Err(error) => Err(format!("{}: {error}", ObjectRef::of(manifest).describe())),
+            ))),
+            Err(error) => Err(ApplyError::Failed(format!(
+                "{}: {error}",
+                target.describe()
+            ))),
         }
+    }
+
+    /// Whether the bundle's CRD `crd` reports `Established` (its custom resources wait until it
+    /// does: discovery may serve a kind before the API server accepts its objects).
+    async fn crd_is_established(&mut self, crd: &BundleCrd) -> Result<bool, String> {
+        let target = ObjectRef {
+            api_version: crd.api_version.clone(),
+            kind: "CustomResourceDefinition".into(),
+            namespace: None,
+            name: crd.name.clone(),
+        };
+        Ok(self
+            .get(&target)
+            .await?
+            .is_some_and(|live| crd_established(&live)))
     }
 
     /// The live object, `None` when it is gone.
@@ -366,13 +373,7 @@ impl KubernetesCluster {
         let Some(live) = self.get(target).await? else {
             return Ok(());
         };
-        let owner = live
-            .pointer(&format!(
-                "/metadata/labels/{}",
-                BUNDLE_LABEL.replace('/', "~1")
-            ))
-            .and_then(Value::as_str);
-        if owner != Some(bundle) {
+        if owner(&live) != Some(bundle) {
             tracing::info!(object = %target.describe(), "not deleting: no longer labelled as this bundle's");
             return Ok(());
         }
@@ -382,9 +383,27 @@ impl KubernetesCluster {
             return Ok(());
         };
         let api = self.api(&resource, &capabilities, target.namespace.as_deref());
-        match api.delete(&target.name, &DeleteParams::background()).await {
+        let metadata_text = |field: &str| {
+            live.pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        // Only the object just read, still labelled as ours: if it changed in between (another
+        // bundle or someone else took it), the API answers 409 and it is checked again later.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: metadata_text("resourceVersion"),
+                uid: metadata_text("uid"),
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&target.name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(format!(
+                "delete {}: it changed since it was read; checking again",
+                target.describe()
+            )),
             Err(error) => Err(format!("delete {}: {error}", target.describe())),
         }
     }
@@ -415,46 +434,76 @@ impl KubernetesCluster {
     }
 
     /// Applies `manifests` in order (Namespaces, CRDs, the rest, custom resources last).
-    /// `crd_groups` are the API groups the bundle's own CRDs define: their custom resources wait
-    /// for them instead of failing as unknown kinds.
+    /// `crds` are the bundle's own CRDs: their custom resources wait until the CRD reports
+    /// `Established` instead of failing as unknown kinds or being sent too early.
     async fn apply_all(
         &mut self,
         manifests: &mut [Value],
         drift: &DriftPolicy,
-        existing: &[ObjectRef],
-        crd_groups: &[String],
+        crds: &[BundleCrd],
     ) -> ApplyResult {
         manifests.sort_by_key(apply_rank);
         let mut outcomes = Vec::new();
         let mut waiting = Vec::new();
         let mut failed = Vec::new();
+        let mut contested = Vec::new();
+        let mut established: HashMap<String, bool> = HashMap::new();
         for manifest in manifests.iter_mut() {
             let target = ObjectRef::of(manifest);
+            let group = target
+                .api_version
+                .split_once('/')
+                .map(|(g, _)| g)
+                .unwrap_or("");
+            let waiting_outcome = || Outcome::Problem {
+                state: BundleState::NotReady,
+                message: format!(
+                    "waiting for the CustomResourceDefinition of {} ({}) to be established",
+                    target.kind, target.api_version
+                ),
+            };
+            // By group and kind, not by apply rank: a CRD may define a `*.k8s.io` group (the
+            // Gateway API does).
+            if let Some(crd) = crds
+                .iter()
+                .find(|crd| crd.group == group && crd.kind == target.kind)
+            {
+                let ready = match established.get(&crd.name) {
+                    Some(ready) => Ok(*ready),
+                    None => self.crd_is_established(crd).await,
+                };
+                match ready {
+                    Ok(ready) => {
+                        established.insert(crd.name.clone(), ready);
+                        if !ready {
+                            waiting.push(manifest.clone());
+                            outcomes.push((target.clone(), waiting_outcome()));
+                            continue;
+                        }
+                    }
+                    Err(message) => {
+                        failed.push(manifest.clone());
+                        outcomes.push((
+                            target.clone(),
+                            Outcome::Problem {
+                                state: BundleState::Error,
+                                message,
+                            },
+                        ));
+                        continue;
+                    }
+                }
+            }
             let ignore = ignored_paths(drift, manifest);
-            let existed = existing.iter().any(|e| same_object(e, &target));
-            match self.apply_one(manifest, &ignore, existed).await {
+            match self.apply_one(manifest, &ignore, None).await {
                 Ok(Some(live)) => {
                     let outcome = outcome_of(&target, &live);
                     outcomes.push((ObjectRef::of(manifest), outcome));
                 }
                 Ok(None) => {
-                    let group = target
-                        .api_version
-                        .split_once('/')
-                        .map(|(g, _)| g)
-                        .unwrap_or("");
-                    if crd_groups.iter().any(|g| g == group) {
+                    if crds.iter().any(|crd| crd.group == group) {
                         waiting.push(manifest.clone());
-                        outcomes.push((
-                            target.clone(),
-                            Outcome::Problem {
-                                state: BundleState::NotReady,
-                                message: format!(
-                                    "waiting for the CustomResourceDefinition of {} ({}) to be established",
-                                    target.kind, target.api_version
-                                ),
-                            },
-                        ));
+                        outcomes.push((target.clone(), waiting_outcome()));
                     } else {
                         failed.push(manifest.clone());
                         outcomes.push((
@@ -469,7 +518,17 @@ impl KubernetesCluster {
                         ));
                     }
                 }
-                Err(message) => {
+                Err(ApplyError::Owned(message)) => {
+                    contested.push(manifest.clone());
+                    outcomes.push((
+                        ObjectRef::of(manifest),
+                        Outcome::Problem {
+                            state: BundleState::Error,
+                            message,
+                        },
+                    ));
+                }
+                Err(ApplyError::Failed(message)) => {
                     failed.push(manifest.clone());
                     outcomes.push((
                         target,
@@ -489,6 +548,7 @@ impl KubernetesCluster {
             outcomes,
             waiting,
             failed,
+            contested,
         }
     }
 
@@ -498,37 +558,51 @@ impl KubernetesCluster {
         let mut applied = self.inventory.bundles.get(name)?.clone();
         let mut outcomes = Vec::new();
         let mut corrected = Vec::new();
-        let groups = crd_groups(&applied.manifests);
+        let crds = bundle_crds(&applied.manifests);
+        // Objects of other bundles: still theirs? (Applied, and from then on ours, once the
+        // other bundle lets go of them; until then they are never counted as this bundle's.)
+        if !applied.contested.is_empty() {
+            let mut contested = std::mem::take(&mut applied.contested);
+            let result = self.apply_all(&mut contested, &applied.drift, &crds).await;
+            for manifest in contested {
+                let target = ObjectRef::of(&manifest);
+                if contains(&result.contested, &target) || contains(&result.failed, &target) {
+                    applied.contested.push(manifest);
+                } else if !contains(&result.waiting, &target) {
+                    applied.manifests.push(manifest);
+                }
+            }
+            outcomes.extend(result.outcomes);
+            applied.waiting.extend(result.waiting);
+        }
+        // Objects the API refused: apply them again (reading them would judge the old object).
+        if !applied.failed.is_empty() {
+            let mut failed = std::mem::take(&mut applied.failed);
+            let result = self.apply_all(&mut failed, &applied.drift, &crds).await;
+            outcomes.extend(result.outcomes);
+            // Taken by another bundle meanwhile, or back to waiting for its CRD: not ours.
+            applied.manifests.retain(|m| {
+                let target = ObjectRef::of(m);
+                !contains(&result.contested, &target) && !contains(&result.waiting, &target)
+            });
+            applied.failed = result.failed;
+            applied.waiting.extend(result.waiting);
+            applied.contested.extend(result.contested);
+        }
         // Custom resources waiting for their CRD: try again.
         if !applied.waiting.is_empty() {
             let mut waiting = std::mem::take(&mut applied.waiting);
-            let result = self
-                .apply_all(&mut waiting, &applied.drift, &[], &groups)
-                .await;
+            let result = self.apply_all(&mut waiting, &applied.drift, &crds).await;
             for manifest in waiting {
                 let target = ObjectRef::of(&manifest);
-                if !result
-                    .waiting
-                    .iter()
-                    .any(|w| same_object(&ObjectRef::of(w), &target))
-                {
+                if !contains(&result.waiting, &target) && !contains(&result.contested, &target) {
                     applied.manifests.push(manifest);
                 }
             }
             outcomes.extend(result.outcomes);
             applied.waiting = result.waiting;
             applied.failed.extend(result.failed);
-        }
-        // Objects the API refused: apply them again (reading them would judge the old object).
-        if !applied.failed.is_empty() {
-            let mut failed = std::mem::take(&mut applied.failed);
-            let existing: Vec<ObjectRef> = applied.manifests.iter().map(ObjectRef::of).collect();
-            let result = self
-                .apply_all(&mut failed, &applied.drift, &existing, &groups)
-                .await;
-            outcomes.extend(result.outcomes);
-            applied.failed = result.failed;
-            applied.waiting.extend(result.waiting);
+            applied.contested.extend(result.contested);
         }
         // Deletes that failed: try again.
         for target in std::mem::take(&mut applied.pending_deletes) {
@@ -544,6 +618,8 @@ impl KubernetesCluster {
             }
         }
         let manifests = applied.manifests.clone();
+        // Objects another bundle (or someone) relabelled as theirs: no longer this bundle's.
+        let mut lost = Vec::new();
         for manifest in &manifests {
             let target = ObjectRef::of(manifest);
             if outcomes.iter().any(|(t, _)| same_object(t, &target)) {
@@ -562,6 +638,22 @@ impl KubernetesCluster {
                     continue;
                 }
             };
+            if let Some(other) = live.as_ref().and_then(owner)
+                && other != name
+            {
+                outcomes.push((
+                    target.clone(),
+                    Outcome::Problem {
+                        state: BundleState::Error,
+                        message: format!(
+                            "{} already belongs to bundle {other}; an object can be in one bundle only",
+                            target.describe()
+                        ),
+                    },
+                ));
+                lost.push(manifest.clone());
+                continue;
+            }
             let ignore = ignored_paths(&applied.drift, manifest);
             let drifted: Vec<String> = match &live {
                 None if may_vanish(&target) => Vec::new(),
@@ -581,7 +673,7 @@ impl KubernetesCluster {
             match applied.drift.mode {
                 DriftMode::Correct => {
                     let mut manifest = manifest.clone();
-                    match self.apply_one(&mut manifest, &ignore, live.is_some()).await {
+                    match self.apply_one(&mut manifest, &ignore, live.as_ref()).await {
                         Ok(Some(live)) => {
                             corrected.push(format!(
                                 "{} ({})",
@@ -600,7 +692,17 @@ impl KubernetesCluster {
                                 ),
                             },
                         )),
-                        Err(message) => outcomes.push((
+                        Err(ApplyError::Owned(message)) => {
+                            lost.push(manifest);
+                            outcomes.push((
+                                target,
+                                Outcome::Problem {
+                                    state: BundleState::Error,
+                                    message,
+                                },
+                            ));
+                        }
+                        Err(ApplyError::Failed(message)) => outcomes.push((
                             target,
                             Outcome::Problem {
                                 state: BundleState::Error,
@@ -617,6 +719,13 @@ impl KubernetesCluster {
                     },
                 )),
             }
+        }
+        for manifest in lost {
+            let target = ObjectRef::of(&manifest);
+            applied
+                .manifests
+                .retain(|m| !same_object(&ObjectRef::of(m), &target));
+            applied.contested.push(manifest);
         }
         let mut report = summarize(name, &applied.deployment, &outcomes);
         if !corrected.is_empty() {
@@ -641,15 +750,7 @@ impl KubernetesCluster {
     }
 }
 
-fn same_object(a: &ObjectRef, b: &ObjectRef) -> bool {
-    a.kind == b.kind
-        && a.name == b.name
-        && a.api_version.split_once('/').map(|(g, _)| g).unwrap_or("")
-            == b.api_version.split_once('/').map(|(g, _)| g).unwrap_or("")
-        && (a.namespace == b.namespace || a.namespace.is_none() || b.namespace.is_none())
-}
-
-fn is_crd(manifest: &Value) -> bool {
+pub(super) fn is_crd(manifest: &Value) -> bool {
     manifest.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
         && manifest
             .get("apiVersion")
@@ -680,70 +781,6 @@ fn apply_rank(manifest: &Value) -> u8 {
 
 fn is_builtin_group(group: &str) -> bool {
     group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
-}
-
-fn outcome_of(target: &ObjectRef, live: &Value) -> Outcome {
-    let crd_waiting = is_crd(live) && !crd_established(live);
-    match judge(live) {
-        Health::Ready if !crd_waiting => Outcome::Healthy,
-        Health::Ready => Outcome::Problem {
-            state: BundleState::NotReady,
-            message: format!("{}: not established yet", target.describe()),
-        },
-        Health::NotReady(why) => Outcome::Problem {
-            state: BundleState::NotReady,
-            message: why,
-        },
-        Health::Failed(why) => Outcome::Problem {
-            state: BundleState::Error,
-            message: why,
-        },
-    }
-}
-
-/// The bundle's report from its objects' outcomes: the worst state wins (Error, Modified,
-/// NotReady, Ready), with a bounded list of problem objects.
-fn summarize(bundle: &str, deployment: &str, outcomes: &[(ObjectRef, Outcome)]) -> BundleReport {
-    let rank = |state: BundleState| match state {
-        BundleState::Error => 3,
-        BundleState::Modified => 2,
-        BundleState::NotReady => 1,
-        _ => 0,
-    };
-    let mut state = BundleState::Ready;
-    let mut problems = Vec::new();
-    let mut more_problems = 0u32;
-    let mut message = None;
-    for (target, outcome) in outcomes {
-        if let Outcome::Problem {
-            state: problem,
-            message: why,
-        } = outcome
-        {
-            if rank(*problem) > rank(state) {
-                state = *problem;
-                message = Some(why.clone());
-            }
-            if problems.len() < MAX_PROBLEMS {
-                problems.push(ObjectProblem {
-                    kind: target.kind.clone(),
-                    namespace: target.namespace.clone(),
-                    name: target.name.clone(),
-                    message: why.clone(),
-                });
-            } else {
-                more_problems += 1;
-            }
-        }
-    }
-    BundleReport {
-        bundle: bundle.to_string(),
-        deployment: deployment.to_string(),
-        state,
-        message,
-        problems,
-        more_problems,
-    }
 }
 
 impl ClusterDriver for KubernetesCluster {
@@ -803,20 +840,21 @@ impl ClusterDriver for KubernetesCluster {
             .as_ref()
             .map(|p| p.manifests.iter().map(ObjectRef::of).collect())
             .unwrap_or_default();
-        let groups = crd_groups(&manifests);
+        let crds = bundle_crds(&manifests);
         let ApplyResult {
             outcomes,
             waiting,
             failed,
+            contested,
         } = self
-            .apply_all(&mut manifests, &bundle.options.drift, &existing, &groups)
+            .apply_all(&mut manifests, &bundle.options.drift, &crds)
             .await;
+        // What this revision owns: not what waits for its CRD, never what another bundle owns.
         let applied: Vec<Value> = manifests
             .into_iter()
             .filter(|m| {
-                !waiting
-                    .iter()
-                    .any(|w| same_object(&ObjectRef::of(w), &ObjectRef::of(m)))
+                let target = ObjectRef::of(m);
+                !contains(&waiting, &target) && !contains(&contested, &target)
             })
             .collect();
         // Prune what the previous revision had and this one does not.
@@ -883,6 +921,7 @@ impl ClusterDriver for KubernetesCluster {
                 waiting,
                 failed,
                 pending_deletes,
+                contested,
                 report,
             },
         );
@@ -916,7 +955,17 @@ impl ClusterDriver for KubernetesCluster {
         self.inventory
             .bundles
             .values()
-            .map(|applied| applied.report.clone())
+            .map(|applied| match &self.api_unreachable {
+                // Nothing can be known about any object: every bundle says why.
+                Some(error) => BundleReport {
+                    state: BundleState::Error,
+                    message: Some(format!("{API_UNREACHABLE}: {error}")),
+                    problems: Vec::new(),
+                    more_problems: 0,
+                    ..applied.report.clone()
+                },
+                None => applied.report.clone(),
+            })
             .collect()
     }
 
@@ -929,8 +978,28 @@ impl ClusterDriver for KubernetesCluster {
     }
 
     async fn refresh(&mut self, check_drift: bool) -> bool {
+        // One cheap probe instead of one failing request per object: while the API does not
+        // answer, reports say so and nothing else is tried.
+        let probe = self.client.apiserver_version().await;
+        let recovered = match (probe, self.api_unreachable.is_some()) {
+            (Ok(_), false) => false,
+            (Ok(_), true) => {
+                tracing::info!("the Kubernetes API answers again; re-reading every bundle");
+                self.api_unreachable = None;
+                true
+            }
+            (Err(error), false) => {
+                tracing::warn!(%error, "{API_UNREACHABLE}; every bundle reports Error until it answers");
+                self.api_unreachable = Some(error.to_string());
+                return true;
+            }
+            (Err(error), true) => {
+                tracing::debug!(%error, "{API_UNREACHABLE}");
+                return false;
+            }
+        };
         let names: Vec<String> = self.inventory.bundles.keys().cloned().collect();
-        let mut changed = false;
+        let mut changed = recovered;
         for name in names {
             let before = self.inventory.bundles.get(&name).map(|b| b.report.clone());
             let ready = before
@@ -941,7 +1010,7 @@ impl ClusterDriver for KubernetesCluster {
                 .bundles
                 .get(&name)
                 .is_some_and(|b| !b.waiting.is_empty());
-            if ready && !check_drift && !waiting {
+            if ready && !check_drift && !waiting && !recovered {
                 continue;
             }
             let after = self.refresh_bundle(&name, check_drift).await;

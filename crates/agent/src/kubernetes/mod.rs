@@ -4,5 +4,7 @@
 pub mod cluster;
 pub mod drift;
 pub mod health;
+pub mod inventory;
+mod report;
 
 pub use cluster::KubernetesCluster;

@@ -212,7 +212,11 @@ fn resources(
                 .as_array()
                 .is_some_and(|d| d.iter().any(|v| v == "All"));
             let dry_run = in_body || call.param("dryRun") == Some("All");
-            Ok(Reply::Json(200, state.delete(t, namespace, name, dry_run)?))
+            let preconditions = &options["preconditions"];
+            Ok(Reply::Json(
+                200,
+                state.delete(t, namespace, name, dry_run, preconditions)?,
+            ))
         }
         _ => Err(call.method_not_allowed()),
     }

@@ -27,12 +27,14 @@
 //!   `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (..)`, `k notin (..)`), `fieldSelector`
 //!   on `metadata.name`/`metadata.namespace`, and `limit`/`continue`; items of built-in types
 //!   carry no `apiVersion`/`kind`, like a real server. `DELETE` answers 200 with a `Success`
-//!   Status and is immediate (no finalizers, no graceful deletion); deleting a Namespace deletes
-//!   its objects, deleting a CRD its CRs.
+//!   Status and is immediate (no finalizers, no graceful deletion); `preconditions` (uid,
+//!   resourceVersion) in the body are checked (409); deleting a Namespace deletes its objects,
+//!   deleting a CRD its CRs.
 //! - Simulated controllers ("auto-ready", on by default): applying a Deployment, StatefulSet,
 //!   DaemonSet, Job, Pod, PVC, Namespace or Service fills the status a settled, healthy object
 //!   would have; [`NOT_READY_ANNOTATION`] `"true"` leaves the status alone. CRDs are Established
-//!   at once unless `set_auto_establish(false)`. Nodes are synthetic (`set_nodes`).
+//!   at once unless `set_auto_establish(false)`; `set_serve_before_established(true)` serves a
+//!   CRD's kinds before it is Established. Nodes are synthetic (`set_nodes`).
 //! - Errors are full `meta/v1` Status bodies with `code` and `reason`; `set_available(false)`
 //!   answers 500 to everything (never 503/429, which kube retries).
 //!
@@ -177,6 +179,16 @@ impl StandInApiServer {
     /// [`NOT_READY_ANNOTATION`]); existing status is kept.
     pub fn set_auto_ready(&self, auto_ready: bool) {
         self.state().auto_ready = auto_ready;
+    }
+
+    /// `true`: a CRD's kinds are served (in discovery and for requests) as soon as the CRD is
+    /// stored, while its `Established` condition stays as it is (False until
+    /// [`establish`](Self::establish) when auto-establish is off). Models the moment on a real
+    /// cluster where the agent's discovery already sees a kind whose CRD is not Established yet
+    /// (discovery and the condition come from different controllers, and with several API server
+    /// replicas from different processes); the agent must wait for the condition itself.
+    pub fn set_serve_before_established(&self, serve: bool) {
+        self.state().serve_before_established = serve;
     }
 
     /// Marks the CRD `crd_name` (`<plural>.<group>`) Established. Panics if it is not stored.

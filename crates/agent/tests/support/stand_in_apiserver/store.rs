@@ -58,6 +58,8 @@ pub struct Stored {
 pub struct State {
     pub available: bool,
     pub auto_establish: bool,
+    /// Serve a CRD's kinds (discovery and requests) before it is Established.
+    pub serve_before_established: bool,
     pub auto_ready: bool,
     /// Synthetic nodes: (total, ready).
     pub nodes: (usize, usize),
@@ -84,6 +86,7 @@ impl State {
         let mut state = State {
             available: true,
             auto_establish: true,
+            serve_before_established: false,
             auto_ready: true,
             nodes: (3, 3),
             objects: BTreeMap::new(),
@@ -127,13 +130,14 @@ impl State {
         self.last_resource_version.to_string()
     }
 
-    /// Built-in types plus the served versions of every established CRD.
+    /// Built-in types plus the served versions of every established CRD (of every CRD with
+    /// `serve_before_established`).
     pub fn resource_types(&self) -> Vec<ResourceType> {
         let mut types = discovery::built_in_types();
         for (key, stored) in &self.objects {
             if key.api_version == CRD_API_VERSION
                 && key.kind == CRD_KIND
-                && discovery::crd_established(&stored.live)
+                && (self.serve_before_established || discovery::crd_established(&stored.live))
             {
                 types.extend(discovery::crd_types(&stored.live));
             }
@@ -399,17 +403,34 @@ impl State {
     }
 
     /// DELETE: removes the object (a Namespace takes its objects along, a CRD its CRs).
+    /// `preconditions` (`{"uid": .., "resourceVersion": ..}`, either optional) must match the
+    /// stored object, otherwise 409 Conflict, as on a real server.
     pub fn delete(
         &mut self,
         t: &ResourceType,
         namespace: Option<&str>,
         name: &str,
         dry_run: bool,
+        preconditions: &Value,
     ) -> Result<Value, ApiError> {
         let key = ObjectKey::new(&t.api_version(), &t.kind, namespace, name);
         let Some(stored) = self.objects.get(&key) else {
             return Err(ApiError::object_not_found(t, name));
         };
+        for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+            if let Some(wanted) = preconditions[field].as_str()
+                && stored.live["metadata"][field].as_str() != Some(wanted)
+            {
+                return Err(ApiError::conflict(
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {}",
+                        t.qualified_plural(),
+                        stored.live["metadata"][field].as_str().unwrap_or("")
+                    ),
+                    Vec::new(),
+                ));
+            }
+        }
         let answer = errors::delete_success(t, name, &stored.live["metadata"]["uid"]);
         if dry_run {
             return Ok(answer);
