@@ -26,6 +26,8 @@ pub struct RenderArgs {
     pub groups: Vec<String>,
     /// A file holding the GitRepo whose targets (and keepResources) apply, as on the server.
     pub gitrepo: Option<PathBuf>,
+    /// Hosts the render may download from (the server's `--render-allow-hosts`).
+    pub allow_hosts: Vec<String>,
     pub output: Format,
 }
 
@@ -90,7 +92,7 @@ fn root_and_folder(path: &Path) -> anyhow::Result<(PathBuf, String)> {
 /// The manifests the cluster receives, or `None` when the folder is not deployed to it.
 pub fn manifests_for(args: &RenderArgs) -> anyhow::Result<Option<Vec<Value>>> {
     let (root, folder) = root_and_folder(&args.path)?;
-    let tools = flotilla_render::Tools::detect();
+    let tools = flotilla_render::Tools::detect().with_allowed_hosts(&args.allow_hosts);
     let rendered = flotilla_render::render_folder(&root, &folder, &tools)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (repo_targets, keep_resources) = gitrepo_targets(args.gitrepo.as_deref())?;

@@ -32,6 +32,9 @@ impl ChartRef {
 
 /// One `helm template` run.
 pub(crate) struct HelmJob<'a> {
+    /// The repository root (absolute): a chart whose dependencies are updated is rendered from
+    /// a copy of it, so `file://` dependencies resolve as in the repository and nowhere else.
+    pub root: &'a Path,
     pub chart: &'a ChartRef,
     pub release: &'a str,
     pub namespace: &'a str,
@@ -69,11 +72,15 @@ pub(crate) fn helm_template(
     match job.chart {
         ChartRef::Local { path, .. } => {
             if job.dependency_update && path.is_dir() && declares_dependencies(path) {
-                // `--dependency-update` writes into the chart's charts/: work on a copy so the
-                // checkout is never modified.
-                let copy = home.join("chart");
-                copy_tree(path, &copy).map_err(|e| io(shown, "copy the chart", e))?;
-                command.arg(&copy);
+                // `--dependency-update` writes into the chart's charts/: work on a copy of the
+                // repository (the chart at the same place in it) so the checkout is never
+                // modified and relative `file://` dependencies resolve inside the copy.
+                let relative = path.strip_prefix(job.root).map_err(|_| {
+                    RenderError::in_file(shown, "the chart is not inside the repository")
+                })?;
+                let copy = home.join("repo");
+                copy_tree(job.root, &copy).map_err(|e| io(shown, "copy the repository", e))?;
+                command.arg(copy.join(relative));
                 dependency_update = true;
             } else {
                 command.arg(path);
@@ -168,7 +175,12 @@ pub(crate) fn kustomize_build(
     };
     let temp = tempdir(shown)?;
     let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]).arg(dir);
+    // Kustomize's default, stated so no configuration can loosen it: files only from inside
+    // each kustomization's folder (folder bases are checked by `guard` before this runs).
+    command
+        .args(&argv[1..])
+        .arg("--load-restrictor=LoadRestrictionsRootOnly")
+        .arg(dir);
     let env: Vec<(&str, OsString)> = vec![
         ("HOME", temp.path().into()),
         ("KUBECONFIG", temp.path().join("kubeconfig").into()),
@@ -196,19 +208,23 @@ pub(crate) fn kustomize_build(
 const FLEET_MANIFESTS: &str = "fleet-manifests.yaml";
 
 /// Fleet's Helm + Kustomize combination: the chart's output becomes `fleet-manifests.yaml`, first
-/// of the `resources` of the kustomization in `kustomize_dir` (relative to the bundle folder),
-/// and the kustomization's build is the result. Works on a copy of the folder.
+/// of the `resources` of the kustomization in `kustomize_dir` (relative to the bundle folder
+/// `folder`, itself relative to `root`), and the kustomization's build is the result. Works on a
+/// copy of the repository, so bases elsewhere in it resolve as in the checkout and a relative
+/// path never leads anywhere else on the machine.
 pub(crate) fn kustomize_post_render(
     tools: &Tools,
-    folder: &Path,
+    root: &Path,
+    folder: &str,
     kustomize_dir: &str,
     chart_output: &str,
     shown: &str,
 ) -> Result<String, RenderError> {
     let temp = tempdir(shown)?;
-    let copy = temp.path().join("bundle");
-    copy_tree(folder, &copy).map_err(|e| io(shown, "copy the folder", e))?;
-    let dir = crate::discover::join_inside(&copy, kustomize_dir).unwrap_or_else(|| copy.clone());
+    let copy = temp.path().join("repo");
+    copy_tree(root, &copy).map_err(|e| io(shown, "copy the repository", e))?;
+    let bundle = crate::discover::join_inside(&copy, folder).unwrap_or_else(|| copy.clone());
+    let dir = crate::discover::join_inside(&bundle, kustomize_dir).unwrap_or(bundle);
     let Some(file) = kustomization_file(&dir) else {
         return Err(RenderError::in_file(shown, "has no kustomization file"));
     };

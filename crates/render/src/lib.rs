@@ -11,7 +11,9 @@
 //!    names it.
 //!
 //! Everything is blocking. Nothing touches the network except the engines themselves (a chart
-//! from a chart repository or registry, a remote kustomize base). Every error names the file,
+//! from a chart repository or registry, a remote kustomize base), and only for the hosts
+//! [`Tools::with_allowed_hosts`] allows (none by default); no rendering reads a file outside the
+//! checkout root (`guard` checks kustomizations and charts before an engine runs). Every error names the file,
 //! relative to the checkout root, and says what to fix. Equal inputs give equal output: objects
 //! are ordered and their keys sorted, so the server's content digest only moves when a commit
 //! changes what is rendered.
@@ -19,6 +21,7 @@
 mod discover;
 mod engines;
 mod fleetyaml;
+mod guard;
 mod manifests;
 mod naming;
 mod overlay;
@@ -35,7 +38,7 @@ use serde_json::Value;
 
 pub use discover::bundle_folders;
 pub use naming::bundle_name;
-pub use render::render_folder;
+pub use render::{declared_name, render_folder};
 pub use spec::bundle_spec;
 pub use tools::Tools;
 

@@ -10,7 +10,7 @@ use crate::engines::{self, ChartRef, HelmJob, KUSTOMIZATION_NAMES};
 use crate::fleetyaml::{self, FleetYaml, HelmOptions, Options};
 use crate::manifests::{self, Manifest};
 use crate::overlay::{self, Source};
-use crate::{RenderError, RenderedCustomization, RenderedFolder, Tools, values};
+use crate::{RenderError, RenderedCustomization, RenderedFolder, Tools, guard, values};
 
 /// Renders `folder` (relative to `root`; `.` or empty for the root) for the whole fleet: the
 /// default rendering, and one per fleet.yaml target customization whose options change what is
@@ -21,11 +21,21 @@ use crate::{RenderError, RenderedCustomization, RenderedFolder, Tools, values};
 /// folder has a Chart.yaml; else with Kustomize when the kustomize directory (`kustomize.dir`,
 /// default the folder) has a kustomization file; else as raw YAML. A chart's output goes through
 /// the kustomization when both are present, as in Fleet.
+///
+/// Nothing outside `root` is read: a kustomization or chart that points outside it, or at a
+/// remote host `tools` does not allow, fails the rendering naming the file and the path.
 pub fn render_folder(
     root: &Path,
     folder: &str,
     tools: &Tools,
 ) -> Result<RenderedFolder, RenderError> {
+    // The engines run in other working directories: a relative root would point elsewhere.
+    let root = &std::path::absolute(root).map_err(|error| {
+        RenderError::plain(format!(
+            "cannot resolve the repository path {}: {error}",
+            root.display()
+        ))
+    })?;
     let folder = discover::normalize_folder(folder);
     let dir = if folder == "." {
         root.to_path_buf()
@@ -104,6 +114,16 @@ pub fn render_folder(
         resources,
         customizations,
     })
+}
+
+/// fleet.yaml's `name` for `folder`, read leniently (without rendering anything): the bundle
+/// name a folder claims even when it fails to render, so its status can name it.
+pub fn declared_name(root: &Path, folder: &str) -> Option<String> {
+    let folder = discover::normalize_folder(folder);
+    let dir = discover::join_inside(root, &folder)?;
+    let text = std::fs::read_to_string(discover::fleet_yaml_path(&dir)?).ok()?;
+    let fleet: Value = serde_saphyr::from_str(&text).ok()?;
+    fleet.get("name")?.as_str().map(String::from)
 }
 
 /// `relative` (inside `folder`) as a path relative to the repository root.
@@ -353,6 +373,7 @@ impl Context<'_> {
                 self.render_helm(options, &chart, post_render.as_deref(), &mut found)?
             }
             Mode::Kustomize { dir, shown } => {
+                guard::check_kustomization(self.root, &dir, self.tools)?;
                 let output = engines::kustomize_build(self.tools, &dir, &shown)?;
                 self.extract_output(&shown, "kustomize output ", &output, &mut found)?;
             }
@@ -397,14 +418,28 @@ impl Context<'_> {
             .as_deref()
             .or(options.default_namespace.as_deref())
             .unwrap_or("default");
+        let dependency_update = !helm.disable_dependency_update;
+        guard::check_chart(
+            self.root,
+            chart,
+            dependency_update,
+            self.tools,
+            self.config_shown,
+        )?;
+        if let Some(dir) = post_render {
+            let path =
+                discover::join_inside(self.dir, dir).unwrap_or_else(|| self.dir.to_path_buf());
+            guard::check_kustomization(self.root, &path, self.tools)?;
+        }
         let job = HelmJob {
+            root: self.root,
             chart,
             release: &release,
             namespace,
             version: helm.version.as_deref(),
             values: &values,
             skip_schema_validation: helm.skip_schema_validation,
-            dependency_update: !helm.disable_dependency_update,
+            dependency_update,
         };
         let output = engines::helm_template(self.tools, &job, self.config_shown)?;
         match post_render {
@@ -415,7 +450,14 @@ impl Context<'_> {
                         .unwrap_or_else(|| self.dir.to_path_buf());
                     engines::kustomize_build(self.tools, &path, &shown)?
                 } else {
-                    engines::kustomize_post_render(self.tools, self.dir, dir, &output, &shown)?
+                    engines::kustomize_post_render(
+                        self.tools,
+                        self.root,
+                        self.folder,
+                        dir,
+                        &output,
+                        &shown,
+                    )?
                 };
                 self.extract_output(&shown, "kustomize output ", &output, found)
             }
@@ -488,6 +530,24 @@ impl Context<'_> {
         }
         for (path, source) in &files {
             let name = path.rsplit('/').next().unwrap_or(path);
+            let in_chart = chart_dirs.iter().any(|dir| path.starts_with(dir));
+            if KUSTOMIZATION_NAMES.contains(&name) && !path.starts_with("overlays/") && !in_chart {
+                // Fleet deploys such a folder's files as plain YAML and ignores its kustomization:
+                // never what was meant, so say so instead of shipping or dropping it.
+                let nested = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+                return Err(RenderError::in_file(
+                    self.shown(path),
+                    format!(
+                        "is a Kustomize folder inside the raw-YAML bundle {}, which would deploy \
+                         its files as plain YAML and ignore the kustomization: add a fleet.yaml to \
+                         {} to make it a bundle of its own, list it in the resources of a \
+                         kustomization.yaml in {}, or add it to .fleetignore",
+                        self.shown(""),
+                        self.shown(nested),
+                        self.shown("")
+                    ),
+                ));
+            }
             let is_manifest_file = [".yaml", ".yml", ".json"]
                 .iter()
                 .any(|ext| name.ends_with(ext));
@@ -495,7 +555,7 @@ impl Context<'_> {
                 || path.starts_with("overlays/")
                 || (!path.contains('/') && FLEET_YAML_NAMES.contains(&name))
                 || KUSTOMIZATION_NAMES.contains(&name)
-                || chart_dirs.iter().any(|dir| path.starts_with(dir))
+                || in_chart
                 || values_files.contains(path);
             if skip {
                 continue;

@@ -13,11 +13,17 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The engines a rendering may call: the argv prefix that builds a kustomization (the directory is
 /// appended) and the helm binary. Either may be missing; rendering a folder that needs a missing
 /// engine fails with an error saying what to install.
+///
+/// Renders use the network only for the hosts in `allowed_hosts` (none by default): a remote
+/// kustomize resource or base, a chart repository, registry or chart dependency on any other
+/// host fails the rendering before an engine runs (see `guard`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tools {
     kustomize: Option<Vec<String>>,
     helm: Option<PathBuf>,
     timeout: Duration,
+    /// Lower-cased `host`, `host:port`, `*.domain` or `*` (any host).
+    allowed_hosts: Vec<String>,
 }
 
 impl Default for Tools {
@@ -50,6 +56,7 @@ impl Tools {
             kustomize,
             helm,
             timeout: DEFAULT_TIMEOUT,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -59,6 +66,7 @@ impl Tools {
             kustomize: None,
             helm: None,
             timeout: DEFAULT_TIMEOUT,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -80,6 +88,37 @@ impl Tools {
         self
     }
 
+    /// Lets renders fetch from these hosts: `host` (any port), `host:port`, `*.domain` (its
+    /// sub-domains) or `*` (anywhere). Blank entries are ignored.
+    pub fn with_allowed_hosts<I, S>(mut self, hosts: I) -> Tools
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.allowed_hosts = hosts
+            .into_iter()
+            .map(|host| host.as_ref().trim().to_ascii_lowercase())
+            .filter(|host| !host.is_empty())
+            .collect();
+        self
+    }
+
+    /// Whether renders may fetch from `host` (`host` or `host:port`, lower-cased).
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let name = strip_port(&host);
+        !name.is_empty()
+            && self.allowed_hosts.iter().any(|allowed| {
+                if allowed == "*" {
+                    true
+                } else if let Some(domain) = allowed.strip_prefix("*.") {
+                    name.ends_with(&format!(".{domain}"))
+                } else {
+                    *allowed == host || *allowed == name
+                }
+            })
+    }
+
     /// The helm binary, if any.
     pub fn helm(&self) -> Option<&Path> {
         self.helm.as_deref()
@@ -92,6 +131,17 @@ impl Tools {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
+    }
+}
+
+/// `host` without a `:port` (IPv6 literals in brackets keep their colons).
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
     }
 }
 
@@ -257,6 +307,26 @@ mod tests {
         assert_eq!(tools.kustomize().map(<[String]>::len), Some(2));
         assert_eq!(Tools::none().with_kustomize(Vec::new()).kustomize(), None);
         assert_eq!(Tools::default(), Tools::none());
+    }
+
+    #[test]
+    fn allowed_hosts_match_by_name_port_or_domain_and_nothing_is_allowed_by_default() {
+        assert!(!Tools::none().allows_host("example.com"));
+        let tools =
+            Tools::none().with_allowed_hosts(["Charts.Example", "127.0.0.1:8080", "*.corp"]);
+        assert!(tools.allows_host("charts.example"));
+        assert!(tools.allows_host("charts.example:443"));
+        assert!(tools.allows_host("127.0.0.1:8080"));
+        assert!(!tools.allows_host("127.0.0.1:9090"));
+        assert!(tools.allows_host("git.corp"));
+        assert!(!tools.allows_host("corp"));
+        assert!(!tools.allows_host("evil.example"));
+        assert!(
+            Tools::none()
+                .with_allowed_hosts(["*"])
+                .allows_host("anything")
+        );
+        assert!(!Tools::none().with_allowed_hosts(["*"]).allows_host(""));
     }
 
     #[test]

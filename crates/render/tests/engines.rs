@@ -381,7 +381,7 @@ fn chart_repository(charts: &Checkout, repo_dir: &Path, url: &str) {
 }
 
 #[test]
-fn helm_chart_from_a_chart_repository_renders() {
+fn helm_chart_from_a_chart_repository_renders_when_its_host_is_allowed() {
     helm();
     let charts = Checkout::new();
     write_chart(&charts, "web", "web");
@@ -398,7 +398,8 @@ fn helm_chart_from_a_chart_repository_renders() {
              targetCustomizations:\n- name: old\n  clusterName: legacy\n  helm:\n    version: \"0.1.0\"\n"
         ),
     );
-    let rendered = render_folder(checkout.root(), "apps/web", &helm_tools()).unwrap();
+    let tools = helm_tools().with_allowed_hosts(["127.0.0.1"]);
+    let rendered = render_folder(checkout.root(), "apps/web", &tools).unwrap();
     assert_eq!(
         ids(&rendered.resources),
         [
@@ -423,7 +424,7 @@ fn helm_chart_from_a_chart_repository_renders() {
         "apps/web/fleet.yaml",
         &format!("helm:\n  repo: {url}\n  chart: web\n  version: 9.9.9\n"),
     );
-    let error = render_folder(checkout.root(), "apps/web", &helm_tools()).unwrap_err();
+    let error = render_folder(checkout.root(), "apps/web", &tools).unwrap_err();
     assert!(error.message.contains("web from"), "{error}");
     assert!(error.message.contains("9.9.9"), "{error}");
 }

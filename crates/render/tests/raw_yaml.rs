@@ -620,3 +620,39 @@ fn charts_and_values_files_outside_the_repository_are_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn nested_kustomize_folder_in_a_raw_yaml_bundle_is_an_error_naming_it_not_shipped_or_dropped() {
+    for name in ["kustomization.yaml", "kustomization.yml", "Kustomization"] {
+        let checkout = Checkout::new();
+        checkout
+            .write("apps/cm.yaml", &configmap("loose"))
+            .write(
+                &format!("apps/web/{name}"),
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+                 resources: [deploy.yaml]\nnamePrefix: web-\n",
+            )
+            .write("apps/web/deploy.yaml", &configmap("app"));
+        let error = render_folder(checkout.root(), "apps", &Tools::none()).unwrap_err();
+        assert_eq!(
+            error.file.as_deref(),
+            Some(format!("apps/web/{name}").as_str())
+        );
+        assert!(error.message.contains("Kustomize folder"), "{error}");
+        assert!(error.message.contains("fleet.yaml to apps/web"), "{error}");
+    }
+    // Ignored with .fleetignore, or a bundle of its own with a fleet.yaml: no error.
+    let checkout = Checkout::new();
+    checkout
+        .write("apps/cm.yaml", &configmap("loose"))
+        .write("apps/.fleetignore", "web/*\n")
+        .write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\n")
+        .write("apps/web/deploy.yaml", &configmap("app"));
+    let rendered = render_folder(checkout.root(), "apps", &Tools::none()).unwrap();
+    assert_eq!(ids(&rendered.resources), ["ConfigMap/-/loose"]);
+    checkout
+        .write("apps/.fleetignore", "")
+        .write("apps/web/fleet.yaml", "{}\n");
+    let rendered = render_folder(checkout.root(), "apps", &Tools::none()).unwrap();
+    assert_eq!(ids(&rendered.resources), ["ConfigMap/-/loose"]);
+}
