@@ -3,6 +3,10 @@
 
 use axum::{
     Json,
+    extract::{
+        path::ErrorKind,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -36,6 +40,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Any other status, as the HTTP stack produced it (408, 414, 431, …).
+    #[error("{message}")]
+    Status { status: StatusCode, message: String },
 }
 
 impl ApiError {
@@ -54,6 +61,26 @@ impl ApiError {
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Status { status, .. } => *status,
+        }
+    }
+
+    /// The error for a status and message, as specific as its status allows.
+    pub fn from_status(status: StatusCode, message: String) -> ApiError {
+        match status {
+            StatusCode::BAD_REQUEST => ApiError::BadRequest(message),
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized(message),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(message),
+            StatusCode::NOT_FOUND => ApiError::NotFound(message),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(message),
+            StatusCode::CONFLICT => ApiError::Conflict(message),
+            StatusCode::GONE => ApiError::Gone(message),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(message),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(message),
+            StatusCode::INTERNAL_SERVER_ERROR => ApiError::Internal(message),
+            status => ApiError::Status { status, message },
         }
     }
 
@@ -72,11 +99,67 @@ impl ApiError {
             ApiError::Overloaded { .. } => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
+            ApiError::Status { status, .. } => match *status {
+                StatusCode::REQUEST_TIMEOUT => "RequestTimeout",
+                StatusCode::URI_TOO_LONG => "RequestURITooLong",
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "RequestHeaderFieldsTooLarge",
+                StatusCode::GATEWAY_TIMEOUT => "Timeout",
+                status if status.is_server_error() => "InternalError",
+                _ => "BadRequest",
+            },
         }
     }
 
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(error.to_string())
+    }
+}
+
+/// A query string that does not fit the endpoint's parameters (`?limit=-1`): 400 naming the
+/// parameter.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        let text = rejection.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        ApiError::BadRequest(format!(
+            "invalid query string: {detail}; fix that parameter (each endpoint's parameters and \
+             their types are in /api/v1/openapi.json)"
+        ))
+    }
+}
+
+/// A path segment that cannot be what the route expects, e.g. percent-encoding that does not
+/// decode to UTF-8: 400 naming the segment.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        match &rejection {
+            PathRejection::FailedToDeserializePathParams(failed) => match failed.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => ApiError::BadRequest(format!(
+                    "path segment `{key}` is not UTF-8 once percent-decoded; {}",
+                    path_segment_hint(key)
+                )),
+                ErrorKind::UnsupportedType { .. } => ApiError::internal(failed.body_text()),
+                _ => ApiError::BadRequest(format!(
+                    "invalid path: {}; see /api/v1/openapi.json",
+                    failed.body_text()
+                )),
+            },
+            _ => ApiError::internal(rejection.body_text()),
+        }
+    }
+}
+
+/// What a path segment of the routes must be, by its name in the route.
+fn path_segment_hint(key: &str) -> &'static str {
+    match key {
+        "plural" => {
+            "use a collection name: clusters, clustergroups, bundles, registrationtokens, \
+             gitrepos or secrets"
+        }
+        "digest" => "a digest is sha256: and 64 hex digits, as the sync reply names it",
+        _ => "names are DNS labels or subdomains (lowercase letters, digits, '-' and '.')",
     }
 }
 

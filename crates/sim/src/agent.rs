@@ -36,6 +36,9 @@ pub struct SimAgent {
     /// Just registered: after its first sync the cluster picks a random phase within one
     /// interval, so a fleet registered in a burst does not sync in lockstep ever after.
     pub fresh: bool,
+    /// The server replica this cluster talks to (an index into `--server`'s URLs); it moves
+    /// by the agent's rule, `flotilla_core::failover`.
+    pub replica: u16,
 }
 
 impl Default for SimAgent {
@@ -49,6 +52,7 @@ impl Default for SimAgent {
             online: false,
             backoff: Backoff::new(RETRY_BASE_MILLIS, RETRY_CAP_MILLIS),
             fresh: false,
+            replica: 0,
         }
     }
 }

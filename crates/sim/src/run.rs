@@ -15,7 +15,11 @@ use flotilla_api::{
         CONTENT_PATH, DesiredBundle, REGISTER_PATH, RegisterResponse, SYNC_PATH, SyncResponse,
     },
 };
-use flotilla_core::{digest::verify_content, sync::jittered_millis};
+use flotilla_core::{
+    digest::verify_content,
+    failover::{Failover, Outcome, Step, retry_delay_millis},
+    sync::jittered_millis,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use rand::RngExt;
@@ -45,7 +49,8 @@ const ENVS: [&str; 3] = ["dev", "staging", "prod"];
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// One server URL, or several replicas' comma-separated (clusters spread over them).
+    /// One server URL, or several replicas' comma-separated: clusters start spread over them
+    /// and move between them as the agent does (`flotilla_core::failover`).
     pub server: String,
     pub token: String,
     pub clusters: u32,
@@ -97,8 +102,9 @@ pub struct SimSummary {
 
 struct Shared {
     config: SimConfig,
-    /// Each server replica's URLs (`--server URL1,URL2`); cluster `ordinal` uses replica
-    /// `ordinal % len`, so the fleet spreads evenly over the replicas.
+    /// Each server replica's URLs (`--server URL1,URL2`). Cluster `ordinal` starts on replica
+    /// `ordinal % len`, so the fleet spreads evenly over the replicas, and moves between them as
+    /// the agent does (`flotilla_core::failover`), see [`call`].
     servers: Vec<ServerUrls>,
     clients: Vec<reqwest::Client>,
     agents: Vec<Mutex<SimAgent>>,
@@ -122,10 +128,6 @@ struct ServerUrls {
 }
 
 impl Shared {
-    fn server(&self, ordinal: u32) -> &ServerUrls {
-        &self.servers[ordinal as usize % self.servers.len()]
-    }
-
     fn name(&self, ordinal: u32) -> String {
         format!("{}{ordinal:07}", self.config.prefix)
     }
@@ -249,6 +251,14 @@ impl Simulator {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         anyhow::ensure!(!servers.is_empty(), "--server: no server URL given");
+        anyhow::ensure!(
+            servers.len() <= usize::from(u16::MAX),
+            "--server: at most {} server URLs",
+            u16::MAX
+        );
+        for (ordinal, agent) in agents.iter_mut().enumerate() {
+            agent.get_mut().replica = (ordinal % servers.len()) as u16;
+        }
         let shared = Arc::new(Shared {
             servers,
             clients,
@@ -380,30 +390,28 @@ async fn register(shared: &Shared, ordinal: u32) {
         &shared.labels(ordinal),
         &shared.facts,
     );
-    let response = shared
-        .client(ordinal)
-        .post(shared.server(ordinal).register.clone())
-        .json(&request)
-        .send()
-        .await;
+    let called = call(shared, ordinal, |client, server| {
+        client.post(server.register.clone()).json(&request)
+    })
+    .await;
     let mut retry_after = Duration::ZERO;
-    let registered = match response {
-        Ok(response) if response.status().is_success() => {
+    let registered = match called {
+        Called::Answered(response) if response.status().is_success() => {
             response.json::<RegisterResponse>().await.ok()
         }
-        Ok(response) => {
-            retry_after = shed(shared, &response);
-            if is_shed(response.status()) {
+        Called::Answered(response) => {
+            tracing::debug!(status = %response.status(), %name, "registration refused");
+            None
+        }
+        Called::Wait { at_least, shed } => {
+            retry_after = at_least;
+            if shed {
                 shared
                     .stats
                     .registrations_shed
                     .fetch_add(1, Ordering::Relaxed);
             }
-            tracing::debug!(status = %response.status(), %name, "registration refused");
-            None
-        }
-        Err(error) => {
-            tracing::debug!(%error, %name, "registration failed");
+            tracing::debug!(%name, "registration failed on every replica");
             None
         }
     };
@@ -422,11 +430,12 @@ async fn register(shared: &Shared, ordinal: u32) {
                 .stats
                 .registration_errors
                 .fetch_add(1, Ordering::Relaxed);
-            let delay = shared.agents[ordinal as usize]
-                .lock()
-                .backoff
-                .next_delay_millis(rand::rng().random());
-            shared.schedule(ordinal, Duration::from_millis(delay).max(retry_after));
+            let delay = retry_delay_millis(
+                &mut shared.agents[ordinal as usize].lock().backoff,
+                retry_after.as_millis() as u64,
+                rand::rng().random(),
+            );
+            shared.schedule(ordinal, Duration::from_millis(delay));
         }
     }
 }
@@ -436,26 +445,28 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
         .lock()
         .sync_request(&shared.facts);
     let started = Instant::now();
-    let response = shared
-        .client(ordinal)
-        .post(shared.server(ordinal).sync.clone())
-        .bearer_auth(credential)
-        .json(&request)
-        .send()
-        .await;
+    let called = call(shared, ordinal, |client, server| {
+        client
+            .post(server.sync.clone())
+            .bearer_auth(credential)
+            .json(&request)
+    })
+    .await;
     let mut retry_after = Duration::ZERO;
-    let reply: Result<Option<SyncResponse>, Option<u16>> = match response {
-        Ok(response) if response.status() == reqwest::StatusCode::NO_CONTENT => Ok(None),
-        Ok(response) if response.status().is_success() => response
+    let reply: Result<Option<SyncResponse>, Option<u16>> = match called {
+        Called::Answered(response) if response.status() == reqwest::StatusCode::NO_CONTENT => {
+            Ok(None)
+        }
+        Called::Answered(response) if response.status().is_success() => response
             .json::<SyncResponse>()
             .await
             .map(Some)
             .map_err(|_| None),
-        Ok(response) => {
-            retry_after = shed(shared, &response);
-            Err(Some(response.status().as_u16()))
+        Called::Answered(response) => Err(Some(response.status().as_u16())),
+        Called::Wait { at_least, .. } => {
+            retry_after = at_least;
+            Err(None)
         }
-        Err(_) => Err(None),
     };
     shared.stats.record_latency(started.elapsed());
     shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
@@ -472,10 +483,13 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
                 agent.online = false;
                 shared.stats.online.fetch_sub(1, Ordering::Relaxed);
             }
-            let delay =
-                Duration::from_millis(agent.backoff.next_delay_millis(rand::rng().random()));
+            let delay = retry_delay_millis(
+                &mut agent.backoff,
+                retry_after.as_millis() as u64,
+                rand::rng().random(),
+            );
             drop(agent);
-            shared.schedule(ordinal, delay.max(retry_after));
+            shared.schedule(ordinal, Duration::from_millis(delay));
             return;
         }
     };
@@ -545,26 +559,78 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     shared.schedule(ordinal, delay);
 }
 
-/// Whether the server refused to shed load: 429, or 503 while its store is away.
-fn is_shed(status: reqwest::StatusCode) -> bool {
-    status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+/// What a call through the replicas came to.
+enum Called {
+    /// A replica answered (any status but 429 and 5xx); it is the cluster's current one now.
+    Answered(reqwest::Response),
+    /// No answer to use: retry no sooner than `at_least` (a 429, or every replica unavailable).
+    /// `shed` when a replica refused to shed load (429, or 503 while its store is away).
+    Wait { at_least: Duration, shed: bool },
 }
 
-/// Counts a refusal to shed load (429, 503) and returns the wait the server asked for.
-fn shed(shared: &Shared, response: &reqwest::Response) -> Duration {
-    if !is_shed(response.status()) {
-        return Duration::ZERO;
+/// Sends a request built by `build` for a replica's URLs to the cluster's current replica and,
+/// while they are unavailable, to each other one once: the agent's rule
+/// (`flotilla_core::failover`), so a replica dying leaves no cluster behind.
+async fn call(
+    shared: &Shared,
+    ordinal: u32,
+    build: impl Fn(&reqwest::Client, &ServerUrls) -> reqwest::RequestBuilder,
+) -> Called {
+    let start = usize::from(shared.agents[ordinal as usize].lock().replica);
+    let mut walk = Failover::new(shared.servers.len(), start);
+    let mut shed = false;
+    loop {
+        let index = walk.replica();
+        let sent = build(shared.client(ordinal), &shared.servers[index])
+            .send()
+            .await;
+        let outcome = match &sent {
+            Ok(response) => {
+                let status = response.status();
+                if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                {
+                    shed = true;
+                    shared.stats.shed.fetch_add(1, Ordering::Relaxed);
+                }
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok());
+                Outcome::from_status(status.as_u16(), retry_after)
+            }
+            Err(error) => {
+                tracing::debug!(%error, replica = index, "replica unreachable");
+                Outcome::no_answer()
+            }
+        };
+        let current = match walk.on_outcome(outcome) {
+            Step::TryNext { .. } => continue,
+            Step::Done { current } => current,
+            Step::Wait {
+                current,
+                at_least_millis,
+            } => {
+                shared.agents[ordinal as usize].lock().replica = current as u16;
+                return Called::Wait {
+                    at_least: Duration::from_millis(at_least_millis),
+                    shed,
+                };
+            }
+        };
+        if current != start {
+            shared.agents[ordinal as usize].lock().replica = current as u16;
+            shared.stats.failovers.fetch_add(1, Ordering::Relaxed);
+        }
+        return match sent {
+            Ok(response) => Called::Answered(response),
+            // Never `Done` without an answer; counted as every replica failing.
+            Err(_) => Called::Wait {
+                at_least: Duration::ZERO,
+                shed,
+            },
+        };
     }
-    shared.stats.shed.fetch_add(1, Ordering::Relaxed);
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, |seconds| {
-            Duration::from_secs(seconds.min(600))
-        })
 }
 
 /// What the content of `bundle` simulates: fetched over HTTP by this cluster unless it already
@@ -583,15 +649,17 @@ async fn content(
     if held && let Some(cached) = cached {
         return Some(cached);
     }
-    let mut url = shared.server(ordinal).content_base.clone();
-    url.path_segments_mut().ok()?.pop_if_empty().push(digest);
-    let response = shared
-        .client(ordinal)
-        .get(url)
-        .bearer_auth(credential)
-        .send()
-        .await
-        .ok()?;
+    let called = call(shared, ordinal, |client, server| {
+        let mut url = server.content_base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push(digest);
+        }
+        client.get(url).bearer_auth(credential)
+    })
+    .await;
+    let Called::Answered(response) = called else {
+        return None;
+    };
     shared.stats.content_fetches.fetch_add(1, Ordering::Relaxed);
     if !response.status().is_success() {
         return None;

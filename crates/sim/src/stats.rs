@@ -28,10 +28,14 @@ pub struct Stats {
     pub syncs: AtomicU64,
     pub sync_errors: AtomicU64,
     pub content_fetches: AtomicU64,
-    /// Requests the server refused to shed load (429 or 503), counted among the errors too.
+    /// Answers refusing to serve for now (429 load shed, 503 store away), one per answer; those
+    /// another replica then answered are not errors, the rest count among the errors too.
     pub shed: AtomicU64,
     /// The registrations among `shed` (they count among `registration_errors` too).
     pub registrations_shed: AtomicU64,
+    /// Calls answered by another replica than the cluster's current one (which then became
+    /// current): a cluster moving off a dead replica counts once.
+    pub failovers: AtomicU64,
     /// Clusters whose last sync succeeded and that are not pretending to be offline.
     pub online: AtomicI64,
     /// Bundle deployments that are Ready, summed over clusters.
@@ -54,6 +58,7 @@ impl Default for Stats {
             content_fetches: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             registrations_shed: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
             online: AtomicI64::new(0),
             bundles_ready: AtomicI64::new(0),
             bundles_held: AtomicI64::new(0),
@@ -73,6 +78,7 @@ pub struct Snapshot {
     pub content_fetches: u64,
     pub shed: u64,
     pub registrations_shed: u64,
+    pub failovers: u64,
     pub online: i64,
     pub bundles_ready: i64,
     pub bundles_held: i64,
@@ -123,6 +129,7 @@ impl Stats {
             content_fetches: self.content_fetches.load(Ordering::Relaxed),
             shed: self.shed.load(Ordering::Relaxed),
             registrations_shed: self.registrations_shed.load(Ordering::Relaxed),
+            failovers: self.failovers.load(Ordering::Relaxed),
             online: self.online.load(Ordering::Relaxed),
             bundles_ready: self.bundles_ready.load(Ordering::Relaxed),
             bundles_held: self.bundles_held.load(Ordering::Relaxed),

@@ -1,4 +1,5 @@
-//! Request body extraction with errors that say what to fix: size limits, YAML or JSON.
+//! Request body extraction with errors that say what to fix: size limits, content types, YAML
+//! or JSON.
 
 use axum::{
     body::Bytes,
@@ -29,10 +30,10 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge(
-                    "request body is larger than the server accepts (--max-body-bytes); split the \
-                     bundle into several, or move large content to a git source"
-                        .into(),
-                )
+                        "request body is larger than the server accepts (--max-body-bytes); send \
+                         less: split a bundle into several, or move large content to a git source"
+                            .into(),
+                    )
                 } else {
                     ApiError::BadRequest(format!("could not read the request body: {rejection}"))
                 }
@@ -44,9 +45,55 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// Whether a content type (without parameters, lowercase) names JSON.
+fn is_json_type(media_type: &str) -> bool {
+    media_type == "application/json" || media_type.ends_with("+json")
+}
+
+/// Whether a content type names a YAML or JSON document: JSON, YAML, plain text, or curl's
+/// default for `-d` (form-encoded, though the body is the document as typed).
+fn is_document_type(media_type: &str) -> bool {
+    is_json_type(media_type)
+        || media_type.ends_with("+yaml")
+        || matches!(
+            media_type,
+            "application/yaml"
+                | "application/x-yaml"
+                | "text/yaml"
+                | "text/x-yaml"
+                | "text/plain"
+                | "application/x-www-form-urlencoded"
+        )
+}
+
 impl RawBody {
+    /// The media type without parameters, lowercase; `None` when the client sent none.
+    fn media_type(&self) -> Option<String> {
+        self.content_type.as_deref().map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    /// Refuses a body whose declared type is not a document (415 naming the accepted ones).
+    fn accept(&self, accepted: fn(&str) -> bool, names: &str) -> Result<(), ApiError> {
+        match self.media_type() {
+            Some(media_type) if !media_type.is_empty() && !accepted(&media_type) => {
+                Err(ApiError::UnsupportedMediaType(format!(
+                    "content type {media_type:?} is not accepted here; send the body as {names}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Parses the body as one YAML or JSON document into a JSON value.
     pub fn document(&self) -> Result<serde_json::Value, ApiError> {
+        self.accept(is_document_type, "application/json or application/yaml")?;
         let text = std::str::from_utf8(&self.bytes)
             .map_err(|_| ApiError::BadRequest("request body is not UTF-8 text".into()))?;
         if text.trim().is_empty() {
@@ -54,10 +101,7 @@ impl RawBody {
                 "request body is empty; send one YAML or JSON document".into(),
             ));
         }
-        let is_json = self
-            .content_type
-            .as_deref()
-            .is_some_and(|t| t.starts_with("application/json"))
+        let is_json = self.media_type().as_deref().is_some_and(is_json_type)
             || text.trim_start().starts_with('{');
         if is_json {
             serde_json::from_str(text)
@@ -71,6 +115,7 @@ impl RawBody {
     /// Parses a JSON body into `T`, naming the path of any field that does not fit. The fast
     /// path is plain serde_json; only a failure is parsed again to find the path.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        self.accept(is_json_type, "application/json")?;
         if let Ok(value) = serde_json::from_slice(&self.bytes) {
             return Ok(value);
         }

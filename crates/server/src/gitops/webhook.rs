@@ -8,7 +8,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -19,6 +18,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::{
+    api::body::RawBody,
     error::{ApiError, ApiResult},
     state::SharedState,
 };
@@ -38,8 +38,10 @@ pub struct Push {
 pub async fn receive(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    body: Bytes,
+    // A body over the limit is a JSON 413, like every other route's.
+    body: RawBody,
 ) -> ApiResult<Response> {
+    let body = body.bytes;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (github, gitlab) = {
         let fleet = state.fleet.read();
