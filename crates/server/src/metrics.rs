@@ -405,13 +405,8 @@ impl Metrics {
             .set(gauge_value(fleet.interner.len() as u64));
         self.model_contents
             .set(gauge_value(fleet.contents.len() as u64));
-        self.model_content_bytes.set(gauge_value(
-            fleet
-                .contents
-                .values()
-                .map(|bytes| bytes.len() as u64)
-                .sum(),
-        ));
+        self.model_content_bytes
+            .set(gauge_value(fleet.contents.total_bytes()));
     }
 }
 

@@ -5,20 +5,19 @@ use std::{collections::BTreeMap, sync::atomic::Ordering, time::Instant};
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use flotilla_api::{
-    ClusterState,
-    agent::{InlineContent, RegisterRequest, RegisterResponse, SyncRequest, SyncResponse},
+    ClusterFacts, ClusterState,
+    agent::{
+        BundleReport, InlineContent, RegisterRequest, RegisterResponse, SyncRequest, SyncResponse,
+    },
 };
-use flotilla_core::{
-    selector::{validate_label_key, validate_label_value},
-    validate::validate_dns_label,
-};
+use flotilla_core::validate::{MAX_LABELS, shown, validate_dns_label, validate_labels};
 
-use super::body::RawBody;
+use super::{Path, body::RawBody};
 use crate::{
     auth::{bearer, hash_secret, new_secret, secret_matches, split_credential},
     error::{ApiError, ApiResult},
@@ -74,17 +73,16 @@ async fn register_inner(state: &SharedState, body: RawBody) -> ApiResult<(Regist
     let invalid_token =
         || ApiError::Unauthorized("invalid registration token; ask an admin for a new one".into());
     let (token_name, token_secret) = split_credential(&request.token).ok_or_else(invalid_token)?;
-    validate_dns_label(&request.name).map_err(|e| ApiError::BadRequest(format!("cluster {e}")))?;
+    // A well-formed body that breaks a rule is 422, as the same rules are on the admin API.
+    validate_dns_label(&request.name)
+        .map_err(|e| ApiError::Unprocessable(format!("cluster {e}")))?;
     if request.client_id.is_empty() || request.client_id.len() > 256 {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::Unprocessable(
             "clientId must be 1 to 256 characters identifying the agent installation".into(),
         ));
     }
-    for (key, value) in &request.labels {
-        validate_label_key(key)
-            .and_then(|()| validate_label_value(value))
-            .map_err(|e| ApiError::BadRequest(format!("label {key}={value}: {e}")))?;
-    }
+    validate_labels("labels", &request.labels).map_err(ApiError::Unprocessable)?;
+    validate_facts(&request.facts)?;
     let secret = new_secret();
     let credential_hash = hash_secret(&secret);
     let now = now_seconds();
@@ -128,9 +126,15 @@ async fn register_inner(state: &SharedState, body: RawBody) -> ApiResult<(Regist
                         "registration token {token_name:?} is used up; create a new one with `flotilla token create`"
                     )));
                 }
-                token.reserved += 1;
                 let mut labels = request.labels.clone();
                 labels.extend(token.spec.labels.clone());
+                if labels.len() > MAX_LABELS {
+                    return Err(ApiError::Unprocessable(format!(
+                        "labels: with the registration token's labels the cluster would carry {} labels; a cluster may carry at most {MAX_LABELS}: ask for fewer",
+                        labels.len()
+                    )));
+                }
+                token.reserved += 1;
                 fleet.pending_registrations.insert(request.name.clone());
                 (Some(labels), true)
             }
@@ -239,7 +243,8 @@ fn sync_inner(
     body: &RawBody,
 ) -> ApiResult<Option<SyncResponse>> {
     let ordinal = authenticate(state, headers)?;
-    let request: SyncRequest = body.json()?;
+    let mut request: SyncRequest = body.json()?;
+    bound_sync(&mut request)?;
     let now = now_seconds();
     let mut resync = false;
     let mut went_online = false;
@@ -306,6 +311,167 @@ fn sync_inner(
         resync,
         contents,
     }))
+}
+
+/// Longest text kept in a fact (`agentVersion`, `kubernetesVersion`): Kubernetes versions such
+/// as `v1.31.2+k3s1` or `v1.29.4-eks-036c24b` are under 40 characters.
+const MAX_FACT_CHARS: usize = 128;
+/// Most `capacity` entries in facts: the agent reports `cpu` and `pods`; room for extended
+/// resources (GPUs and the like) a future agent may add.
+const MAX_CAPACITY_ENTRIES: usize = 32;
+/// Longest `capacity` key: a Kubernetes resource name (DNS prefix of 253, `/`, name of 63).
+const MAX_CAPACITY_KEY_CHARS: usize = 317;
+/// Longest `capacity` value: a quantity such as `128974848Ki` or `1500m`.
+const MAX_CAPACITY_VALUE_CHARS: usize = 64;
+/// Longest digest or etag a sync may carry: the agent sends 64 hex digits; the report digest is
+/// stored with the cluster.
+const MAX_DIGEST_CHARS: usize = 128;
+/// Longest deployment id in a report: ids are 16 hex digits (`digest::deployment_id`).
+const MAX_DEPLOYMENT_CHARS: usize = 64;
+/// Longest bundle name (a DNS subdomain).
+const MAX_BUNDLE_NAME_CHARS: usize = 253;
+/// Most bundle reports, and most removed names, in one sync: a cluster reports only the bundles
+/// it runs, and the admin-write benchmark's largest fleet has 20,000 bundles.
+const MAX_REPORTS_PER_SYNC: usize = 20_000;
+/// Longest report message (and problem message) kept; a longer one is cut with a marker. Like a
+/// Kubernetes Event's note (1 KiB at most), enough for the error an API server returns.
+const MAX_MESSAGE_CHARS: usize = 1_024;
+/// Most problem objects kept per report (what the agent sends at most); the rest are counted in
+/// `moreProblems`.
+const MAX_PROBLEMS: usize = 10;
+/// Longest kind, namespace and name of a problem object kept (Kubernetes names are at most 253).
+const MAX_OBJECT_FIELD_CHARS: usize = 253;
+
+/// Checks facts against the bounds a real agent never comes near: refused, not cut, so the
+/// cluster never shows facts it did not send.
+fn validate_facts(facts: &ClusterFacts) -> ApiResult<()> {
+    let too_long = |field: &str, text: &str, most: usize| {
+        ApiError::Unprocessable(format!(
+            "facts.{field} {} is {} characters; send at most {most}",
+            shown(text),
+            text.chars().count()
+        ))
+    };
+    for (field, text) in [
+        ("agentVersion", &facts.agent_version),
+        ("kubernetesVersion", &facts.kubernetes_version),
+    ] {
+        if let Some(text) = text
+            && text.chars().count() > MAX_FACT_CHARS
+        {
+            return Err(too_long(field, text, MAX_FACT_CHARS));
+        }
+    }
+    if facts.capacity.len() > MAX_CAPACITY_ENTRIES {
+        return Err(ApiError::Unprocessable(format!(
+            "facts.capacity has {} entries; send at most {MAX_CAPACITY_ENTRIES}",
+            facts.capacity.len()
+        )));
+    }
+    for (key, value) in &facts.capacity {
+        if key.chars().count() > MAX_CAPACITY_KEY_CHARS {
+            return Err(too_long("capacity key", key, MAX_CAPACITY_KEY_CHARS));
+        }
+        if value.chars().count() > MAX_CAPACITY_VALUE_CHARS {
+            return Err(too_long(
+                &format!("capacity.{}", shown(key)),
+                value,
+                MAX_CAPACITY_VALUE_CHARS,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `text` cut to `most` characters, ending with a marker saying how much was cut.
+fn truncate_text(text: &mut String, most: usize) {
+    if let Some((cut, _)) = text.char_indices().nth(most) {
+        let dropped = text.len() - cut;
+        text.truncate(cut);
+        text.push_str(&format!("… [{dropped} more bytes truncated by the server]"));
+    }
+}
+
+/// Cuts a report to the bounds the server stores: the message and each problem's text
+/// shortened with a marker, problems past `MAX_PROBLEMS` counted in `more_problems`. Reports are
+/// level-based (the next one replaces it), so a shortened report beats refusing the sync, which
+/// would also drop the heartbeat and the desired set.
+fn truncate_report(report: &mut BundleReport) {
+    if let Some(message) = report.message.as_mut() {
+        truncate_text(message, MAX_MESSAGE_CHARS);
+    }
+    if report.problems.len() > MAX_PROBLEMS {
+        let dropped = report.problems.len() - MAX_PROBLEMS;
+        report.problems.truncate(MAX_PROBLEMS);
+        report.more_problems = report
+            .more_problems
+            .saturating_add(u32::try_from(dropped).unwrap_or(u32::MAX));
+    }
+    for problem in &mut report.problems {
+        truncate_text(&mut problem.kind, MAX_OBJECT_FIELD_CHARS);
+        truncate_text(&mut problem.name, MAX_OBJECT_FIELD_CHARS);
+        if let Some(namespace) = problem.namespace.as_mut() {
+            truncate_text(namespace, MAX_OBJECT_FIELD_CHARS);
+        }
+        truncate_text(&mut problem.message, MAX_MESSAGE_CHARS);
+    }
+}
+
+/// Bounds a sync request before it reaches the model: identifiers the server matches exactly
+/// (digests, bundle names, deployment ids) and counts are refused with 422 when out of bounds,
+/// free text in reports is cut (see `truncate_report`), facts are checked (`validate_facts`).
+fn bound_sync(request: &mut SyncRequest) -> ApiResult<()> {
+    for (field, digest) in [
+        ("reportDigest", Some(&request.report_digest)),
+        ("baseDigest", request.base_digest.as_ref()),
+        ("etag", request.etag.as_ref()),
+    ] {
+        if let Some(digest) = digest
+            && digest.len() > MAX_DIGEST_CHARS
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "{field} is {} bytes; a digest is at most {MAX_DIGEST_CHARS}",
+                digest.len()
+            )));
+        }
+    }
+    if let Some(facts) = &request.facts {
+        validate_facts(facts)?;
+    }
+    for (field, count) in [
+        ("bundles", request.bundles.len()),
+        ("removed", request.removed.len()),
+    ] {
+        if count > MAX_REPORTS_PER_SYNC {
+            return Err(ApiError::Unprocessable(format!(
+                "{field} holds {count} entries; one sync carries at most {MAX_REPORTS_PER_SYNC}: send the rest in the next sync"
+            )));
+        }
+    }
+    for (index, name) in request.removed.iter().enumerate() {
+        if name.len() > MAX_BUNDLE_NAME_CHARS {
+            return Err(ApiError::Unprocessable(format!(
+                "removed[{index}] {} is not a bundle name (at most {MAX_BUNDLE_NAME_CHARS} characters)",
+                shown(name)
+            )));
+        }
+    }
+    for (index, report) in request.bundles.iter_mut().enumerate() {
+        if report.bundle.len() > MAX_BUNDLE_NAME_CHARS {
+            return Err(ApiError::Unprocessable(format!(
+                "bundles[{index}].bundle {} is not a bundle name (at most {MAX_BUNDLE_NAME_CHARS} characters)",
+                shown(&report.bundle)
+            )));
+        }
+        if report.deployment.len() > MAX_DEPLOYMENT_CHARS {
+            return Err(ApiError::Unprocessable(format!(
+                "bundles[{index}].deployment {} is not a deployment id; send the id from the desired set",
+                shown(&report.deployment)
+            )));
+        }
+        truncate_report(report);
+    }
+    Ok(())
 }
 
 pub async fn content(

@@ -368,13 +368,7 @@ pub fn delete_gitrepo_ops(fleet: &Fleet, name: &str) -> Vec<Op> {
 
 /// Names of the bundles a GitRepo owns.
 pub fn owned_bundles(fleet: &Fleet, repo: &str) -> Vec<String> {
-    fleet
-        .bundles
-        .iter()
-        .flatten()
-        .filter(|bundle| bundle.owner.as_deref() == Some(repo))
-        .map(|bundle| bundle.name.clone())
-        .collect()
+    fleet.bundles_owned_by(repo)
 }
 
 pub fn remove_gitrepo(fleet: &mut Fleet, name: &str) {

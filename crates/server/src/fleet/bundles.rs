@@ -24,6 +24,13 @@ impl Fleet {
     /// its epoch is set here.
     pub fn upsert_bundle(&mut self, mut entry: BundleEntry) -> u32 {
         let name = entry.name.clone();
+        // The new entry's content references first, so content it shares with the old entry is
+        // never released in between.
+        for digest in entry.digests() {
+            self.contents.reference(digest);
+        }
+        let new_groups = GroupsNamed::of(&entry);
+        self.index_owner(&entry, true);
         match self.bundle_names.get(&name).copied() {
             Some(ordinal) => {
                 let old_live = self.bundle(ordinal).and_then(|b| b.live.as_ref());
@@ -37,6 +44,14 @@ impl Fleet {
                 let old = self.bundles[ordinal as usize]
                     .replace(entry)
                     .expect("named bundles exist");
+                for digest in old.digests() {
+                    self.contents.unreference(digest);
+                }
+                self.index_groups(ordinal, &GroupsNamed::of(&old), false);
+                if old.owner != self.bundle(ordinal).and_then(|b| b.owner.clone()) {
+                    self.index_owner(&old, false);
+                }
+                self.index_groups(ordinal, &new_groups, true);
                 let bundle = self.bundles[ordinal as usize].as_mut().expect("just set");
                 bundle.targeted = old.targeted;
                 bundle.counts = old.counts;
@@ -78,6 +93,7 @@ impl Fleet {
                 };
                 self.bundles[ordinal as usize] = Some(entry);
                 self.bundle_names.insert(name, ordinal);
+                self.index_groups(ordinal, &new_groups, true);
                 self.retarget_bundle(ordinal);
                 ordinal
             }
@@ -97,7 +113,13 @@ impl Fleet {
                 cluster.deployments.retain(|d| d.bundle != ordinal);
             }
         }
-        self.bundles[ordinal as usize] = None;
+        if let Some(old) = self.bundles[ordinal as usize].take() {
+            for digest in old.digests() {
+                self.contents.unreference(digest);
+            }
+            self.index_groups(ordinal, &GroupsNamed::of(&old), false);
+            self.index_owner(&old, false);
+        }
         self.free_bundles.push(ordinal);
     }
 
@@ -287,24 +309,68 @@ impl Fleet {
         }
     }
 
+    /// Re-targets the bundles whose live targets name `group` (from the group index: O(those
+    /// bundles), not a walk over every bundle).
     fn retarget_bundles_naming_group(&mut self, group: &str) {
         let naming: Vec<u32> = self
-            .bundle_names
-            .values()
-            .copied()
-            .filter(|&ordinal| {
-                self.bundle(ordinal)
-                    .and_then(|b| b.live.as_ref())
-                    .is_some_and(|live| {
-                        live.targets
-                            .iter()
-                            .any(|t| t.groups.iter().any(|g| g == group))
-                    })
-            })
-            .collect();
+            .bundles_by_group
+            .get(group)
+            .map(|bundles| bundles.iter().collect())
+            .unwrap_or_default();
         for ordinal in naming {
             self.retarget_bundle(ordinal);
         }
+    }
+
+    /// Adds a bundle to (or removes it from) the index of the groups it names.
+    fn index_groups(&mut self, ordinal: u32, groups: &GroupsNamed, add: bool) {
+        for group in &groups.0 {
+            if add {
+                self.bundles_by_group
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(ordinal);
+            } else if let Some(bundles) = self.bundles_by_group.get_mut(group) {
+                bundles.remove(ordinal);
+                if bundles.is_empty() {
+                    self.bundles_by_group.remove(group);
+                }
+            }
+        }
+    }
+
+    /// Adds a bundle to (or removes it from) the index of bundles by owning GitRepo.
+    fn index_owner(&mut self, entry: &BundleEntry, add: bool) {
+        let Some(owner) = &entry.owner else {
+            return;
+        };
+        if add {
+            self.bundles_by_owner
+                .entry(owner.clone())
+                .or_default()
+                .insert(entry.name.clone());
+        } else if let Some(names) = self.bundles_by_owner.get_mut(owner) {
+            names.remove(&entry.name);
+            if names.is_empty() {
+                self.bundles_by_owner.remove(owner);
+            }
+        }
+    }
+
+    /// Names of the bundles a GitRepo owns, in name order: O(its bundles), from an index.
+    pub fn bundles_owned_by(&self, repo: &str) -> Vec<String> {
+        self.bundles_by_owner
+            .get(repo)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The bundles the group index says name `group` (tests compare it with a walk).
+    pub fn bundles_naming_group(&self, group: &str) -> Vec<u32> {
+        self.bundles_by_group
+            .get(group)
+            .map(|bundles| bundles.iter().collect())
+            .unwrap_or_default()
     }
 
     /// Whether a deployment waits for its bundle's dependencies: the cluster has never reported
@@ -443,17 +509,26 @@ impl Fleet {
     }
 
     /// Digests referenced by any bundle (live or latest spec): content the server must keep.
+    /// From the reference counts: O(distinct digests), not a walk over the bundles.
     pub fn referenced_digests(&self) -> BTreeSet<String> {
-        self.bundles
-            .iter()
-            .flatten()
-            .flat_map(|b| {
-                std::iter::once(b.spec_digest.clone())
-                    .chain(b.spec_target_digests.iter().cloned())
-                    .chain(b.live.iter().flat_map(|l| l.digests().map(str::to_string)))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        self.contents.referenced().map(str::to_string).collect()
+    }
+}
+
+/// The cluster groups a bundle's live targets name, each once.
+struct GroupsNamed(BTreeSet<String>);
+
+impl GroupsNamed {
+    fn of(entry: &BundleEntry) -> GroupsNamed {
+        GroupsNamed(
+            entry
+                .live
+                .iter()
+                .flat_map(|live| &live.targets)
+                .flat_map(|target| &target.groups)
+                .cloned()
+                .collect(),
+        )
     }
 }
 

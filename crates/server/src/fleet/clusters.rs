@@ -105,6 +105,7 @@ impl Fleet {
             }
         }
         self.index.remove(ordinal, &cluster.labels);
+        self.release_labels(&cluster.labels);
         self.all.remove(ordinal);
         self.online.remove(ordinal);
         for group in self.groups.values_mut() {
@@ -124,6 +125,9 @@ impl Fleet {
         generation: u64,
         revision: u64,
     ) {
+        if self.cluster(ordinal).is_none() {
+            return;
+        }
         let labels = self.intern_labels(labels);
         let Some(cluster) = self.cluster_mut(ordinal) else {
             return;
@@ -133,6 +137,8 @@ impl Fleet {
         cluster.revision = revision;
         self.index.remove(ordinal, &old);
         self.index.insert(ordinal, &labels);
+        // After the new labels took their references, so strings kept are never freed between.
+        self.release_labels(&old);
         self.update_memberships(ordinal);
         self.retarget_cluster(ordinal);
     }
@@ -258,12 +264,18 @@ impl Fleet {
                 .cluster(ordinal)
                 .map(|c| c.deployments.iter().map(|d| d.bundle).collect())
                 .unwrap_or_default();
+            // A set, so a full report of many bundles costs O(reports + deployments), not their
+            // product.
+            let reported: std::collections::HashSet<&str> = request
+                .bundles
+                .iter()
+                .map(|report| report.bundle.as_str())
+                .collect();
             for bundle in held_bundles {
-                let name = self
+                let listed = self
                     .bundle(bundle)
-                    .map(|b| b.name.clone())
-                    .unwrap_or_default();
-                if !request.bundles.iter().any(|report| report.bundle == name) {
+                    .is_some_and(|b| reported.contains(b.name.as_str()));
+                if !listed {
                     intake.changed |= self.record_report(ordinal, bundle, None);
                 }
             }
@@ -308,7 +320,7 @@ impl Fleet {
         let Some(cluster) = self.cluster(ordinal) else {
             return false;
         };
-        let Some(position) = cluster.deployments.iter().position(|d| d.bundle == bundle) else {
+        let Some(position) = self.deployment_position(cluster, bundle) else {
             return false;
         };
         let deployment = &cluster.deployments[position];
@@ -326,6 +338,20 @@ impl Fleet {
             cluster.deployments[position].report = report;
         }
         true
+    }
+
+    /// Where the cluster's deployment of `bundle` is: a binary search by bundle name (deployments
+    /// are sorted by it), so a sync reporting many bundles costs O(reports × log deployments).
+    fn deployment_position(&self, cluster: &ClusterEntry, bundle: u32) -> Option<usize> {
+        let name = self.bundle(bundle)?.name.as_str();
+        let position = cluster
+            .deployments
+            .partition_point(|d| self.bundle(d.bundle).map_or("", |b| b.name.as_str()) < name);
+        cluster
+            .deployments
+            .get(position)
+            .is_some_and(|d| d.bundle == bundle)
+            .then_some(position)
     }
 
     /// Makes deployment `position` of `cluster` count as `state` in `epoch`, moving its

@@ -1,28 +1,62 @@
 //! Interned label strings and the inverted label index (roaring bitmaps of cluster ordinals),
 //! which evaluates selectors without scanning the fleet.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use flotilla_core::selector::{Operator, Selector};
 use roaring::RoaringBitmap;
 
-/// Interns label keys and values as dense `u32` ids. Strings are never freed: the set of distinct
-/// label strings in a fleet is small next to the number of clusters carrying them.
+/// Interns label keys and values as dense `u32` ids, counting references: every `intern` is one
+/// reference, every `release` gives one back, and a string no label uses any more is freed and
+/// its id reused. So deleting or relabelling clusters returns the memory their label strings
+/// held (`flotilla_model_interned_strings` goes down with them).
 #[derive(Debug, Default)]
 pub struct Interner {
-    ids: HashMap<Box<str>, u32>,
-    strings: Vec<Box<str>>,
+    ids: HashMap<Arc<str>, u32>,
+    /// By id: the string and how many references hold it; `None` for a freed id.
+    strings: Vec<Option<(Arc<str>, u32)>>,
+    /// Freed ids, reused before the table grows.
+    free: Vec<u32>,
 }
 
 impl Interner {
+    /// The id of `text`, taking one reference to it.
     pub fn intern(&mut self, text: &str) -> u32 {
-        if let Some(id) = self.ids.get(text) {
-            return *id;
+        if let Some(&id) = self.ids.get(text) {
+            if let Some((_, refs)) = self.strings.get_mut(id as usize).and_then(Option::as_mut) {
+                *refs += 1;
+            }
+            return id;
         }
-        let id = self.strings.len() as u32;
-        self.strings.push(text.into());
-        self.ids.insert(text.into(), id);
+        let text: Arc<str> = text.into();
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.strings[id as usize] = Some((text.clone(), 1));
+                id
+            }
+            None => {
+                self.strings.push(Some((text.clone(), 1)));
+                (self.strings.len() - 1) as u32
+            }
+        };
+        self.ids.insert(text, id);
         id
+    }
+
+    /// Gives back one reference taken by `intern`; the last one frees the string.
+    pub fn release(&mut self, id: u32) {
+        let Some(slot) = self.strings.get_mut(id as usize) else {
+            return;
+        };
+        let Some((text, refs)) = slot.as_mut() else {
+            return;
+        };
+        *refs = refs.saturating_sub(1);
+        if *refs == 0 {
+            self.ids.remove(&**text);
+            *slot = None;
+            self.free.push(id);
+        }
     }
 
     pub fn get(&self, text: &str) -> Option<u32> {
@@ -30,16 +64,27 @@ impl Interner {
     }
 
     pub fn resolve(&self, id: u32) -> &str {
-        self.strings.get(id as usize).map(|s| &**s).unwrap_or("")
+        self.strings
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .map_or("", |(text, _)| &**text)
     }
 
-    /// Distinct strings interned (never shrinks).
+    /// Distinct strings held (some label uses each).
     pub fn len(&self) -> usize {
-        self.strings.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
+        self.ids.is_empty()
+    }
+
+    /// References held to `text` (tests check the counting).
+    pub fn references(&self, text: &str) -> u32 {
+        self.get(text)
+            .and_then(|id| self.strings.get(id as usize))
+            .and_then(Option::as_ref)
+            .map_or(0, |(_, refs)| *refs)
     }
 }
 
@@ -194,6 +239,24 @@ mod tests {
                 .collect();
             assert_eq!(selected, expected, "selector {text:?}");
         }
+    }
+
+    #[test]
+    fn an_interned_string_is_freed_with_its_last_reference_and_its_id_reused() {
+        let mut interner = Interner::default();
+        let env = interner.intern("env");
+        assert_eq!(interner.intern("env"), env);
+        let prod = interner.intern("prod");
+        assert_eq!((interner.len(), interner.references("env")), (2, 2));
+        interner.release(env);
+        assert_eq!(interner.resolve(env), "env", "one reference still holds it");
+        interner.release(env);
+        assert_eq!(interner.get("env"), None);
+        assert_eq!(interner.len(), 1);
+        let dev = interner.intern("dev");
+        assert_eq!(dev, env, "the freed id is reused");
+        assert_eq!(interner.resolve(dev), "dev");
+        assert_eq!(interner.resolve(prod), "prod");
     }
 
     #[test]

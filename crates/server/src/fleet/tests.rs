@@ -290,6 +290,88 @@ fn assert_consistent(fleet: &Fleet) {
         deployments as u64,
         "deployment count (a metric) equals the deployments held by clusters"
     );
+    // Content references counted incrementally equal a walk over every bundle's digests, and
+    // no content is held that no bundle references.
+    let mut references: BTreeMap<&str, u32> = BTreeMap::new();
+    for bundle in fleet.bundles.iter().flatten() {
+        for digest in bundle.digests() {
+            *references.entry(digest).or_default() += 1;
+        }
+    }
+    let counted: BTreeMap<&str, u32> = fleet
+        .contents
+        .referenced()
+        .map(|digest| (digest, fleet.contents.references(digest)))
+        .collect();
+    assert_eq!(counted, references, "content reference counts");
+    // Deployments stay sorted by bundle name (reports find theirs by binary search).
+    for cluster in fleet.clusters.iter().flatten() {
+        let names: Vec<&str> = cluster
+            .deployments
+            .iter()
+            .map(|d| fleet.bundle(d.bundle).map_or("", |b| b.name.as_str()))
+            .collect();
+        assert!(
+            names.is_sorted(),
+            "deployments of {} sorted: {names:?}",
+            cluster.name
+        );
+    }
+    // The group index: the bundles whose live targets name each group.
+    let mut naming: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for &ordinal in fleet.bundle_names.values() {
+        let live = fleet.bundle(ordinal).and_then(|b| b.live.as_ref());
+        for target in live.iter().flat_map(|live| &live.targets) {
+            for group in &target.groups {
+                let bundles = naming.entry(group.as_str()).or_default();
+                if !bundles.contains(&ordinal) {
+                    bundles.push(ordinal);
+                }
+            }
+        }
+    }
+    for group in fleet.groups.keys() {
+        naming.entry(group.as_str()).or_default();
+    }
+    for (group, mut bundles) in naming {
+        bundles.sort_unstable();
+        assert_eq!(
+            fleet.bundles_naming_group(group),
+            bundles,
+            "bundles naming {group}"
+        );
+    }
+    // The owner index: the bundles each GitRepo owns.
+    let mut owned: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for bundle in fleet.bundles.iter().flatten() {
+        if let Some(owner) = &bundle.owner {
+            owned.entry(owner).or_default().push(bundle.name.clone());
+        }
+    }
+    for (owner, mut names) in owned {
+        names.sort();
+        assert_eq!(
+            fleet.bundles_owned_by(owner),
+            names,
+            "bundles owned by {owner}"
+        );
+    }
+    // Label strings: each held exactly by the label pairs of the clusters that carry them.
+    let mut strings: BTreeMap<String, u32> = BTreeMap::new();
+    for cluster in fleet.clusters.iter().flatten() {
+        for (key, value) in fleet.labels_map(&cluster.labels) {
+            *strings.entry(key).or_default() += 1;
+            *strings.entry(value).or_default() += 1;
+        }
+    }
+    assert_eq!(fleet.interner.len(), strings.len(), "interned strings");
+    for (text, count) in &strings {
+        assert_eq!(
+            fleet.interner.references(text),
+            *count,
+            "references to {text:?}"
+        );
+    }
 }
 
 #[test]
@@ -978,4 +1060,136 @@ fn sync_replies_inline_only_content_the_cluster_has_not_applied() {
     // byte shorter than "app").
     assert_eq!(inlined(&fleet, prod, one - 1), [db]);
     assert!(inlined(&fleet, prod, 0).is_empty());
+}
+
+/// The body of `config_map(name, content)` as an admin write puts it, and its digest.
+fn content_of(name: &str, content: &str) -> (String, Vec<u8>) {
+    let body = canonical_content(&[config_map(name, content)]);
+    (content_digest(&body), body)
+}
+
+#[test]
+fn content_is_held_exactly_while_a_bundle_or_target_references_it() {
+    let mut fleet = Fleet::default();
+    add_cluster(&mut fleet, "a", &[("env", "prod")]);
+    let held = |fleet: &Fleet, digest: &str| fleet.contents.contains_key(digest);
+    let (v1, body1) = content_of("web", "v1");
+    let (v2, body2) = content_of("web", "v2");
+    let (v3, body3) = content_of("web", "v3");
+
+    // Create: the content a write puts is held once the bundle references it.
+    fleet.contents.insert(v1.clone(), body1.clone().into());
+    put_bundle(&mut fleet, "web", "v1", vec![selecting(&[])]);
+    fleet.contents.release_unreferenced();
+    assert!(held(&fleet, &v1));
+    // Two bundles share one content: it stays until the last one lets go.
+    fleet.contents.insert(v1.clone(), body1.into());
+    let mut twin = entry(&fleet, "twin", "v1", vec![selecting(&[])]);
+    twin.spec_digest = v1.clone();
+    twin.live.as_mut().unwrap().digest = v1.clone();
+    fleet.upsert_bundle(twin);
+    assert_consistent(&fleet);
+    assert_eq!(
+        fleet.contents.references(&v1),
+        4,
+        "spec and live of two bundles"
+    );
+
+    // Paused: the spec moves to v2, the live revision keeps v1: both held.
+    fleet.contents.insert(v2.clone(), body2.into());
+    put_paused(&mut fleet, "web", "v2", vec![selecting(&[])]);
+    fleet.contents.release_unreferenced();
+    assert!(held(&fleet, &v1) && held(&fleet, &v2));
+
+    // Update (unpaused) to v3: v2 loses its last reference and goes at once; v1 stays (twin).
+    fleet.contents.insert(v3.clone(), body3.into());
+    put_bundle(&mut fleet, "web", "v3", vec![selecting(&[])]);
+    assert!(!held(&fleet, &v2), "v2 released with its last reference");
+    assert!(held(&fleet, &v1) && held(&fleet, &v3));
+
+    // Delete the twin: v1's last reference goes.
+    fleet.remove_bundle("twin");
+    assert_consistent(&fleet);
+    assert!(
+        !held(&fleet, &v1),
+        "v1 released when the last bundle using it went"
+    );
+    assert!(held(&fleet, &v3));
+
+    // A target with its own content: held while the target exists, released when it goes.
+    let own = config_map("web", "edge");
+    let target = BundleTarget {
+        resources: Some(vec![own.clone()]),
+        ..selecting(&[("env", "prod")])
+    };
+    let own_body = canonical_content(&[own]);
+    let own_digest = content_digest(&own_body);
+    fleet.contents.insert(own_digest.clone(), own_body.into());
+    put_bundle(&mut fleet, "web", "v3", vec![target, selecting(&[])]);
+    fleet.contents.release_unreferenced();
+    assert!(held(&fleet, &own_digest), "a target's own content is held");
+    put_bundle(&mut fleet, "web", "v3", vec![selecting(&[])]);
+    assert!(!held(&fleet, &own_digest), "released when the target goes");
+
+    // Content put but never taken up by a bundle is released by the sweep of staged content.
+    let (stray, stray_body) = content_of("stray", "v1");
+    fleet.contents.insert(stray.clone(), stray_body.into());
+    fleet.contents.release_unreferenced();
+    assert!(!held(&fleet, &stray));
+
+    // Delete the last bundle: nothing is held.
+    fleet.remove_bundle("web");
+    fleet.contents.release_unreferenced();
+    assert_consistent(&fleet);
+    assert!(fleet.contents.is_empty(), "no content without bundles");
+    assert_eq!(fleet.contents.total_bytes(), 0);
+}
+
+#[test]
+fn label_strings_are_freed_when_no_cluster_carries_them() {
+    let mut fleet = Fleet::default();
+    let baseline = fleet.interner.len();
+    let a = add_cluster(&mut fleet, "a", &[("env", "prod"), ("tier", "web")]);
+    let b = add_cluster(&mut fleet, "b", &[("env", "prod"), ("unique-b", "x")]);
+    assert_eq!(fleet.interner.len(), baseline + 6);
+    // Relabelling drops what only the old labels used, keeps what is still used.
+    relabel(&mut fleet, b, &[("env", "dev")]);
+    assert_consistent(&fleet);
+    assert_eq!(fleet.interner.get("unique-b"), None);
+    assert_eq!(fleet.interner.get("x"), None);
+    assert!(
+        fleet.interner.get("prod").is_some(),
+        "cluster a still carries it"
+    );
+    fleet.remove_cluster(a);
+    assert_consistent(&fleet);
+    assert_eq!(fleet.interner.get("tier"), None);
+    assert_eq!(fleet.interner.get("prod"), None);
+    fleet.remove_cluster(b);
+    assert_consistent(&fleet);
+    assert_eq!(fleet.interner.len(), baseline, "back to the baseline");
+    // Selectors still work after ids were freed and reused.
+    let c = add_cluster(&mut fleet, "c", &[("region", "eu")]);
+    put_bundle(&mut fleet, "eu", "v1", vec![selecting(&[("region", "eu")])]);
+    assert_eq!(desired_names(&fleet, c), ["eu"]);
+}
+
+#[test]
+fn the_bundles_a_gitrepo_owns_are_found_from_the_owner_index() {
+    let mut fleet = Fleet::default();
+    for (name, owner) in [("a", "repo"), ("b", "repo"), ("c", "other")] {
+        let mut owned = entry(&fleet, name, "v1", vec![selecting(&[])]);
+        owned.owner = Some(owner.into());
+        fleet.upsert_bundle(owned);
+    }
+    put_bundle(&mut fleet, "admin-made", "v1", vec![selecting(&[])]);
+    assert_eq!(fleet.bundles_owned_by("repo"), ["a", "b"]);
+    // A bundle handed to another owner moves in the index; a removed one leaves it.
+    let mut moved = entry(&fleet, "b", "v2", vec![selecting(&[])]);
+    moved.owner = Some("other".into());
+    fleet.upsert_bundle(moved);
+    fleet.remove_bundle("a");
+    assert_consistent(&fleet);
+    assert!(fleet.bundles_owned_by("repo").is_empty());
+    assert_eq!(fleet.bundles_owned_by("other"), ["b", "c"]);
 }
