@@ -4,7 +4,6 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::Context;
 use flotilla_api::{
     BundleState,
     agent::{BundleReport, DesiredBundle, RegisterRequest},
@@ -12,6 +11,7 @@ use flotilla_api::{
 use flotilla_core::{
     customize::{customize, is_cluster_scoped},
     digest::verify_content,
+    failover::retry_delay_millis,
     sync::{Backoff, Plan, SyncMachine, jittered_millis},
 };
 use rand::RngExt;
@@ -29,6 +29,10 @@ const INTERVAL_JITTER_PERCENT: u64 = 10;
 /// Retry backoff: from 1 s, doubling, capped at 2 minutes.
 const BACKOFF_BASE_MILLIS: u64 = 1_000;
 const BACKOFF_CAP_MILLIS: u64 = 120_000;
+/// How long a stop waits for the sync or apply in progress to reach its next pause before the
+/// agent exits anyway: an apply is not cut in half, and it stays well inside Kubernetes'
+/// default 30 s grace period.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -58,7 +62,8 @@ struct Agent<D> {
     next_drift_check: tokio::time::Instant,
 }
 
-/// Runs the agent until `shutdown` resolves.
+/// Runs the agent until `shutdown` resolves; then it finishes the pass in progress (at most
+/// [`STOP_GRACE`]) and returns `Ok`.
 pub async fn run<D: ClusterDriver>(
     config: AgentConfig,
     state_dir: &std::path::Path,
@@ -95,27 +100,59 @@ pub async fn run<D: ClusterDriver>(
         failures: BTreeMap::new(),
         next_drift_check: tokio::time::Instant::now(),
     };
-    tokio::select! {
-        result = agent.run_loop() => result,
-        () = shutdown => Ok(()),
-    }
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let result = tokio::select! {
+        result = agent.run_loop(&mut stopping) => result,
+        () = async {
+            shutdown.await;
+            tracing::info!("stopping after the pass in progress");
+            let _ = stop.send(true);
+            tokio::time::sleep(STOP_GRACE).await;
+            tracing::warn!(grace = ?STOP_GRACE, "the pass in progress did not finish in time; stopping anyway");
+        } => Ok(()),
+    };
+    tracing::info!("agent stopped");
+    result
+}
+
+/// Waits `delay` unless a stop comes first; true when stopping.
+async fn pause(delay: Duration, stopping: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        _ = stopping.wait_for(|stop| *stop) => true,
+    };
+    stopped || *stopping.borrow()
 }
 
 impl<D: ClusterDriver> Agent<D> {
-    async fn run_loop(&mut self) -> anyhow::Result<()> {
+    async fn run_loop(
+        &mut self,
+        stopping: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let mut backoff = Backoff::new(BACKOFF_BASE_MILLIS, BACKOFF_CAP_MILLIS);
         // Enforce the cached desired set before talking to anyone: a restart while the server is
         // down must not leave the cluster unmanaged.
         self.enforce().await;
         self.refresh().await;
         loop {
+            if *stopping.borrow() {
+                return Ok(());
+            }
             if self.credential.is_none() {
                 match self.register().await {
                     Ok(()) => backoff.reset(),
+                    // Retrying cannot help: say why and stop (a supervisor shows the exit).
+                    Err(error) if error.is::<RegistrationImpossible>() => return Err(error),
                     Err(error) => {
-                        let delay = backoff.next_delay_millis(entropy());
+                        let asked = error
+                            .downcast_ref::<ClientError>()
+                            .map_or(Duration::ZERO, ClientError::retry_after);
+                        let delay =
+                            retry_delay_millis(&mut backoff, asked.as_millis() as u64, entropy());
                         tracing::warn!(%error, retry_in_ms = delay, "registration failed");
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        if pause(Duration::from_millis(delay), stopping).await {
+                            return Ok(());
+                        }
                         continue;
                     }
                 }
@@ -131,40 +168,53 @@ impl<D: ClusterDriver> Agent<D> {
                         INTERVAL_JITTER_PERCENT,
                         entropy(),
                     );
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if pause(Duration::from_millis(delay), stopping).await {
+                        return Ok(());
+                    }
                 }
                 Err(error) => {
                     self.machine.on_failure();
-                    let mut delay = backoff.next_delay_millis(entropy());
+                    let delay = retry_delay_millis(
+                        &mut backoff,
+                        error.retry_after().as_millis() as u64,
+                        entropy(),
+                    );
                     match &error {
                         ClientError::Unauthorized(message) => {
                             tracing::warn!(%message, "credential refused; registering again");
                             self.credential = None;
                         }
-                        ClientError::Busy(wait) => {
-                            delay = delay.max(wait.as_millis() as u64);
-                        }
+                        ClientError::Busy(_) => {}
                         ClientError::Rejected { .. } => {
                             tracing::error!(%error, "server rejected the sync");
                         }
-                        ClientError::Unreachable(_) => {
+                        ClientError::Unreachable { .. } => {
                             tracing::warn!(%error, retry_in_ms = delay, "server unreachable; enforcing the cached desired set");
                             self.enforce().await;
                             self.refresh().await;
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if pause(Duration::from_millis(delay), stopping).await {
+                        return Ok(());
+                    }
                 }
             }
         }
     }
 
+    /// Registers with the registration token. No token, or one the server refuses (401/403 or
+    /// another 4xx), is [`RegistrationImpossible`]: retrying the same request cannot help.
+    /// Network errors, 5xx and 429 are returned as they are, to be retried.
     async fn register(&mut self) -> anyhow::Result<()> {
-        let token = self
-            .config
-            .token
-            .clone()
-            .context("no credential in the state dir and no --token to register with")?;
+        let Some(token) = self.config.token.clone() else {
+            return Err(RegistrationImpossible(format!(
+                "cluster {} has no usable credential (none in the state dir, or the server \
+                 refused it) and no registration token to register with; pass --token or set \
+                 FLOTILLA_AGENT_TOKEN",
+                self.config.name
+            ))
+            .into());
+        };
         let facts = self.driver.facts().await;
         let response = self
             .client
@@ -175,7 +225,16 @@ impl<D: ClusterDriver> Agent<D> {
                 labels: self.config.labels.clone(),
                 facts,
             })
-            .await?;
+            .await
+            .map_err(|error| match error {
+                ClientError::Unauthorized(message) | ClientError::Rejected { message, .. } => {
+                    anyhow::Error::from(RegistrationImpossible(format!(
+                        "the server refused to register cluster {}: {message}",
+                        self.config.name
+                    )))
+                }
+                retry => retry.into(),
+            })?;
         self.state.save_identity(&Identity {
             server: self.config.server.clone(),
             name: response.name.clone(),
@@ -355,6 +414,12 @@ impl<D: ClusterDriver> Agent<D> {
         Ok(customized)
     }
 }
+
+/// The agent cannot register and retrying will not change that (no token, or the server refused
+/// it): the agent stops with this error instead of retrying forever.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RegistrationImpossible(pub String);
 
 enum Failure {
     /// Retrying may help (the content could not be fetched).

@@ -36,6 +36,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_dir,
         interval,
     } = args;
+    let stop = crate::shutdown_signal();
     let server = flotilla_server::start(flotilla_server::ServerConfig {
         listen,
         data_dir: data_dir.clone(),
@@ -116,10 +117,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          flotilla get clusters -l env=prod\n  \
          flotilla describe bundle payments-canary\n  \
          flotilla label cluster store-0000 env=staging --overwrite\n\n\
-         The admin token is in {}. Press Ctrl-C to stop.\n",
+         The admin token is in {}. Press Ctrl-C (or send SIGTERM) to stop.\n",
         token_path.display()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    stop.await;
     for agent in agents {
         agent.abort();
     }

@@ -5,7 +5,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -43,11 +43,34 @@ pub struct ServerProcess {
     pub data_dir: PathBuf,
     pub admin_token: String,
     extra_args: Vec<String>,
+    /// The open-files limits (soft, hard) the process starts under, when not inherited.
+    open_files: Option<(u64, u64)>,
 }
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> ServerProcess {
         ServerProcess::start_with_token(data_dir, extra_args, String::new())
+    }
+
+    /// Starts a server under open-files limits (soft, hard), as a shell's `ulimit` sets them.
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        extra_args: &[&str],
+        open_files: (u64, u64),
+    ) -> ServerProcess {
+        let port = free_port();
+        std::fs::create_dir_all(data_dir).expect("create data dir");
+        let mut server = ServerProcess {
+            child: None,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            admin_token: String::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            open_files: Some(open_files),
+        };
+        server.spawn();
+        server
     }
 
     /// Starts a replica on a store that already has an admin token (it writes no token file).
@@ -69,6 +92,7 @@ impl ServerProcess {
             data_dir: data_dir.to_path_buf(),
             admin_token,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            open_files: None,
         };
         server.spawn();
         server
@@ -97,7 +121,21 @@ impl ServerProcess {
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.data_dir.with_extension("server.log"))
             .expect("create server log");
-        let child = Command::new(BIN)
+        let mut command = match self.open_files {
+            // `exec` keeps the process id: signals and /proc reach the server itself.
+            Some((soft, hard)) => {
+                let mut command = Command::new("sh");
+                command
+                    .arg("-c")
+                    .arg(format!(
+                        "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .arg("server")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -141,6 +179,34 @@ impl ServerProcess {
     pub fn restart(&mut self) {
         self.kill_9();
         self.spawn();
+    }
+
+    /// Starts the server again after it exited (same port, data dir and arguments).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.spawn();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "INT") to the server.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits up to `within` for the server to exit; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let status = wait_exit(self.child.as_mut().expect("server running"), within);
+        self.child = None;
+        status
+    }
+
+    /// The server's log so far (its standard error).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("server.log")).unwrap_or_default()
     }
 
     /// Runs the CLI against this server.
@@ -321,6 +387,18 @@ impl AgentProcess {
         self.spawn();
     }
 
+    /// Sends `signal` (e.g. "TERM") to the agent.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.child.as_ref().expect("agent running").id(), signal);
+    }
+
+    /// Waits up to `within` for the agent to exit; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let status = wait_exit(self.child.as_mut().expect("agent running"), within);
+        self.child = None;
+        status
+    }
+
     /// Objects on the simulated cluster as `Kind/name` strings, per bundle.
     pub fn objects(&self) -> Vec<String> {
         let Ok(bytes) = std::fs::read(self.state_dir.join("simulated-cluster.json")) else {
@@ -346,6 +424,31 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Sends a signal with `kill(1)` (the tests forbid `unsafe`, so no `libc::kill`).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Waits up to `within` for `child` to exit, panicking past it.
+pub fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < within,
+            "the process did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
