@@ -425,6 +425,28 @@ pub struct BundleStatus {
     /// Up to a few clusters in a problem state, to start looking from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problem_clusters: Vec<ProblemCluster>,
+    /// The bundle's overall state: `Paused`, `Error`, `Modified`, `NotReady`, `Pending` or
+    /// `Ready` (what `?state=` filters on).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub state: String,
+    /// What needs attention that the counts do not show, e.g. a target naming a cluster group
+    /// that does not exist. Only conditions that are not met are listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A condition on an object, in the Kubernetes shape (`type`, `status`, `reason`, `message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// One CamelCase word a program can match, e.g. `ClusterGroupNotFound`.
+    pub reason: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
 }
 
 /// Counts of targeted clusters by the state of this bundle on them.
@@ -549,7 +571,9 @@ pub struct GitRepoBundle {
     pub name: String,
     /// The folder, relative to the repository root (`.` for the root).
     pub path: String,
-    /// Content digest of the folder's default rendering.
+    /// Content digest of the folder's default rendering; absent while the folder has never
+    /// rendered (its first render failed: see `error`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
     /// Why this folder failed to render at the current commit (the previous rendering keeps serving).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@ mod documents;
 mod install;
 mod output;
 mod render_cmd;
+mod signals;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -129,6 +130,15 @@ enum Command {
         /// A file with the GitRepo whose targets apply (default: one matching every cluster).
         #[arg(long)]
         gitrepo: Option<PathBuf>,
+        /// Hosts the render may download from, as the server's --render-allow-hosts
+        /// (default: none).
+        #[arg(
+            long,
+            env = "FLOTILLA_RENDER_ALLOW_HOSTS",
+            value_delimiter = ',',
+            default_value = ""
+        )]
+        render_allow_hosts: Vec<String>,
         #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
         output: Format,
     },
@@ -149,8 +159,8 @@ enum TokenCommand {
         /// Lifetime, e.g. 1h or 7d; never expires when unset.
         #[arg(long)]
         ttl: Option<String>,
-        /// How many clusters may register with it.
-        #[arg(long)]
+        /// How many clusters may register with it (1 or more); unlimited when unset.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_uses: Option<u64>,
         /// Token name (default: generated).
         #[arg(long)]
@@ -196,6 +206,35 @@ struct ServerArgs {
     /// in the store before it is deleted.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     content_retention: std::time::Duration,
+    /// Most connections open at once; at the cap the oldest connection without a complete
+    /// request (else the one idle longest) is closed for the new one. Default: the open-files
+    /// limit (raised to its hard limit at start) less 256 kept for the store and git.
+    #[arg(long, env = "FLOTILLA_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// A connection must send a complete request head within this long (on HTTP/1 every
+    /// request head, and the wait for the next one).
+    #[arg(long, env = "FLOTILLA_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// A connection with no request in flight this long is closed.
+    #[arg(long, env = "FLOTILLA_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// A request body must arrive in full within this long of its head.
+    #[arg(long, env = "FLOTILLA_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    body_timeout: std::time::Duration,
+    /// How long a graceful stop (SIGTERM or SIGINT) may take: requests in flight finish, soft
+    /// state is written and the lease released. Keep it under the pod's grace period (30 s).
+    #[arg(long, env = "FLOTILLA_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: std::time::Duration,
+    /// Hosts git-source renders may download from (remote Kustomize bases and resources, Helm
+    /// chart repositories, registries and chart dependencies), comma-separated: `host`,
+    /// `host:port`, `*.domain`, or `*` for any. Default: none, renders use only the repository.
+    #[arg(
+        long,
+        env = "FLOTILLA_RENDER_ALLOW_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    render_allow_hosts: Vec<String>,
 }
 
 #[derive(Args)]
@@ -246,8 +285,8 @@ enum AgentAction {
 
 #[derive(Args)]
 struct SimArgs {
-    /// The server's URL, or several replicas' URLs comma-separated (the simulated clusters are
-    /// spread evenly over them).
+    /// The server's URL, or several replicas' URLs comma-separated (the simulated clusters start
+    /// spread evenly over them and move to the next one when theirs is unreachable, as agents).
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Registration token the simulated clusters register with.
@@ -368,7 +407,13 @@ fn main() -> std::process::ExitCode {
         Command::Server(_) | Command::Agent(_) | Command::Demo(_)
     );
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
+        // kube's HTTP layer logs every failed request at error level (a line per object per
+        // pass while the Kubernetes API is down); the agent reports failures itself.
+        tracing_subscriber::EnvFilter::new(if quiet {
+            "warn,kube_client=off"
+        } else {
+            "info,kube_client=off"
+        })
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -451,8 +496,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     output::out(&text)
 }
 
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM or SIGINT (a second one exits at once); the handlers are installed when this is
+/// called, so call it before starting what it stops.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    signals::stop_requested()
 }
 
 fn admin(connection: &Connection) -> anyhow::Result<AdminClient> {
@@ -487,7 +534,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store_pool_size,
             store_statement_timeout,
             content_retention,
+            render_allow_hosts,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            shutdown_timeout,
         }) => {
+            let stop = shutdown_signal();
+            for (name, duration) in [
+                ("--header-timeout", header_timeout),
+                ("--idle-timeout", idle_timeout),
+                ("--body-timeout", body_timeout),
+                ("--shutdown-timeout", shutdown_timeout),
+            ] {
+                if duration.is_zero() {
+                    bail!("{name} must be longer than 0s");
+                }
+            }
+            if max_connections == Some(0) {
+                bail!("--max-connections must be 1 or more");
+            }
             let store = flotilla_server::StoreConfig::parse(
                 &store,
                 flotilla_server::PgOptions {
@@ -502,6 +569,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 max_body_bytes,
                 max_agent_requests: max_agent_requests.max(2),
                 content_retention,
+                render_allow_hosts,
+                connections: flotilla_server::serve::ConnectionSettings {
+                    max_connections,
+                    header_timeout,
+                    idle_timeout,
+                    body_timeout,
+                    shutdown_timeout,
+                },
                 ..flotilla_server::Settings::default()
             };
             let server = flotilla_server::start(flotilla_server::ServerConfig {
@@ -511,7 +586,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 store,
             })
             .await?;
-            server.run_until(shutdown_signal()).await
+            server.run_until(stop).await
         }
         Command::Agent(AgentArgs {
             action: Some(AgentAction::Manifest(args)),
@@ -793,6 +868,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             labels,
             groups,
             gitrepo,
+            render_allow_hosts,
             output,
         } => render_cmd::run(render_cmd::RenderArgs {
             path,
@@ -800,6 +876,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             labels,
             groups,
             gitrepo,
+            allow_hosts: render_allow_hosts,
             output,
         }),
         Command::Token {

@@ -180,8 +180,14 @@ fn headers(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-/// The state column of a bundle, derived from its summary the way the server filters by it.
+/// The state column of a bundle: the server's `status.state`, or (from an older server) derived
+/// from its summary the way the server filters by it.
 fn bundle_state(item: &Value) -> String {
+    if let Some(state) = item.pointer("/status/state").and_then(Value::as_str)
+        && !state.is_empty()
+    {
+        return state.to_string();
+    }
     let count = |field: &str| {
         item.pointer(&format!("/status/summary/{field}"))
             .and_then(Value::as_u64)

@@ -524,3 +524,267 @@ fn bad_input_in_a_folder_is_reported_and_the_last_good_bundle_keeps_serving() {
     assert!(error.contains("git"), "{error}");
     assert!(status_commit(&server, "nowhere").is_none());
 }
+
+/// A kustomization in `repo` whose base climbs out of the render's folder and comes down into
+/// `target` (an absolute path), however deep the render's folder is.
+fn escaping_base(target: &std::path::Path) -> String {
+    format!(
+        "resources:\n- {}{}\n",
+        "../".repeat(40),
+        target.display().to_string().trim_start_matches('/')
+    )
+}
+
+#[test]
+fn renders_see_only_their_repository_and_a_failing_first_render_names_its_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another repository's private folder, on the same disk as the server.
+    let private = GitRepoFixture::new();
+    private.write("secret/kustomization.yaml", "resources: [cm.yaml]\n");
+    private.write(
+        "secret/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: private\ndata:\n  token: hunter2\n",
+    );
+    private.commit("private");
+
+    let repo = GitRepoFixture::new();
+    // A base reaching out of the repository into the other one's files.
+    repo.write(
+        "apps/steal/kustomization.yaml",
+        escaping_base(&private.work_dir().join("secret")),
+    );
+    repo.write("apps/steal/fleet.yaml", "defaultNamespace: apps\n");
+    // A raw folder with a link out of the repository, and one with a link inside it.
+    repo.write("apps/leak/fleet.yaml", "defaultNamespace: apps\n");
+    std::os::unix::fs::symlink(
+        private.work_dir().join("secret/cm.yaml"),
+        repo.work_dir().join("apps/leak/cm.yaml"),
+    )
+    .unwrap();
+    repo.write("apps/ok/fleet.yaml", "name: fine\ndefaultNamespace: apps\n");
+    repo.write("apps/ok/real.yaml", WEB_V1);
+    repo.write(
+        "shared/other.yaml",
+        WEB_V1.replace("name: web", "name: shared"),
+    );
+    std::os::unix::fs::symlink(
+        "../../shared/other.yaml",
+        repo.work_dir().join("apps/ok/other.yaml"),
+    )
+    .unwrap();
+    // A folder that claims a name and never renders.
+    repo.write("apps/named/fleet.yaml", "name: storefront\n");
+    repo.write("apps/named/broken.yaml", "kind: [unclosed\n");
+    let commit = repo.commit("hostile");
+
+    let server = ServerProcess::start(&dir.path().join("server"), &[]);
+    server.apply(&gitrepo("evil", &repo.file_url(), ""));
+    let status = wait_commit(&server, "evil", &commit);
+    let bundles = status["status"]["bundles"].as_array().unwrap();
+    let entry = |path: &str| {
+        bundles
+            .iter()
+            .find(|b| b["path"] == path)
+            .unwrap_or_else(|| panic!("{path} listed in {bundles:?}"))
+            .clone()
+    };
+
+    let steal = entry("apps/steal");
+    let error = steal["error"].as_str().expect("the escaping base fails");
+    assert!(error.contains("apps/steal/kustomization.yaml"), "{error}");
+    assert!(error.contains("leaves the repository"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+    assert_eq!(steal["name"], "evil-apps-steal", "{steal}");
+    assert!(steal.get("digest").is_none(), "{steal}");
+    assert!(server.get("bundle", "evil-apps-steal").is_none());
+
+    let leak = entry("apps/leak");
+    let error = leak["error"].as_str().expect("the outside link fails");
+    assert!(error.contains("apps/leak/cm.yaml"), "{error}");
+    assert!(error.contains("symbolic link"), "{error}");
+    assert!(server.get("bundle", "evil-apps-leak").is_none());
+
+    let named = entry("apps/named");
+    assert_eq!(named["name"], "storefront", "{named}");
+    assert!(
+        named["error"].as_str().unwrap().contains("broken.yaml"),
+        "{named}"
+    );
+
+    // A link inside the repository is followed.
+    let ok = entry("apps/ok");
+    assert_eq!(ok["name"], "fine", "{ok}");
+    assert!(ok["error"].is_null(), "{ok}");
+    assert!(ok["digest"].as_str().is_some_and(|d| !d.is_empty()), "{ok}");
+    let bundle = server
+        .get("bundle", "fine")
+        .expect("the bundle exists")
+        .to_string();
+    assert!(bundle.contains("\"shared\""), "{bundle}");
+
+    // Every bundle of the repository, and nothing else, came from its own files.
+    for bundle in server.list("bundles", &[]) {
+        assert!(
+            !bundle.to_string().contains("hunter2"),
+            "another repository's content was rendered: {bundle}"
+        );
+    }
+    // Scratch folders are gone once the render is done; the cache keeps no work tree.
+    let git_dir = server.data_dir.join("git");
+    let scratch: Vec<_> = std::fs::read_dir(git_dir.join("scratch"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(scratch.is_empty(), "{scratch:?}");
+    for cache in std::fs::read_dir(git_dir.join("repos")).unwrap().flatten() {
+        assert!(
+            cache.path().join("HEAD").exists(),
+            "{:?} is a bare repository",
+            cache.path()
+        );
+        assert!(
+            !cache.path().join("apps").exists(),
+            "{:?} has a work tree",
+            cache.path()
+        );
+    }
+}
+
+/// A server started in `cwd` with `--data-dir ./data` (the default is relative too).
+struct RelativeServer {
+    child: std::process::Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for RelativeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RelativeServer {
+    fn start(cwd: &std::path::Path) -> RelativeServer {
+        let port = support::free_port();
+        let log = std::fs::File::create(cwd.join("server.log")).unwrap();
+        let child = Command::new(BIN)
+            .current_dir(cwd)
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--data-dir", "./data"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let token_file = cwd.join("data/admin-token");
+        let mut server = RelativeServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            token: String::new(),
+        };
+        server.token = wait_for("the admin token file", || {
+            std::fs::read_to_string(&token_file)
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        });
+        wait_for("the server to answer", || {
+            server
+                .cli(&["get", "bundles"])
+                .status
+                .success()
+                .then_some(())
+        });
+        server
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env("FLOTILLA_SERVER", &self.url)
+            .env("FLOTILLA_TOKEN", &self.token)
+            .output()
+            .unwrap()
+    }
+
+    fn get(&self, kind: &str, name: &str) -> Option<Value> {
+        let output = self.cli(&["get", kind, name, "-o", "json"]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).unwrap())
+    }
+}
+
+#[test]
+fn a_server_with_a_relative_data_dir_renders_kustomize_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepoFixture::new();
+    repo.write(
+        "apps/web/kustomization.yaml",
+        "resources: [config.yaml]\nnamePrefix: k-\n",
+    );
+    repo.write("apps/web/config.yaml", WEB_V1);
+    repo.write("apps/web/fleet.yaml", FOLDER_FLEET_YAML);
+    let commit = repo.commit("kustomize");
+    let server = RelativeServer::start(dir.path());
+    let file = dir.path().join("gitrepo.yaml");
+    std::fs::write(&file, gitrepo("rel", &repo.file_url(), "")).unwrap();
+    let applied = server.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(applied.status.success(), "{applied:?}");
+    let status = wait_for("the GitRepo rendered", || {
+        let repo = server.get("gitrepo", "rel")?;
+        (repo["status"]["commit"] == commit.as_str()).then_some(repo)
+    });
+    let bundles = status["status"]["bundles"].as_array().unwrap();
+    assert_eq!(bundles.len(), 1, "{status}");
+    assert!(bundles[0]["error"].is_null(), "{status}");
+    let bundle = server
+        .get("bundle", "rel-apps-web")
+        .expect("the bundle exists");
+    assert!(
+        bundle.to_string().contains("k-web"),
+        "kustomize's namePrefix applied: {bundle}"
+    );
+}
+
+#[test]
+fn folders_whose_depends_on_close_a_cycle_in_one_commit_fail_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepoFixture::new();
+    repo.write(
+        "apps/web/fleet.yaml",
+        "defaultNamespace: apps\ndependsOn:\n  - name: fleet-apps-api\n",
+    );
+    repo.write("apps/web/config.yaml", WEB_V1);
+    repo.write(
+        "apps/api/fleet.yaml",
+        "defaultNamespace: apps\ndependsOn:\n  - name: fleet-apps-web\n",
+    );
+    repo.write(
+        "apps/api/config.yaml",
+        WEB_V1.replace("name: web", "name: api"),
+    );
+    repo.write("apps/db/fleet.yaml", FOLDER_FLEET_YAML);
+    repo.write(
+        "apps/db/config.yaml",
+        WEB_V1.replace("name: web", "name: db"),
+    );
+    let commit = repo.commit("a cycle");
+    let server = ServerProcess::start(&dir.path().join("server"), &[]);
+    server.apply(&gitrepo("fleet", &repo.file_url(), "  pollInterval: 1s\n"));
+    let status = wait_commit(&server, "fleet", &commit);
+    let bundles = status["status"]["bundles"].as_array().unwrap();
+    for path in ["apps/web", "apps/api"] {
+        let entry = bundles.iter().find(|b| b["path"] == path).expect(path);
+        let error = entry["error"].as_str().expect("an error on the folder");
+        assert!(error.contains("cycle"), "{error}");
+        assert!(
+            error.contains("fleet-apps-web") && error.contains("fleet-apps-api"),
+            "{error}"
+        );
+    }
+    // Neither was stored (nothing of them ever rendered); the folder outside it was.
+    assert!(server.get("bundle", "fleet-apps-web").is_none());
+    assert!(server.get("bundle", "fleet-apps-api").is_none());
+    assert!(digest(&server, "fleet-apps-db").is_some());
+}

@@ -6,6 +6,7 @@
 
 pub mod customize;
 pub mod digest;
+pub mod failover;
 pub mod selector;
 pub mod sync;
 pub mod targeting;

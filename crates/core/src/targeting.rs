@@ -154,6 +154,61 @@ pub fn vars_needed(resources: &[serde_json::Value], targets: &[BundleTarget]) ->
     vars
 }
 
+/// Checks each target's customization against the content it delivers, before anything is
+/// stored: every patch must be a JSON object (RFC 7386: any other patch replaces the whole
+/// manifest), and the customized manifests must still be valid Kubernetes objects. Placeholders
+/// get a stand-in value, since their real values differ per cluster. Without this, every agent
+/// of a matching cluster would report the same error for a bundle the server accepted.
+pub fn check_customizations(
+    resources: &[serde_json::Value],
+    targets: &[BundleTarget],
+) -> Result<(), String> {
+    for (index, target) in targets.iter().enumerate() {
+        if target.do_not_deploy {
+            continue;
+        }
+        let label = match &target.name {
+            Some(name) => format!("spec.targets[{index}] ({name})"),
+            None => format!("spec.targets[{index}]"),
+        };
+        for (patch_index, patch) in target.customization.patches.iter().enumerate() {
+            if !patch.patch.is_object() {
+                let found = match &patch.patch {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::Object(_) => "an object",
+                };
+                return Err(format!(
+                    "{label}.customization.patches[{patch_index}].patch is {found}: a JSON merge patch must be an object (any other value would replace the whole manifest), e.g. {{\"spec\": {{\"replicas\": 3}}}}"
+                ));
+            }
+        }
+        let delivered = target.resources.as_deref().unwrap_or(resources);
+        let patches = &target.customization.patches;
+        let vars = crate::customize::referenced_vars(delivered, patches)
+            .into_iter()
+            .map(|var| (var, "placeholder".to_string()))
+            .collect();
+        let options = DeployOptions {
+            namespace: target.customization.namespace.clone(),
+            labels: target.customization.labels.clone(),
+            patches: patches.clone(),
+            vars,
+            keep_resources: false,
+            drift: Default::default(),
+        };
+        let namespaced =
+            |api_version: &str, kind: &str| !crate::customize::is_cluster_scoped(api_version, kind);
+        if let Err(error) = crate::customize::customize(delivered, &options, &namespaced) {
+            return Err(format!("{label}.customization: {error}"));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the deploy options a cluster receives for a bundle: the matched target's customization
 /// plus the values of the placeholders the bundle uses (`vars_needed`), resolved for this cluster.
 /// A placeholder without a value is left out; the agent reports it as an error naming it.

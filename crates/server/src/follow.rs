@@ -144,7 +144,6 @@ async fn reload(state: &SharedState) -> anyhow::Result<u64> {
         state.deadlines.lock().clear();
         for ordinal in loaded.online {
             if let Some(cluster) = fleet.cluster(ordinal) {
-                cluster.last_seen.fetch_max(now, Ordering::Relaxed);
                 let deadline = now + state.offline_after(cluster.facts.sync_interval_seconds);
                 state.schedule_deadline(ordinal, deadline);
             }

@@ -13,6 +13,7 @@ pub mod gitops;
 pub mod lease;
 pub mod metrics;
 pub mod records;
+pub mod serve;
 pub mod state;
 pub mod workers;
 
@@ -20,13 +21,15 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use flotilla_store::{PgStore, SqliteStore, Store};
 use parking_lot::{Mutex, RwLock};
 use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::serve::Serving;
 
 pub use crate::state::Settings;
 use crate::state::{AppState, SharedState, now_seconds};
@@ -84,12 +87,15 @@ pub struct Server {
     pub state: SharedState,
     /// The admin token, when this start created it (first start).
     pub new_admin_token: Option<String>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    serve: JoinHandle<std::io::Result<()>>,
+    serving: Serving,
     workers: Vec<JoinHandle<()>>,
 }
 
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The part of the shutdown deadline kept for writing soft state and releasing the lease after
+/// connections drain (at most half of it): one store commit, normally milliseconds.
+const FINAL_WRITES_RESERVE: Duration = Duration::from_secs(5);
 
 /// Opens the store in `data_dir`, loads the fleet and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
@@ -108,6 +114,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             })?;
     }
     let started = Instant::now();
+    let fd_limit = serve::raise_fd_limit();
+    let max_connections = config
+        .settings
+        .connections
+        .max_connections
+        .unwrap_or_else(|| serve::default_max_connections(fd_limit));
     let metrics = metrics::Metrics::default();
     let store: Arc<dyn Store> = match &config.store {
         StoreConfig::Embedded => {
@@ -187,7 +199,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         dirty: Mutex::new(roaring::RoaringBitmap::new()),
         gitops: gitops::GitOps::new(
             config.data_dir.join("git"),
-            flotilla_render::Tools::detect(),
+            flotilla_render::Tools::detect()
+                .with_allowed_hosts(&config.settings.render_allow_hosts),
         ),
         agent_in_flight: Default::default(),
         shared_store: config.store.is_shared(),
@@ -198,16 +211,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             u64::MAX
         }),
     });
-    // Clusters that were Online get one full offline window from now: their last-seen times
-    // predate the restart.
+    // Clusters that were Online get one full offline window from now to sync again (their
+    // agents could not reach a stopped server). Their last-seen times stay what the store says:
+    // the server has not seen them since.
     {
         let now = now_seconds();
         let fleet = state.fleet.read();
         for ordinal in loaded.online {
             if let Some(cluster) = fleet.cluster(ordinal) {
-                cluster
-                    .last_seen
-                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
                 let deadline = now + state.offline_after(cluster.facts.sync_interval_seconds);
                 state.schedule_deadline(ordinal, deadline);
             }
@@ -222,22 +233,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    // Small replies must not wait for Nagle's algorithm (a 204 would sit for the peer's
-    // delayed ACK, ~40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
-    let app = api::app(state.clone());
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let serving = Serving::start(
+        listener,
+        api::app(state.clone()),
+        &config.settings.connections,
+        max_connections,
+    );
     let mut workers = vec![
         tokio::spawn(lease::keeper(state.clone())),
         tokio::spawn(workers::offline_sweeper(state.clone())),
@@ -256,41 +257,64 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     } else {
         "embedded"
     };
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), store = store_kind, "flotilla server listening");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), store = store_kind, max_connections, open_files_limit = ?fd_limit, "flotilla server listening");
     Ok(Server {
         addr,
         state,
         new_admin_token,
-        shutdown,
-        serve,
+        serving,
         workers,
     })
 }
 
 impl Server {
-    /// Stops accepting requests, finishes the ones in flight, and flushes soft state.
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.serving.open_connections()
+    }
+
+    /// Stops accepting requests, finishes the ones in flight, flushes soft state and releases
+    /// the lease, all within `Settings::connections.shutdown_timeout`: connections get what is
+    /// left after [`FINAL_WRITES_RESERVE`], and are closed when it runs out.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
-        let served = self.serve.await;
+        let started = tokio::time::Instant::now();
+        let timeout = self.state.settings.connections.shutdown_timeout;
+        let deadline = started + timeout;
+        let drain_deadline = deadline - FINAL_WRITES_RESERVE.min(timeout / 2);
+        self.serving.drain(drain_deadline).await;
         for worker in &self.workers {
             worker.abort();
         }
-        workers::flush_all_soft_state(&self.state).await;
-        lease::release(&self.state).await;
-        served.context("join server task")?.context("serve")?;
+        let final_writes = async {
+            workers::flush_all_soft_state(&self.state).await;
+            lease::release(&self.state).await;
+        };
+        if tokio::time::timeout_at(deadline, final_writes)
+            .await
+            .is_err()
+        {
+            anyhow::bail!(
+                "the shutdown deadline ({}) passed before soft state was written and the lease released; agents resend what was lost at their next sync",
+                humantime::format_duration(timeout)
+            );
+        }
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "stopped cleanly"
+        );
         Ok(())
     }
 
     /// Stops at once as a killed process would: no soft-state flush, no lease release, nothing
     /// more committed (for tests of what other replicas do when one dies).
     pub fn abandon(self) {
-        self.serve.abort();
+        self.serving.abort();
         for worker in &self.workers {
             worker.abort();
         }
     }
 
-    /// Serves until the future completes (e.g. Ctrl-C), then shuts down cleanly.
+    /// Serves until the future completes (SIGTERM or SIGINT), then shuts down cleanly.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()>,

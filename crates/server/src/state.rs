@@ -32,6 +32,11 @@ pub struct Settings {
     /// Content no bundle references is deleted from the store once it has been unreferenced
     /// this long (checked every quarter of it, at most every minute).
     pub content_retention: Duration,
+    /// Hosts git-source renders may fetch from (remote kustomize bases, Helm chart repositories
+    /// and registries): `host`, `host:port`, `*.domain` or `*`. Empty: no network at all.
+    pub render_allow_hosts: Vec<String>,
+    /// Connection cap, header and idle timeouts, and the graceful-stop deadline.
+    pub connections: crate::serve::ConnectionSettings,
 }
 
 impl Default for Settings {
@@ -46,6 +51,8 @@ impl Default for Settings {
             inline_content_bytes: 64 << 10,
             lease_ttl: Duration::from_secs(15),
             content_retention: Duration::from_secs(600),
+            render_allow_hosts: Vec::new(),
+            connections: crate::serve::ConnectionSettings::default(),
         }
     }
 }
@@ -88,8 +95,13 @@ pub fn now_seconds() -> u64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 text of unix seconds.
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z): four-digit years.
+pub const MAX_RFC3339_SECONDS: u64 = 253_402_300_799;
+
+/// RFC 3339 text of unix seconds. Times past year 9999 are written as its last second rather
+/// than panicking (a value stored before writes were bounded must still render).
 pub fn rfc3339(seconds: u64) -> String {
+    let seconds = seconds.min(MAX_RFC3339_SECONDS);
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
         .to_string()
 }

@@ -7,6 +7,7 @@
 //! - [`GitHttpServer`]: smart HTTP through `git http-backend` (optionally behind Basic auth).
 //! - [`HttpFileServer`]: a directory over plain HTTP (e.g. a Helm chart repository).
 //! - [`helm_binary`], [`helm_command`], [`kustomize_available`]: real tools for rendering.
+//! - [`generate`]: proptest strategies for the inputs clients send (JSON documents, selectors).
 //!
 //! Everything is blocking std API (the HTTP servers run their own tokio runtime on a thread), so
 //! both sync and async tests can use it. Every child process is killed when its owner is dropped,
@@ -16,6 +17,7 @@
 //! Used only as a dev-dependency.
 
 mod daemon;
+pub mod generate;
 mod git;
 mod helm;
 mod http;

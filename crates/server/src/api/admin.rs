@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, ops::Bound, time::Instant};
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -17,14 +17,15 @@ use flotilla_api::{
 use flotilla_core::{
     customize::validate_manifests,
     digest::{canonical_content, content_digest},
-    selector::{Selector, validate_label_key, validate_label_value},
+    selector::Selector,
     validate::{validate_dns_label, validate_dns_subdomain},
 };
 use flotilla_store::Op;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 use super::{
+    Path, Query,
     body::{RawBody, typed},
     render, sources,
 };
@@ -100,31 +101,63 @@ fn after_cursor(after: Option<&str>, descending: bool) -> (Bound<&str>, Bound<&s
     }
 }
 
-/// One page of `names` (already past the cursor, see `after_cursor`), in order or reversed.
+/// Most bytes of items one list page holds: a page stops early, with a `continue` token, once
+/// its items reach this size, so no page is ever the whole fleet's worth of JSON whatever its
+/// objects hold (one page once came to 145 MiB). 4 MiB is some forty default pages of typical
+/// clusters, and a client parses it in well under a second.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// One page of `names` (already past the cursor, see `after_cursor`), in order or reversed:
+/// the items `keep` accepts, rendered as JSON, until `limit` items or `MAX_PAGE_BYTES` bytes
+/// (at least one item, so a page always makes progress).
 fn page<'a, T>(
     names: impl DoubleEndedIterator<Item = (&'a str, T)>,
     descending: bool,
     limit: usize,
     mut keep: impl FnMut(&str, &T) -> bool,
-) -> (Vec<T>, Option<String>) {
+    render: impl FnMut(T) -> Option<Box<RawValue>>,
+) -> (Vec<Box<RawValue>>, Option<String>) {
+    page_within(names, descending, limit, MAX_PAGE_BYTES, &mut keep, render)
+}
+
+/// `page` with the byte budget given (tests use a small one).
+fn page_within<'a, T>(
+    names: impl DoubleEndedIterator<Item = (&'a str, T)>,
+    descending: bool,
+    limit: usize,
+    budget: usize,
+    mut keep: impl FnMut(&str, &T) -> bool,
+    mut render: impl FnMut(T) -> Option<Box<RawValue>>,
+) -> (Vec<Box<RawValue>>, Option<String>) {
     let iter: Box<dyn Iterator<Item = (&str, T)>> = if descending {
         Box::new(names.rev())
     } else {
         Box::new(names)
     };
     let mut items = Vec::new();
+    let mut bytes = 0;
     let mut last = None;
     for (name, item) in iter {
         if !keep(name, &item) {
             continue;
         }
-        if items.len() == limit {
+        // Another item matches: if this page is full, it starts the next one.
+        if items.len() == limit || bytes >= budget {
             return (items, last.map(|n: &str| encode_cursor(n)));
         }
+        let Some(rendered) = render(item) else {
+            continue;
+        };
+        bytes += rendered.get().len();
         last = Some(name);
-        items.push(item);
+        items.push(rendered);
     }
     (items, None)
+}
+
+/// An item of a list page as JSON (rendering our own documents does not fail).
+fn raw<T: serde::Serialize>(item: &T) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(item).ok()
 }
 
 fn parse_sort(sort: Option<&str>) -> ApiResult<bool> {
@@ -162,7 +195,7 @@ pub async fn list(
     let after = after.as_deref();
     let now = now_seconds();
     let fleet = state.fleet.read();
-    let items_json = |items: Vec<Value>, next: Option<String>, total: Option<u64>| {
+    let items_json = |items: Vec<Box<RawValue>>, next: Option<String>, total: Option<u64>| {
         Json(List {
             items,
             continue_token: next,
@@ -196,17 +229,18 @@ pub async fn list(
                 .cluster_names
                 .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, ord)| (&**name, *ord));
-            let (ordinals, next) = page(names, descending, limit, |_, ordinal| {
-                matching.contains(*ordinal)
-                    && wanted_state.is_none_or(|wanted| {
-                        fleet.cluster(*ordinal).is_some_and(|c| c.state == wanted)
-                    })
-            });
-            let items = ordinals
-                .into_iter()
-                .filter_map(|ordinal| render::cluster(&fleet, ordinal))
-                .map(|c| serde_json::to_value(c).unwrap_or_default())
-                .collect();
+            let (items, next) = page(
+                names,
+                descending,
+                limit,
+                |_, ordinal| {
+                    matching.contains(*ordinal)
+                        && wanted_state.is_none_or(|wanted| {
+                            fleet.cluster(*ordinal).is_some_and(|c| c.state == wanted)
+                        })
+                },
+                |ordinal| raw(&render::cluster(&fleet, ordinal)?),
+            );
             Ok(items_json(items, next, total))
         }
         Kind::Bundle => {
@@ -214,23 +248,22 @@ pub async fn list(
                 .bundle_names
                 .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, ord)| (name.as_str(), *ord));
-            let (ordinals, next) = page(names, descending, limit, |_, ordinal| {
-                fleet.bundle(*ordinal).is_some_and(|bundle| {
-                    selector
-                        .as_ref()
-                        .is_none_or(|s| s.matches_map(&bundle.metadata.labels))
-                        && query.state.as_deref().is_none_or(|wanted| {
-                            render::bundle_state(&fleet, bundle).eq_ignore_ascii_case(wanted)
-                        })
-                })
-            });
-            let items = ordinals
-                .into_iter()
-                .filter_map(|ordinal| fleet.bundle(ordinal))
-                .map(|bundle| {
-                    serde_json::to_value(render::bundle(&fleet, bundle)).unwrap_or_default()
-                })
-                .collect();
+            let (items, next) = page(
+                names,
+                descending,
+                limit,
+                |_, ordinal| {
+                    fleet.bundle(*ordinal).is_some_and(|bundle| {
+                        selector
+                            .as_ref()
+                            .is_none_or(|s| s.matches_map(&bundle.metadata.labels))
+                            && query.state.as_deref().is_none_or(|wanted| {
+                                render::bundle_state(&fleet, bundle).eq_ignore_ascii_case(wanted)
+                            })
+                    })
+                },
+                |ordinal| raw(&render::bundle(&fleet, fleet.bundle(ordinal)?)),
+            );
             Ok(items_json(
                 items,
                 next,
@@ -242,18 +275,17 @@ pub async fn list(
                 .groups
                 .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, group)| (name.as_str(), group));
-            let (groups, next) = page(names, descending, limit, |_, group| {
-                selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches_map(&group.metadata.labels))
-            });
-            let items = groups
-                .into_iter()
-                .map(|group| {
-                    serde_json::to_value(render::group(&fleet, &group.metadata.name, group))
-                        .unwrap_or_default()
-                })
-                .collect();
+            let (items, next) = page(
+                names,
+                descending,
+                limit,
+                |_, group| {
+                    selector
+                        .as_ref()
+                        .is_none_or(|s| s.matches_map(&group.metadata.labels))
+                },
+                |group| raw(&render::group(&fleet, &group.metadata.name, group)),
+            );
             Ok(items_json(items, next, Some(fleet.groups.len() as u64)))
         }
         Kind::RegistrationToken => {
@@ -261,20 +293,20 @@ pub async fn list(
                 .tokens
                 .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, token)| (name.as_str(), token));
-            let (tokens, next) = page(names, descending, limit, |_, token| {
-                selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches_map(&token.metadata.labels))
-                    && query.state.as_deref().is_none_or(|wanted| {
-                        render::token_state(token, now).eq_ignore_ascii_case(wanted)
-                    })
-            });
-            let items = tokens
-                .into_iter()
-                .map(|token| {
-                    serde_json::to_value(render::token(token, now, None)).unwrap_or_default()
-                })
-                .collect();
+            let (items, next) = page(
+                names,
+                descending,
+                limit,
+                |_, token| {
+                    selector
+                        .as_ref()
+                        .is_none_or(|s| s.matches_map(&token.metadata.labels))
+                        && query.state.as_deref().is_none_or(|wanted| {
+                            render::token_state(token, now).eq_ignore_ascii_case(wanted)
+                        })
+                },
+                |token| raw(&render::token(token, now, None)),
+            );
             Ok(items_json(items, next, Some(fleet.tokens.len() as u64)))
         }
         Kind::GitRepo => {
@@ -282,15 +314,17 @@ pub async fn list(
                 .gitrepos
                 .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, repo)| (name.as_str(), repo));
-            let (repos, next) = page(names, descending, limit, |_, repo| {
-                selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches_map(&repo.metadata.labels))
-            });
-            let items = repos
-                .into_iter()
-                .map(|repo| sources::render_gitrepo(&fleet, &repo.metadata.name))
-                .collect();
+            let (items, next) = page(
+                names,
+                descending,
+                limit,
+                |_, repo| {
+                    selector
+                        .as_ref()
+                        .is_none_or(|s| s.matches_map(&repo.metadata.labels))
+                },
+                |repo| raw(&sources::render_gitrepo(&fleet, &repo.metadata.name)),
+            );
             Ok(items_json(items, next, Some(fleet.gitrepos.len() as u64)))
         }
         Kind::Secret => {
@@ -298,15 +332,17 @@ pub async fn list(
                 .secrets
                 .range::<str, _>(after_cursor(after, descending))
                 .map(|(name, secret)| (name.as_str(), secret));
-            let (secrets, next) = page(names, descending, limit, |_, secret| {
-                selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches_map(&secret.metadata.labels))
-            });
-            let items = secrets
-                .into_iter()
-                .map(|secret| sources::render_secret(&fleet, &secret.metadata.name))
-                .collect();
+            let (items, next) = page(
+                names,
+                descending,
+                limit,
+                |_, secret| {
+                    selector
+                        .as_ref()
+                        .is_none_or(|s| s.matches_map(&secret.metadata.labels))
+                },
+                |secret| raw(&sources::render_secret(&fleet, &secret.metadata.name)),
+            );
             Ok(items_json(items, next, Some(fleet.secrets.len() as u64)))
         }
     }
@@ -481,13 +517,11 @@ async fn write_inner(
     }
 }
 
+/// Checks `metadata.labels`: the one label rule (count and Kubernetes syntax), answered with 422
+/// here and at registration alike.
 pub(super) fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
-    for (key, value) in labels {
-        validate_label_key(key)
-            .and_then(|()| validate_label_value(value))
-            .map_err(|e| ApiError::Unprocessable(format!("metadata.labels {key}={value}: {e}")))?;
-    }
-    Ok(())
+    flotilla_core::validate::validate_labels("metadata.labels", labels)
+        .map_err(ApiError::Unprocessable)
 }
 
 /// Checks `metadata.resourceVersion` when the client sent one (optimistic concurrency).
@@ -574,12 +608,11 @@ async fn write_bundle(state: &SharedState, bundle: Bundle, mode: Mode) -> ApiRes
     respond(created, &rendered)
 }
 
-/// Drops content no bundle references any more.
+/// Drops content a write put that no bundle took up. Content a bundle lets go of is released
+/// as it does (reference counts in `fleet::contents`), so this is O(content just put), not a
+/// walk over every bundle.
 pub fn release_contents(fleet: &mut crate::fleet::Fleet) {
-    let referenced = fleet.referenced_digests();
-    fleet
-        .contents
-        .retain(|digest, _| referenced.contains(digest));
+    fleet.contents.release_unreferenced();
 }
 
 /// A validated bundle write: the store ops to commit, then what memory applies.
@@ -636,6 +669,18 @@ pub fn prepare_bundle(
             "spec.dependsOn[{index}]: a bundle cannot depend on itself"
         )));
     }
+    if !dependencies.is_empty()
+        && let Some(cycle) =
+            fleet.dependency_cycle(&[crate::fleet::dependencies::CandidateBundle {
+                name: &name,
+                labels: &bundle.metadata.labels,
+                dependencies: &dependencies,
+            }])
+    {
+        return Err(ApiError::Unprocessable(dependency_cycle_error(&cycle)));
+    }
+    flotilla_core::targeting::check_customizations(&bundle.spec.resources, &bundle.spec.targets)
+        .map_err(ApiError::Unprocessable)?;
     let now = now_seconds();
     let (old_meta, old_live, spec_changed) = match fleet.bundle_by_name(&name) {
         Some((_, old)) => {
@@ -750,6 +795,23 @@ impl PreparedBundle {
     pub fn spec_digest(&self) -> &str {
         &self.spec_digest
     }
+
+    /// The bundle as the `dependsOn` cycle check sees it (for writes of several bundles at once).
+    pub fn dependency_candidate(&self) -> crate::fleet::dependencies::CandidateBundle<'_> {
+        crate::fleet::dependencies::CandidateBundle {
+            name: &self.name,
+            labels: &self.metadata.labels,
+            dependencies: &self.dependencies,
+        }
+    }
+}
+
+/// The message for a `dependsOn` cycle, given as bundle names from a bundle back to itself.
+pub fn dependency_cycle_error(cycle: &[String]) -> String {
+    format!(
+        "spec.dependsOn: {} is a cycle: each would wait for the next to be Ready, forever; remove one of these dependencies",
+        cycle.join(" -> ")
+    )
 }
 
 /// Applies a committed bundle write to memory; returns the bundle's ordinal. The caller releases
@@ -853,6 +915,11 @@ async fn write_group(state: &SharedState, group: ClusterGroup, mode: Mode) -> Ap
     respond(old.is_none(), &render::group(&fleet, &name, entry))
 }
 
+/// The longest token lifetime a write accepts: past it, "never expires" (no ttl) says it
+/// better, and every expiry stays far inside what RFC 3339 can write (year 9999).
+/// A year is humantime's (365.25 days), so `ttl: 100y` is accepted.
+const MAX_TOKEN_TTL_SECONDS: u64 = 100 * 31_557_600;
+
 async fn write_token(
     state: &SharedState,
     token: RegistrationToken,
@@ -876,25 +943,40 @@ async fn write_token(
             ));
         }
         (Some(ttl), None) => {
-            let ttl = humantime::parse_duration(ttl).map_err(|e| {
+            let parsed = humantime::parse_duration(ttl).map_err(|e| {
                 ApiError::Unprocessable(format!("spec.ttl {ttl:?}: {e}; write e.g. 1h or 30m"))
             })?;
-            Some(now + ttl.as_secs().max(1))
+            if parsed.as_secs() > MAX_TOKEN_TTL_SECONDS {
+                return Err(ApiError::Unprocessable(format!(
+                    "spec.ttl {ttl:?} is longer than 100 years; leave spec.ttl unset for a token that never expires"
+                )));
+            }
+            Some(now + parsed.as_secs().max(1))
         }
         (None, Some(at)) => {
-            let at = humantime::parse_rfc3339_weak(at).map_err(|e| {
+            let parsed = humantime::parse_rfc3339_weak(at).map_err(|e| {
                 ApiError::Unprocessable(format!(
                     "spec.expiresAt {at:?}: {e}; write an RFC 3339 time such as 2030-01-01T00:00:00Z"
                 ))
             })?;
-            Some(
-                at.duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-            )
+            let seconds = parsed
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            if seconds > now.saturating_add(MAX_TOKEN_TTL_SECONDS) {
+                return Err(ApiError::Unprocessable(format!(
+                    "spec.expiresAt {at:?} is more than 100 years away; leave it unset for a token that never expires"
+                )));
+            }
+            Some(seconds)
         }
         (None, None) => None,
     };
+    if token.spec.max_uses == Some(0) {
+        return Err(ApiError::Unprocessable(
+            "spec.maxUses 0 would refuse every registration; give 1 or more, or leave it unset for no limit".into(),
+        ));
+    }
     let old = {
         let fleet = state.fleet.read();
         match fleet.tokens.get(&name) {

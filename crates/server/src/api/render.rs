@@ -97,16 +97,47 @@ pub fn bundle(fleet: &Fleet, entry: &BundleEntry) -> Bundle {
                 .unwrap_or_default(),
             summary: fleet.summary(entry),
             problem_clusters,
+            state: bundle_state(fleet, entry).to_string(),
+            conditions: bundle_conditions(fleet, entry),
         }),
     }
 }
 
-/// A bundle's overall state, for listing and filtering.
+/// The conditions a bundle does not meet: references in its spec that name nothing.
+fn bundle_conditions(fleet: &Fleet, entry: &BundleEntry) -> Vec<flotilla_api::Condition> {
+    use crate::fleet::dependencies::Unresolved;
+    fleet
+        .unresolved_references(entry)
+        .into_iter()
+        .map(|unresolved| flotilla_api::Condition {
+            type_: "ReferencesResolved".into(),
+            status: "False".into(),
+            reason: match unresolved {
+                Unresolved::ClusterGroup { .. } => "ClusterGroupNotFound",
+                Unresolved::Dependency { .. } => "DependencyNotFound",
+            }
+            .into(),
+            message: unresolved.to_string(),
+        })
+        .collect()
+}
+
+/// A bundle's overall state, for listing and filtering. A target naming a cluster group that
+/// does not exist is an Error: it silently matches no cluster, and the counts alone would show
+/// Ready.
 pub fn bundle_state(fleet: &Fleet, entry: &BundleEntry) -> &'static str {
     let summary = fleet.summary(entry);
+    let missing_group = || {
+        fleet.unresolved_references(entry).iter().any(|u| {
+            matches!(
+                u,
+                crate::fleet::dependencies::Unresolved::ClusterGroup { .. }
+            )
+        })
+    };
     if entry.live.is_none() {
         "Paused"
-    } else if summary.error > 0 {
+    } else if summary.error > 0 || missing_group() {
         "Error"
     } else if summary.modified > 0 {
         "Modified"

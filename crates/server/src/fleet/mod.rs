@@ -5,8 +5,12 @@
 //! label index, a label change re-targets only its cluster, bundle summaries are counters kept up
 //! to date incrementally, and a content-only bundle change touches no cluster at all.
 
+#[cfg(test)]
+mod bench;
 mod bundles;
 pub mod clusters;
+pub mod contents;
+pub mod dependencies;
 pub mod labels;
 #[cfg(test)]
 mod tests;
@@ -160,6 +164,16 @@ pub struct BundleEntry {
     pub problems: RoaringBitmap,
 }
 
+impl BundleEntry {
+    /// Every digest this entry references, once per occurrence (the content references it
+    /// holds: see `contents`).
+    pub fn digests(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.spec_digest.as_str())
+            .chain(self.spec_target_digests.iter().map(String::as_str))
+            .chain(self.live.iter().flat_map(LiveRevision::digests))
+    }
+}
+
 /// A compiled `spec.dependsOn` entry.
 #[derive(Debug, Clone)]
 pub enum Dependency {
@@ -243,8 +257,14 @@ pub struct Fleet {
     pub tokens: BTreeMap<String, TokenEntry>,
     pub gitrepos: BTreeMap<String, GitRepoEntry>,
     pub secrets: BTreeMap<String, SecretEntry>,
-    /// Content of live and latest bundle specs, by digest (`Bytes`: served without a copy).
-    pub contents: BTreeMap<String, axum::body::Bytes>,
+    /// Content of live and latest bundle specs, by digest, held while a bundle references it.
+    pub contents: contents::Contents,
+    /// Ordinals of the bundles whose live targets name each cluster group, so a group write
+    /// re-targets those bundles without a walk over every bundle.
+    bundles_by_group: std::collections::HashMap<String, RoaringBitmap>,
+    /// Names of the bundles each GitRepo owns, so a render or a GitRepo delete finds its
+    /// bundles without a walk over every bundle.
+    bundles_by_owner: std::collections::HashMap<String, BTreeSet<String>>,
     /// Names of clusters whose registration is being committed.
     pub pending_registrations: HashSet<String>,
     /// Clusters by state, indexed by `cluster_state_index`.
@@ -317,7 +337,8 @@ impl Fleet {
         self.bundle(ordinal).map(|bundle| (ordinal, bundle))
     }
 
-    /// Interns a label map into the compact sorted form.
+    /// Interns a label map into the compact sorted form, taking a reference to each string (give
+    /// them back with `release_labels` when the labels are dropped).
     pub fn intern_labels(&mut self, labels: &BTreeMap<String, String>) -> Labels {
         let mut pairs: Vec<(u32, u32)> = labels
             .iter()
@@ -325,6 +346,14 @@ impl Fleet {
             .collect();
         pairs.sort_unstable();
         pairs.into()
+    }
+
+    /// Gives back the references `intern_labels` took: strings no label uses any more are freed.
+    pub fn release_labels(&mut self, labels: &[(u32, u32)]) {
+        for &(key, value) in labels {
+            self.interner.release(key);
+            self.interner.release(value);
+        }
     }
 
     pub fn labels_map(&self, labels: &[(u32, u32)]) -> BTreeMap<String, String> {

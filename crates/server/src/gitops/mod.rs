@@ -311,11 +311,17 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
             let root = tree.path();
             let folders = flotilla_render::bundle_folders(root, &paths)
                 .map_err(|error| anyhow::anyhow!("{error}"))?;
-            let rendered: Vec<(String, Result<flotilla_render::RenderedFolder, String>)> = folders
+            let rendered: Vec<Rendered> = folders
                 .into_iter()
                 .map(|folder| {
-                    let result = flotilla_render::render_folder(root, &folder, &tools)
-                        .map_err(|error| error.to_string());
+                    let result =
+                        flotilla_render::render_folder(root, &folder, &tools).map_err(|error| {
+                            Failed {
+                                // The name the folder claims, so its status names its bundle.
+                                declared_name: flotilla_render::declared_name(root, &folder),
+                                error: error.to_string(),
+                            }
+                        });
                     (folder, result)
                 })
                 .collect();
@@ -358,6 +364,16 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
             Outcome::Failed
         }
     }
+}
+
+/// One folder's rendering.
+type Rendered = (String, Result<flotilla_render::RenderedFolder, Failed>);
+
+/// A folder that failed to render.
+struct Failed {
+    /// fleet.yaml's `name`, when it could be read.
+    declared_name: Option<String>,
+    error: String,
 }
 
 /// Records a failed fetch on the status (persisted, so it survives a restart and is visible).
@@ -422,7 +438,7 @@ async fn publish(
     name: &str,
     snap: &Snapshot,
     commit: String,
-    rendered: Vec<(String, Result<flotilla_render::RenderedFolder, String>)>,
+    rendered: Vec<Rendered>,
 ) -> anyhow::Result<bool> {
     let _serialized = state.admin_lock.lock().await;
     let started = Instant::now();
@@ -448,6 +464,11 @@ async fn publish(
             .map(|b| (b.path.as_str(), b))
             .collect();
         for (folder, result) in rendered {
+            let mut declared_name = None;
+            let result = result.map_err(|failed| {
+                declared_name = failed.declared_name;
+                failed.error
+            });
             let outcome = result.and_then(|rendered| {
                 let bundle_name =
                     flotilla_render::bundle_name(name, &folder, rendered.name.as_deref());
@@ -501,18 +522,55 @@ async fn publish(
                 }
                 Err(error) => {
                     failed += 1;
-                    // The folder's previous bundle (if any) keeps serving.
-                    let old = previous.get(folder.as_str());
+                    // The folder's previous bundle (if any) keeps serving. A folder that never
+                    // rendered still shows the bundle it would make (no digest: no content yet).
+                    let old = previous
+                        .get(folder.as_str())
+                        .filter(|old| !old.name.is_empty() && !old.digest.is_empty());
                     if let Some(old) = old {
                         produced.insert(old.name.clone());
                     }
+                    let name = match old {
+                        Some(old) => old.name.clone(),
+                        None => {
+                            flotilla_render::bundle_name(name, &folder, declared_name.as_deref())
+                        }
+                    };
                     entries.push(GitRepoBundle {
-                        name: old.map(|o| o.name.clone()).unwrap_or_default(),
+                        name,
                         path: folder,
                         digest: old.map(|o| o.digest.clone()).unwrap_or_default(),
                         error: Some(error),
                     });
                 }
+            }
+        }
+        // Folders of one render can close a dependsOn cycle among themselves that no single
+        // bundle's check sees (each was checked against the others' old versions): the bundles
+        // on it fail like any folder that fails, and their last good versions keep serving.
+        loop {
+            let candidates: Vec<_> = prepared
+                .iter()
+                .map(PreparedBundle::dependency_candidate)
+                .collect();
+            let Some(cycle) = fleet.dependency_cycle(&candidates) else {
+                break;
+            };
+            drop(candidates);
+            let on_cycle: HashSet<&str> = cycle.iter().map(String::as_str).collect();
+            prepared.retain(|write| !on_cycle.contains(write.name.as_str()));
+            for entry in entries
+                .iter_mut()
+                .filter(|entry| entry.error.is_none() && on_cycle.contains(entry.name.as_str()))
+            {
+                failed += 1;
+                entry.error = Some(admin::dependency_cycle_error(&cycle));
+                // The digest shown is the one still serving, if any.
+                entry.digest = fleet
+                    .bundle_by_name(&entry.name)
+                    .and_then(|(_, bundle)| bundle.live.as_ref())
+                    .map(|live| live.digest.clone())
+                    .unwrap_or_default();
             }
         }
         let removed: Vec<String> = sources::owned_bundles(&fleet, name)
