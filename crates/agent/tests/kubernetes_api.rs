@@ -11,7 +11,7 @@ use std::{
 
 use flotilla_agent::{ClusterDriver, kubernetes::KubernetesCluster};
 use flotilla_api::{BundleState, agent::DeployOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{
     driver::{apply, config_map, crd, desired, report, widget},
     stand_in_apiserver::StandInApiServer,
