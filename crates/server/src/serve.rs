@@ -630,11 +630,15 @@ async fn serve_connection(task: ConnectionTask) {
     registry.remove(id);
 }
 
-/// A request body that fails once its deadline passes before it has arrived in full.
+/// A request body that fails once its deadline passes before it has arrived in full. The timer
+/// is armed only when the body first has to be waited for: an agent's sync body arrives with
+/// its head, and then no timer is ever registered (this runs on every sync).
 struct DeadlineBody {
     inner: Incoming,
     timeout: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the body's head arrived: the deadline counts from here.
+    started: tokio::time::Instant,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl DeadlineBody {
@@ -642,7 +646,8 @@ impl DeadlineBody {
         DeadlineBody {
             inner,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            started: tokio::time::Instant::now(),
+            deadline: None,
         }
     }
 }
@@ -663,7 +668,11 @@ impl hyper::body::Body for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let at = self.started + self.timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(BodyTimedOut(self.timeout).into())));
         }
         Poll::Pending

@@ -4,10 +4,12 @@
 //! clients, and oversized request heads are refused in
 //! the project's JSON error shape, including the ones hyper refuses before any route sees them.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use flotilla_api::ErrorBody;
-use flotilla_server::{Server, ServerConfig, Settings, serve::ConnectionSettings};
+use flotilla_server::{Server, Settings, serve::ConnectionSettings};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -18,18 +20,11 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn start(connections: ConnectionSettings) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = flotilla_server::start(ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        data_dir: dir.path().to_path_buf(),
-        store: Default::default(),
-        settings: Settings {
-            connections,
-            ..Settings::default()
-        },
-    })
-    .await
-    .expect("start server");
-    (server, dir)
+    let settings = Settings {
+        connections,
+        ..Settings::default()
+    };
+    (support::start_server(&dir, &settings).await, dir)
 }
 
 /// Sends one HTTP/1.1 request on `stream` and reads one response: status and body.

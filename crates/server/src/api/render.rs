@@ -127,17 +127,9 @@ fn bundle_conditions(fleet: &Fleet, entry: &BundleEntry) -> Vec<flotilla_api::Co
 /// Ready.
 pub fn bundle_state(fleet: &Fleet, entry: &BundleEntry) -> &'static str {
     let summary = fleet.summary(entry);
-    let missing_group = || {
-        fleet.unresolved_references(entry).iter().any(|u| {
-            matches!(
-                u,
-                crate::fleet::dependencies::Unresolved::ClusterGroup { .. }
-            )
-        })
-    };
     if entry.live.is_none() {
         "Paused"
-    } else if summary.error > 0 || missing_group() {
+    } else if summary.error > 0 || fleet.names_missing_group(entry) {
         "Error"
     } else if summary.modified > 0 {
         "Modified"

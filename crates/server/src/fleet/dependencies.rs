@@ -125,6 +125,17 @@ impl Fleet {
         None
     }
 
+    /// Whether a target names a cluster group that does not exist (what makes a bundle Error);
+    /// no allocation, for list filters.
+    pub fn names_missing_group(&self, entry: &BundleEntry) -> bool {
+        entry
+            .spec
+            .targets
+            .iter()
+            .flat_map(|target| target.cluster_group.iter().chain(&target.cluster_groups))
+            .any(|group| !self.groups.contains_key(group))
+    }
+
     /// The references in a bundle's spec that name nothing: missing cluster groups and missing
     /// bundles in `dependsOn`. O(targets + dependencies) hash lookups.
     pub fn unresolved_references(&self, entry: &BundleEntry) -> Vec<Unresolved> {

@@ -238,7 +238,8 @@ impl Harness {
     }
 }
 
-async fn start_server(dir: &tempfile::TempDir, settings: &Settings) -> Server {
+/// A server on 127.0.0.1 over `dir` with `settings`.
+pub async fn start_server(dir: &tempfile::TempDir, settings: &Settings) -> Server {
     flotilla_server::start(ServerConfig {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_path_buf(),
