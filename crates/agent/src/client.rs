@@ -13,8 +13,10 @@ use flotilla_api::agent::{
     CONTENT_PATH, REGISTER_PATH, RegisterRequest, RegisterResponse, SYNC_PATH, SyncRequest,
     SyncResponse,
 };
-use flotilla_core::failover::{Failover, Outcome, Step};
-use reqwest::StatusCode;
+use flotilla_core::{
+    failover::{Failover, Outcome, Step},
+    protocol::{Call, Reply, classify, error_message},
+};
 
 /// What went wrong talking to the server, as the agent must tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +57,9 @@ impl ClientError {
     }
 }
 
-/// A client of one server or of several replicas (`--server URL1,URL2,…`), moving between them
-/// by the rule of `flotilla_core::failover` (the simulator follows the same one): it keeps using
+/// A client of one server or of several replicas (`--server URL1,URL2,…`). What each answer means
+/// is `flotilla_core::protocol::classify`'s; it moves between replicas by the rule of
+/// `flotilla_core::failover` (the simulator follows both): it keeps using
 /// the replica that answered last; when that one is unavailable (network error or 5xx) it tries
 /// the others in turn at once, and the agent's backoff with jitter applies only once all failed.
 #[derive(Clone)]
@@ -101,27 +104,28 @@ impl ServerClient {
         &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
-    /// Sends a request built by `build` for a base URL to the current replica and then, while
-    /// they are unavailable, to each other one once (`flotilla_core::failover`).
+    /// Sends a `call` built by `build` for a base URL to the current replica and then, while
+    /// they are unavailable, to each other one once (`flotilla_core::failover`). Returns the
+    /// answer that carries what was asked for, with its classification (`Success` or
+    /// `Unchanged`); every other answer is the matching [`ClientError`].
     async fn send(
         &self,
+        call: Call,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ClientError> {
+    ) -> Result<(reqwest::Response, Reply), ClientError> {
         let mut walk = Failover::new(self.bases.len(), self.current.load(Ordering::Relaxed));
         let mut last_error = String::new();
         loop {
             let index = walk.replica();
             let base = &self.bases[index];
-            let (outcome, response) = match build(base).send().await {
+            let (outcome, answer) = match build(base).send().await {
                 Ok(response) => {
                     let retry_after = response
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok());
-                    (
-                        Outcome::from_status(response.status().as_u16(), retry_after),
-                        Some(response),
-                    )
+                    let reply = classify(call, response.status().as_u16(), retry_after);
+                    (reply.outcome(), Some((response, reply)))
                 }
                 Err(error) => {
                     last_error = format!("{base}: {error}");
@@ -134,20 +138,20 @@ impl ServerClient {
             {
                 tracing::info!(server = %self.bases[current], "switched to another server replica");
             }
-            match (step, response) {
-                (Step::Done { .. }, Some(response)) => return check(response).await,
+            match (step, answer) {
+                (Step::Done { .. }, Some((response, reply))) => {
+                    return answered(response, reply).await;
+                }
                 (
                     Step::Wait {
                         at_least_millis, ..
                     },
-                    response,
+                    answer,
                 ) => {
                     let retry_after = Duration::from_millis(at_least_millis);
-                    return Err(match response {
-                        Some(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
-                            ClientError::Busy(retry_after)
-                        }
-                        Some(response) => ClientError::Unreachable {
+                    return Err(match answer {
+                        Some((_, Reply::Busy { .. })) => ClientError::Busy(retry_after),
+                        Some((response, _)) => ClientError::Unreachable {
                             message: format!(
                                 "{base}: {}: {}",
                                 response.status(),
@@ -161,8 +165,8 @@ impl ServerClient {
                         },
                     });
                 }
-                (Step::TryNext { .. }, response) => {
-                    if let Some(response) = response {
+                (Step::TryNext { .. }, answer) => {
+                    if let Some((response, _)) = answer {
                         last_error = format!(
                             "{base}: {}: {}",
                             response.status(),
@@ -184,12 +188,13 @@ impl ServerClient {
         request: &RegisterRequest,
     ) -> Result<RegisterResponse, ClientError> {
         let response = self
-            .send(|base| {
+            .send(Call::Register, |base| {
                 self.http
                     .post(format!("{base}{REGISTER_PATH}"))
                     .json(request)
             })
-            .await?;
+            .await?
+            .0;
         response
             .json()
             .await
@@ -202,15 +207,15 @@ impl ServerClient {
         credential: &str,
         request: &SyncRequest,
     ) -> Result<Option<SyncResponse>, ClientError> {
-        let response = self
-            .send(|base| {
+        let (response, reply) = self
+            .send(Call::Sync, |base| {
                 self.http
                     .post(format!("{base}{SYNC_PATH}"))
                     .bearer_auth(credential)
                     .json(request)
             })
             .await?;
-        if response.status() == StatusCode::NO_CONTENT {
+        if reply == Reply::Unchanged {
             return Ok(None);
         }
         response
@@ -222,12 +227,13 @@ impl ServerClient {
 
     pub async fn content(&self, credential: &str, digest: &str) -> Result<Vec<u8>, ClientError> {
         let response = self
-            .send(|base| {
+            .send(Call::Content, |base| {
                 self.http
                     .get(format!("{base}{CONTENT_PATH}/{digest}"))
                     .bearer_auth(credential)
             })
-            .await?;
+            .await?
+            .0;
         response
             .bytes()
             .await
@@ -236,30 +242,37 @@ impl ServerClient {
     }
 }
 
-async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+/// The result of the answer a replica gave (failover is done with it): the response if it
+/// carries what was asked for, else the error its classification calls for.
+async fn answered(
+    response: reqwest::Response,
+    reply: Reply,
+) -> Result<(reqwest::Response, Reply), ClientError> {
+    match reply {
+        Reply::Success | Reply::Unchanged => Ok((response, reply)),
+        Reply::CredentialRejected => Err(ClientError::Unauthorized(describe(response).await)),
+        Reply::RegistrationRefused { status } | Reply::Rejected { status } => {
+            Err(ClientError::Rejected {
+                status,
+                message: describe(response).await,
+            })
+        }
+        // Failover never stops at these; kept whole for the caller's backoff all the same.
+        Reply::Busy { retry_after_millis } => {
+            Err(ClientError::Busy(Duration::from_millis(retry_after_millis)))
+        }
+        Reply::Unavailable { retry_after_millis } => Err(ClientError::Unreachable {
+            message: format!("{}: {}", response.status(), describe(response).await),
+            retry_after: Duration::from_millis(retry_after_millis.unwrap_or(0)),
+        }),
     }
-    let message = describe(response).await;
-    Err(match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized(message),
-        status if status.is_client_error() => ClientError::Rejected {
-            status: status.as_u16(),
-            message,
-        },
-        _ => ClientError::unreachable(format!("{status}: {message}")),
-    })
 }
 
-/// The message of an error answer: its `ErrorBody`'s, or the status.
+/// The message of an error answer: the server's JSON message, or the status.
 async fn describe(response: reqwest::Response) -> String {
     let status = response.status();
-    response
-        .json::<flotilla_api::ErrorBody>()
-        .await
-        .map(|body| body.message)
-        .unwrap_or_else(|_| status.to_string())
+    let body = response.bytes().await.unwrap_or_default();
+    error_message(&body).unwrap_or_else(|| status.to_string())
 }
 
 #[cfg(test)]
@@ -306,6 +319,11 @@ mod tests {
     const BUSY_3: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n\
                           Content-Length: 0\r\nConnection: close\r\n\r\n";
     const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    const FORBIDDEN: &str = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n\
+                             Content-Length: 61\r\nConnection: close\r\n\r\n\
+                             {\"code\":403,\"reason\":\"Forbidden\",\"message\":\"cluster deleted\"}";
+    const TIMED_OUT: &str = "HTTP/1.1 408 Request Timeout\r\nRetry-After: 2\r\n\
+                             Content-Length: 0\r\nConnection: close\r\n\r\n";
 
     fn client(bases: &[&str]) -> ServerClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -350,5 +368,34 @@ mod tests {
         assert_eq!(error.retry_after(), Duration::from_secs(3));
         assert_eq!(idle_requests.load(Ordering::Relaxed), 0);
         assert_eq!(client.base(), busy);
+    }
+
+    #[tokio::test]
+    async fn a_refused_credential_asks_to_register_again_with_the_servers_message() {
+        let (server, _) = answering(FORBIDDEN).await;
+        let client = client(&[&server]);
+        let error = client.content("c", "sha256:x").await.expect_err("refused");
+        match error {
+            ClientError::Unauthorized(message) => assert_eq!(message, "cluster deleted"),
+            other => panic!("expected Unauthorized, got {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_registration_that_timed_out_is_retried_not_refused() {
+        let (slow, _) = answering(TIMED_OUT).await;
+        let client = client(&[&slow]);
+        let error = client
+            .register(&RegisterRequest {
+                token: "t".into(),
+                name: "c".into(),
+                client_id: "id".into(),
+                labels: Default::default(),
+                facts: Default::default(),
+            })
+            .await
+            .expect_err("timed out");
+        assert!(matches!(error, ClientError::Unreachable { .. }), "{error}");
+        assert_eq!(error.retry_after(), Duration::from_secs(2));
     }
 }

@@ -348,17 +348,8 @@ impl<D: ClusterDriver> Agent<D> {
                 Err(Failure::Permanent(message)) => {
                     tracing::warn!(bundle = %bundle.name, %message, "cannot apply bundle");
                     changed = true;
-                    self.failures.insert(
-                        bundle.name.clone(),
-                        BundleReport {
-                            bundle: bundle.name.clone(),
-                            deployment: bundle.deployment.clone(),
-                            state: BundleState::Error,
-                            message: Some(message),
-                            problems: Vec::new(),
-                            more_problems: 0,
-                        },
-                    );
+                    self.failures
+                        .insert(bundle.name.clone(), failed_report(&bundle, message));
                 }
                 Err(Failure::Transient(message)) => {
                     tracing::warn!(bundle = %bundle.name, %message, "content unavailable; will retry");
@@ -401,17 +392,37 @@ impl<D: ClusterDriver> Agent<D> {
                 bytes
             }
         };
-        let manifests: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::Permanent(format!("bundle content is not a manifest list: {e}"))
-        })?;
-        let mut customized = customize(&manifests, &bundle.options, &|api_version, kind| {
-            !is_cluster_scoped(api_version, kind)
-        })
-        .map_err(|e| Failure::Permanent(e.to_string()))?;
-        for manifest in &mut customized {
-            stamp(manifest, bundle);
-        }
-        Ok(customized)
+        bundle_manifests(bundle, &bytes).map_err(Failure::Permanent)
+    }
+}
+
+/// A bundle's verified content as the manifests to apply on this cluster: parsed, customized by
+/// the bundle's options (placeholders, patches, namespace, labels) and stamped with ownership.
+/// An error is permanent for this deployment (the agent reports the bundle as Error with it,
+/// see [`failed_report`]). The simulator runs the same function, so it fails where agents do.
+pub fn bundle_manifests(bundle: &DesiredBundle, content: &[u8]) -> Result<Vec<Value>, String> {
+    let manifests: Vec<Value> = serde_json::from_slice(content)
+        .map_err(|e| format!("bundle content is not a manifest list: {e}"))?;
+    let mut customized = customize(&manifests, &bundle.options, &|api_version, kind| {
+        !is_cluster_scoped(api_version, kind)
+    })
+    .map_err(|e| e.to_string())?;
+    for manifest in &mut customized {
+        stamp(manifest, bundle);
+    }
+    Ok(customized)
+}
+
+/// The report of a bundle whose deployment cannot be applied at all (bad content or
+/// customization, see [`bundle_manifests`]).
+pub fn failed_report(bundle: &DesiredBundle, message: String) -> BundleReport {
+    BundleReport {
+        bundle: bundle.name.clone(),
+        deployment: bundle.deployment.clone(),
+        state: BundleState::Error,
+        message: Some(message),
+        problems: Vec::new(),
+        more_problems: 0,
     }
 }
 

@@ -12,7 +12,12 @@ use flotilla_api::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{SIMULATE_ANNOTATION, driver::ClusterDriver, state_dir::write_atomic};
+use crate::{
+    SIMULATE_ANNOTATION,
+    driver::ClusterDriver,
+    runner::{bundle_manifests, failed_report},
+    state_dir::write_atomic,
+};
 
 /// How many problem objects a report lists; the rest are counted.
 pub const MAX_PROBLEMS: usize = 10;
@@ -168,6 +173,17 @@ pub fn simulate(bundle: &DesiredBundle, manifests: &[Value]) -> BundleReport {
     }
 }
 
+/// What an agent driving a [`SimulatedCluster`] reports for a bundle with this (verified) content:
+/// the manifests the agent would apply ([`bundle_manifests`]: customized for the cluster) judged
+/// by [`simulate`], or the agent's Error report when customization fails. The simulator judges
+/// its clusters with this, so `flotilla sim` fails where a real agent does.
+pub fn simulate_content(bundle: &DesiredBundle, content: &[u8]) -> BundleReport {
+    match bundle_manifests(bundle, content) {
+        Ok(manifests) => simulate(bundle, &manifests),
+        Err(message) => failed_report(bundle, message),
+    }
+}
+
 impl ClusterDriver for SimulatedCluster {
     async fn facts(&mut self) -> ClusterFacts {
         ClusterFacts {
@@ -235,5 +251,102 @@ impl ClusterDriver for SimulatedCluster {
             .iter()
             .map(|(name, b)| (name.clone(), b.deployment.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_api::agent::DeployOptions;
+    use flotilla_core::digest::{canonical_content, content_digest};
+    use serde_json::json;
+
+    use super::*;
+
+    fn bundle(content: &[u8], vars: &[(&str, &str)]) -> DesiredBundle {
+        DesiredBundle {
+            name: "web".into(),
+            deployment: "d1".into(),
+            digest: content_digest(content),
+            options: DeployOptions {
+                namespace: Some("apps".into()),
+                vars: vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..DeployOptions::default()
+            },
+        }
+    }
+
+    fn content() -> Vec<u8> {
+        canonical_content(&[json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "web",
+                "annotations": {SIMULATE_ANNOTATION: "${cluster.labels.behaviour}"},
+            },
+            "data": {"tier": "${cluster.labels.tier}"},
+        })])
+    }
+
+    #[test]
+    fn a_placeholder_naming_a_missing_label_is_the_agents_error_report() {
+        let content = content();
+        let report = simulate_content(
+            &bundle(&content, &[("cluster.labels.behaviour", "none")]),
+            &content,
+        );
+        assert_eq!(report.state, BundleState::Error);
+        assert_eq!(report.bundle, "web");
+        assert_eq!(report.deployment, "d1");
+        let message = report.message.unwrap_or_default();
+        assert!(
+            message.contains("${cluster.labels.tier}") && message.contains("no label \"tier\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_simulated_cluster_judges_the_customized_manifests() {
+        let content = content();
+        let ready = simulate_content(
+            &bundle(
+                &content,
+                &[
+                    ("cluster.labels.tier", "gold"),
+                    ("cluster.labels.behaviour", "none"),
+                ],
+            ),
+            &content,
+        );
+        assert_eq!(ready.state, BundleState::Ready, "{ready:?}");
+        let failing = simulate_content(
+            &bundle(
+                &content,
+                &[
+                    ("cluster.labels.tier", "gold"),
+                    ("cluster.labels.behaviour", "fail"),
+                ],
+            ),
+            &content,
+        );
+        assert_eq!(
+            failing.state,
+            BundleState::Error,
+            "the annotation a placeholder filled in is seen: {failing:?}"
+        );
+        assert_eq!(failing.problems.len(), 1);
+    }
+
+    #[test]
+    fn content_that_is_not_a_manifest_list_is_an_error_report() {
+        let report = simulate_content(&bundle(b"{}", &[]), b"{}");
+        assert_eq!(report.state, BundleState::Error);
+        assert!(
+            report
+                .message
+                .is_some_and(|m| m.contains("not a manifest list")),
+        );
     }
 }

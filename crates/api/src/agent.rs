@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::resource::{BundleState, ClusterFacts, Patch};
 
@@ -17,7 +18,7 @@ pub const REGISTER_PATH: &str = "/agent/v1/register";
 pub const SYNC_PATH: &str = "/agent/v1/sync";
 pub const CONTENT_PATH: &str = "/agent/v1/content";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The registration token (`RegistrationToken`) the cluster was given.
@@ -34,7 +35,7 @@ pub struct RegisterRequest {
     pub facts: ClusterFacts,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterResponse {
     pub name: String,
@@ -43,7 +44,7 @@ pub struct RegisterResponse {
 }
 
 /// One sync: heartbeat, status changes, and the question "is my desired set current?".
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncRequest {
     /// Etag of the desired set the agent holds (absent on first sync).
@@ -70,7 +71,7 @@ pub struct SyncRequest {
 }
 
 /// The state of one bundle deployment on the agent's cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleReport {
     pub bundle: String,
@@ -92,7 +93,7 @@ fn is_zero(value: &u32) -> bool {
 }
 
 /// An object of a bundle that is not healthy, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectProblem {
     pub kind: String,
@@ -102,7 +103,7 @@ pub struct ObjectProblem {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncResponse {
     /// Etag of the desired set in `bundles` (or of the one the agent holds, when unchanged).
@@ -120,9 +121,11 @@ pub struct SyncResponse {
     pub contents: BTreeMap<String, InlineContent>,
 }
 
-/// Content inside a sync reply: exactly the bytes the content endpoint serves for its digest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Content inside a sync reply: exactly the bytes the content endpoint serves for its digest (a
+/// JSON array of manifests).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = Vec<Object>)]
 pub struct InlineContent(Box<serde_json::value::RawValue>);
 
 impl InlineContent {
@@ -146,7 +149,7 @@ impl PartialEq for InlineContent {
 }
 
 /// One bundle the cluster must run.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DesiredBundle {
     pub name: String,
@@ -159,7 +162,7 @@ pub struct DesiredBundle {
 }
 
 /// How the agent customizes a bundle's manifests for its cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]

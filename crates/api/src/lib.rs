@@ -3,6 +3,10 @@
 //! API boundary: only types from this crate are serialized on the wire. Resources are
 //! Kubernetes-style documents (`apiVersion`, `kind`, `metadata`, `spec`, `status`); the agent
 //! protocol lives in [`agent`].
+//!
+//! Every wire type also derives utoipa's `ToSchema`, which reads the same serde attributes, so the
+//! server's OpenAPI document (`/api/v1/openapi.json`) is generated from these types and cannot
+//! drift from what they serialize.
 
 pub mod agent;
 pub mod resource;
@@ -15,7 +19,7 @@ pub use selector::{LabelSelector, LabelSelectorRequirement};
 pub const API_VERSION: &str = "flotilla.dev/v1alpha1";
 
 /// JSON error body returned by every flotilla endpoint, shaped like a Kubernetes `Status`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// HTTP status code.
@@ -24,10 +28,34 @@ pub struct ErrorBody {
     pub reason: String,
     /// What went wrong and what to fix.
     pub message: String,
+    /// For a document that breaks a rule (422): the field to fix, as Kubernetes puts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<ErrorDetails>,
+}
+
+/// Details of an error: what caused it, field by field (a Kubernetes `StatusDetails`).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetails {
+    pub causes: Vec<ErrorCause>,
+}
+
+/// One cause of an error (a Kubernetes `StatusCause`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorCause {
+    /// The field path, e.g. `metadata.labels` or `spec.targets[2].clusterSelector`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// A page of resources, as returned by list endpoints (`{"items": [...]}`, like kubectl).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct List<T> {
     pub items: Vec<T>,

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::selector::LabelSelector;
 
 /// Kubernetes-style object metadata. `name` and `labels` are the user's; the rest is set by the server.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     #[serde(default)]
@@ -19,12 +20,14 @@ pub struct ObjectMeta {
     pub annotations: BTreeMap<String, String>,
     /// Incremented by the server on every change of `spec` (or labels, for clusters).
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schema(read_only)]
     pub generation: u64,
     /// The store revision of the last write; opaque to clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
     /// RFC 3339 time the object was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, read_only)]
     pub creation_timestamp: Option<String>,
 }
 
@@ -33,7 +36,7 @@ fn is_zero(value: &u64) -> bool {
 }
 
 /// A flotilla resource document: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Object<Spec, Status> {
     pub api_version: String,
@@ -42,6 +45,7 @@ pub struct Object<Spec, Status> {
     #[serde(default)]
     pub spec: Spec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub status: Option<Status>,
 }
 
@@ -120,11 +124,11 @@ impl std::fmt::Display for Kind {
 // Cluster
 
 /// Clusters are created by agent registration; admins edit only their labels.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSpec {}
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum ClusterState {
     /// Registered, never synced yet.
     #[default]
@@ -152,15 +156,17 @@ impl ClusterState {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
     pub state: ClusterState,
     /// RFC 3339 time of the last sync the server saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub last_seen: Option<String>,
     /// RFC 3339 time of registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub registered_at: Option<String>,
     #[serde(flatten)]
     pub facts: ClusterFacts,
@@ -170,7 +176,7 @@ pub struct ClusterStatus {
 }
 
 /// What an agent reports about its cluster; sent on registration and whenever it changes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,7 +192,7 @@ pub struct ClusterFacts {
     pub sync_interval_seconds: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeCounts {
     pub total: u32,
@@ -194,7 +200,7 @@ pub struct NodeCounts {
 }
 
 /// One bundle's state on one cluster, as shown on the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterBundleStatus {
     pub bundle: String,
@@ -205,7 +211,18 @@ pub struct ClusterBundleStatus {
 
 /// The state of one bundle on one cluster.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 pub enum BundleState {
     /// Targeted, but the cluster has not reported the current revision yet.
@@ -250,7 +267,7 @@ impl BundleState {
 // ---------------------------------------------------------------------------------------------
 // ClusterGroup
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterGroupSpec {
     /// Clusters whose labels match belong to the group. An empty selector matches every cluster.
@@ -258,7 +275,7 @@ pub struct ClusterGroupSpec {
     pub selector: LabelSelector,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterGroupStatus {
     pub cluster_count: u64,
@@ -268,11 +285,12 @@ pub struct ClusterGroupStatus {
 // ---------------------------------------------------------------------------------------------
 // Bundle
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleSpec {
     /// Inline Kubernetes manifests.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub resources: Vec<Value>,
     /// Where the bundle goes. A cluster is targeted when any target matches it; the first matching
     /// target's customization applies.
@@ -293,7 +311,7 @@ pub struct BundleSpec {
 }
 
 /// A bundle this one waits for: by name, or every bundle whose labels match a selector.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleDependency {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -303,7 +321,7 @@ pub struct BundleDependency {
 }
 
 /// Drift handling: agents compare live objects with the fields the bundle sets, on an interval.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriftPolicy {
     /// `correct` (default): re-apply and report that it did; `report`: only mark Modified.
@@ -321,7 +339,7 @@ impl DriftPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum DriftMode {
     #[default]
@@ -331,7 +349,7 @@ pub enum DriftMode {
 
 /// JSON pointers (RFC 6901, `*` matching any one segment) ignored on the objects it selects:
 /// every object when neither `apiVersion`, `kind` nor `name` is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriftIgnore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,7 +368,7 @@ fn is_false(value: &bool) -> bool {
 /// One targeting rule of a bundle. At least one of `clusterSelector`, `clusterGroup`,
 /// `clusterGroups` or `clusterName` must be set; when several are set, a cluster must match all of
 /// them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,11 +392,12 @@ pub struct BundleTarget {
     /// Manifests that replace `spec.resources` for the clusters this target matches first (a
     /// folder rendered with this target's Helm values, Kustomize directory or overlays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub resources: Option<Vec<Value>>,
 }
 
 /// Per-target changes made to the manifests before they are applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Customization {
     /// Namespace for namespaced objects that do not name one.
@@ -402,7 +421,7 @@ impl Customization {
 }
 
 /// A JSON merge patch and the objects it applies to (all objects when no selector field is set).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Patch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,10 +430,12 @@ pub struct Patch {
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The merge patch: a JSON object (any other value would replace the whole manifest).
+    #[schema(value_type = Object)]
     pub patch: Value,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleStatus {
     /// The spec generation that is rolled out (differs from `metadata.generation` while paused).
@@ -436,7 +457,7 @@ pub struct BundleStatus {
 }
 
 /// A condition on an object, in the Kubernetes shape (`type`, `status`, `reason`, `message`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -450,7 +471,7 @@ pub struct Condition {
 }
 
 /// Counts of targeted clusters by the state of this bundle on them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleSummary {
     pub desired: u64,
@@ -461,7 +482,7 @@ pub struct BundleSummary {
     pub pending: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemCluster {
     pub name: String,
@@ -473,11 +494,12 @@ pub struct ProblemCluster {
 // ---------------------------------------------------------------------------------------------
 // RegistrationToken
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistrationTokenSpec {
     /// RFC 3339 expiry; never expires when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// Lifetime from creation, e.g. `1h`; converted to `expiresAt` by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -490,7 +512,7 @@ pub struct RegistrationTokenSpec {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationTokenStatus {
     pub uses: u64,
@@ -508,7 +530,7 @@ pub type GitRepo = Object<GitRepoSpec, GitRepoStatus>;
 
 /// A git repository whose folders are rendered to bundles (raw YAML, Kustomize, Helm, or Rancher
 /// Fleet's `fleet.yaml`), followed by polling and webhooks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GitRepoSpec {
     /// Repository URL: `https://…`, `http://…`, `git://…`, `ssh://…`, `user@host:path` or `file://…`.
@@ -540,7 +562,7 @@ pub struct GitRepoSpec {
     pub keep_resources: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitRepoStatus {
     /// The spec generation the status describes.
@@ -550,6 +572,7 @@ pub struct GitRepoStatus {
     pub commit: Option<String>,
     /// RFC 3339 time of the last successful fetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub last_fetched: Option<String>,
     /// Why the last fetch or render failed; the bundles of the last good commit keep serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -559,13 +582,14 @@ pub struct GitRepoStatus {
     pub failures: u64,
     /// RFC 3339 time of the next poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub next_fetch: Option<String>,
     /// The bundles this repository produced, one per deployable folder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bundles: Vec<GitRepoBundle>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitRepoBundle {
     pub name: String,
@@ -587,7 +611,7 @@ pub type Secret = Object<SecretSpec, SecretStatus>;
 
 /// Credentials the server uses (git fetches, webhook verification). Values are write-only: the
 /// API never returns them, only their keys.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretSpec {
     /// `basic-auth` (`username`, `password`: HTTPS, a token as password), `ssh-auth`
@@ -600,7 +624,7 @@ pub struct SecretSpec {
     pub string_data: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretStatus {
     /// The keys the secret holds (values are never returned).

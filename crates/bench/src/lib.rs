@@ -12,18 +12,18 @@ mod scenarios;
 mod target;
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use flotilla_api::Kind;
-use flotilla_client::AdminClient;
+use flotilla_api::{RegistrationToken, RegistrationTokenSpec};
+use flotilla_client::{AdminClient, Resource};
 use flotilla_sim::{SimConfig, Simulator};
 use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
-use serde_json::json;
 
 use crate::{
     result::{BenchResult, Phase},
@@ -242,25 +242,25 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
     let server_cpus = target.pid().and_then(machine::cpus_allowed);
     let admin = AdminClient::new(&target.base(), target.admin_token())?;
     // A token of this name from an earlier run keeps its secret to itself: start over.
-    let _ = admin.delete(Kind::RegistrationToken, "bench").await;
-    let created = admin
-        .create(
-            Kind::RegistrationToken,
-            &json!({
-                "apiVersion": flotilla_api::API_VERSION,
-                "kind": "RegistrationToken",
-                "metadata": {"name": "bench"},
-                "spec": {"labels": {"fleet": "bench"}},
-            }),
-        )
+    let tokens = admin.api::<RegistrationToken>();
+    let _ = tokens.delete("bench").await;
+    let created = tokens
+        .create(&RegistrationToken::new(
+            "bench",
+            RegistrationTokenSpec {
+                labels: BTreeMap::from([("fleet".to_string(), "bench".to_string())]),
+                ..RegistrationTokenSpec::default()
+            },
+        ))
         .await
         .context("create the registration token")?;
     // Several replicas: the token reaches the others through the store's change feed (~0.1 s);
     // registrations sent there before it arrives would be refused and retried.
     for replica in target.agent_servers().split(',').skip(1) {
-        let other = AdminClient::new(replica.trim(), target.admin_token())?;
+        let other =
+            AdminClient::new(replica.trim(), target.admin_token())?.api::<RegistrationToken>();
         let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while other.get(Kind::RegistrationToken, "bench").await.is_err() {
+        while other.get("bench").await.is_err() {
             anyhow::ensure!(
                 std::time::Instant::now() < until,
                 "replica {replica} did not learn the registration token within 30 s"
@@ -269,10 +269,9 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
         }
     }
     let token = created
-        .pointer("/status/token")
-        .and_then(|t| t.as_str())
-        .context("the server returned no registration token")?
-        .to_string();
+        .status
+        .and_then(|status| status.token)
+        .context("the server returned no registration token")?;
     let pid = ServerPid::default();
     pid.set(target.pid());
     let sim_config = SimConfig {

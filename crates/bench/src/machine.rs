@@ -14,6 +14,8 @@ pub fn describe(server_cpus: Option<&str>) -> Machine {
     let memory_gib = Meminfo::current()
         .map(|info| info.mem_total as f64 / (1024.0 * 1024.0 * 1024.0))
         .unwrap_or(0.0);
+    // The release string whole (`6.8.0-45-generic`): procfs's `KernelVersion` keeps only the
+    // numbers.
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|text| text.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -22,24 +24,36 @@ pub fn describe(server_cpus: Option<&str>) -> Machine {
         memory_gib: (memory_gib * 10.0).round() / 10.0,
         cpu_model,
         kernel,
-        bench_cpus: cpus_allowed_in("/proc/self/status"),
+        bench_cpus: procfs::process::Process::myself()
+            .ok()
+            .and_then(|process| cpus_allowed_of(&process)),
         server_cpus: server_cpus.map(str::to_string),
     }
 }
 
 /// The CPUs a process may run on, as the kernel lists them (`0-1`, `0`).
 pub fn cpus_allowed(pid: i32) -> Option<String> {
-    cpus_allowed_in(&format!("/proc/{pid}/status"))
+    cpus_allowed_of(&procfs::process::Process::new(pid).ok()?)
 }
 
-fn cpus_allowed_in(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("Cpus_allowed_list:")
-                .map(|list| list.trim().to_string())
+fn cpus_allowed_of(process: &procfs::process::Process) -> Option<String> {
+    let ranges = process.status().ok()?.cpus_allowed_list?;
+    Some(cpu_list(&ranges))
+}
+
+/// A CPU list in the kernel's own form: ranges `first-last` (a lone CPU as itself), by commas.
+fn cpu_list(ranges: &[(u32, u32)]) -> String {
+    ranges
+        .iter()
+        .map(|&(first, last)| {
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            }
         })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Pins every thread of this process (and so the threads it starts later) to `cpus`, a
@@ -79,5 +93,30 @@ pub fn commit(exe: &std::path::Path) -> String {
             }
         }
         _ => format!("v{}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_read_as_the_kernel_writes_them() {
+        assert_eq!(cpu_list(&[(0, 0)]), "0");
+        assert_eq!(cpu_list(&[(0, 3), (8, 8), (10, 11)]), "0-3,8,10-11");
+    }
+
+    #[test]
+    fn this_process_may_run_on_some_cpu() {
+        let own = cpus_allowed(std::process::id() as i32).expect("read own Cpus_allowed_list");
+        let expected = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("Cpus_allowed_list:")
+                    .map(|list| list.trim().to_string())
+            })
+            .unwrap();
+        assert_eq!(own, expected);
     }
 }

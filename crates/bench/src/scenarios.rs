@@ -2,7 +2,7 @@
 //! api and restart, and the verdicts against the one-million-cluster targets.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -11,13 +11,16 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use flotilla_api::Kind;
-use flotilla_client::{AdminClient, ListOptions};
+use flotilla_api::{
+    Bundle, BundleSpec, BundleTarget, Cluster, ClusterGroup, ClusterGroupSpec, Customization,
+    LabelSelector,
+};
+use flotilla_client::{AdminClient, ListParams, Resource};
 use flotilla_sim::{SimConfig, Simulator};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rand::RngExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     BenchConfig, Run, Scenario,
@@ -111,53 +114,77 @@ async fn register(run: &mut Run, sim_config: SimConfig) -> anyhow::Result<Regist
     })
 }
 
-fn bundle(index: u32, revision: u32) -> Value {
-    json!({
-        "apiVersion": flotilla_api::API_VERSION,
-        "kind": "Bundle",
-        "metadata": {"name": format!("bench-{index}"), "labels": {"bench": "true"}},
-        "spec": {
-            "resources": [
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": format!("bench-{index}")},
-                    "data": {
-                        "region": "${cluster.labels.region}",
-                        "revision": revision.to_string(),
-                    },
+/// The bench's bundle `bench-INDEX` at `revision`: a ConfigMap with a per-cluster placeholder and
+/// a Deployment, for every cluster.
+fn bundle(index: u32, revision: u32) -> Bundle {
+    let name = format!("bench-{index}");
+    let resources = vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name},
+            "data": {
+                "region": "${cluster.labels.region}",
+                "revision": revision.to_string(),
+            },
+        }),
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{
+                        "name": "app",
+                        "image": format!("registry.example/{name}:{revision}"),
+                    }]},
                 },
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": format!("bench-{index}")},
-                    "spec": {
-                        "replicas": 2,
-                        "selector": {"matchLabels": {"app": format!("bench-{index}")}},
-                        "template": {
-                            "metadata": {"labels": {"app": format!("bench-{index}")}},
-                            "spec": {"containers": [{
-                                "name": "app",
-                                "image": format!("registry.example/bench-{index}:{revision}"),
-                            }]},
-                        },
-                    },
+            },
+        }),
+    ];
+    let mut bundle = Bundle::new(
+        &name,
+        BundleSpec {
+            resources,
+            targets: vec![BundleTarget {
+                cluster_selector: Some(LabelSelector::default()),
+                customization: Customization {
+                    namespace: Some("bench".into()),
+                    ..Customization::default()
                 },
-            ],
-            "targets": [{
-                "clusterSelector": {},
-                "customization": {"namespace": "bench"},
+                ..BundleTarget::default()
             }],
+            ..BundleSpec::default()
         },
-    })
+    );
+    bundle.metadata.labels.insert("bench".into(), "true".into());
+    bundle
+}
+
+/// The revision the bench last wrote into a bundle's ConfigMap (a Kubernetes manifest, so
+/// untyped).
+fn bundle_revision(bundle: &Bundle) -> Option<u32> {
+    bundle
+        .spec
+        .resources
+        .first()?
+        .get("data")?
+        .get("revision")?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 /// Bundles are created and every cluster applies them.
 async fn converge(run: &mut Run) -> anyhow::Result<ConvergeResult> {
     let start = run.begin("converge");
     let began = Instant::now();
+    let bundles = run.admin.api::<Bundle>();
     for index in 0..run.config.bundles {
-        run.admin
+        bundles
             .apply(&bundle(index, 1))
             .await
             .with_context(|| format!("apply bundle bench-{index}"))?;
@@ -241,38 +268,23 @@ async fn steady(run: &mut Run) -> anyhow::Result<SteadyResult> {
 async fn rollout(run: &mut Run) -> anyhow::Result<RolloutResult> {
     let start = run.begin("rollout");
     let name = "bench-0";
-    let current = run.admin.get(Kind::Bundle, name).await?;
-    let revision = current
-        .pointer("/spec/resources/0/data/revision")
-        .and_then(Value::as_str)
-        .and_then(|text| text.parse::<u32>().ok())
-        .unwrap_or(1);
+    let bundles = run.admin.api::<Bundle>();
+    let revision = bundle_revision(&bundles.get(name).await?).unwrap_or(1);
     // The clock starts before the change is sent: the admin call is part of the rollout.
     let began = Instant::now();
-    let (_, changed) = run.admin.apply(&bundle(0, revision + 1)).await?;
-    let generation = changed
-        .pointer("/metadata/generation")
-        .and_then(Value::as_u64)
+    let changed = bundles.apply(&bundle(0, revision + 1)).await?;
+    let generation = Some(changed.object.metadata.generation)
+        .filter(|generation| *generation > 0)
         .context("the server returned no generation for the changed bundle")?;
     let mut reached: [Option<f64>; 4] = [None; 4];
     let shares = [0.5, 0.9, 0.99, 1.0];
     let deadline = began + run.config.interval * 3 + Duration::from_secs(120);
     let mut desired = 0;
     while reached[3].is_none() && Instant::now() < deadline {
-        let bundle = run.admin.get(Kind::Bundle, name).await?;
-        let observed = bundle
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        if observed >= generation {
-            desired = bundle
-                .pointer("/status/summary/desired")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let ready = bundle
-                .pointer("/status/summary/ready")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+        let status = bundles.get(name).await?.status.unwrap_or_default();
+        if status.observed_generation >= generation {
+            desired = status.summary.desired;
+            let ready = status.summary.ready;
             let elapsed = began.elapsed().as_secs_f64();
             for (slot, share) in reached.iter_mut().zip(shares) {
                 if slot.is_none() && desired > 0 && ready as f64 >= share * desired as f64 {
@@ -384,35 +396,42 @@ async fn api_call(
     cursor: &mut Option<String>,
 ) -> bool {
     let cluster_name = || format!("bench-{:07}", rand::rng().random_range(0..clusters.max(1)));
-    let page = |options: ListOptions| async move {
-        admin
-            .list_page(Kind::Cluster, &options, 100, None)
-            .await
-            .is_ok()
+    let clusters_api = admin.api::<Cluster>();
+    let bundles_api = admin.api::<Bundle>();
+    let page = |params: ListParams| {
+        let clusters_api = &clusters_api;
+        async move {
+            clusters_api
+                .list(&ListParams {
+                    limit: Some(100),
+                    ..params
+                })
+                .await
+                .is_ok()
+        }
     };
     match operation {
-        0 => page(ListOptions::default()).await,
+        0 => page(ListParams::default()).await,
         1 => {
-            page(ListOptions {
+            page(ListParams {
                 label_selector: Some("region=eu-west,env in (prod,staging)".into()),
-                ..ListOptions::default()
+                ..ListParams::default()
             })
             .await
         }
         2 => {
-            page(ListOptions {
+            page(ListParams {
                 state: Some("Online".into()),
-                ..ListOptions::default()
+                ..ListParams::default()
             })
             .await
         }
-        3 => match admin
-            .list_page(
-                Kind::Cluster,
-                &ListOptions::default(),
-                100,
-                cursor.as_deref(),
-            )
+        3 => match clusters_api
+            .list(&ListParams {
+                limit: Some(100),
+                continue_: cursor.clone(),
+                ..ListParams::default()
+            })
             .await
         {
             Ok(list) => {
@@ -421,14 +440,17 @@ async fn api_call(
             }
             Err(_) => false,
         },
-        4 => admin.get(Kind::Cluster, &cluster_name()).await.is_ok(),
-        5 => admin
-            .list_page(Kind::Bundle, &ListOptions::default(), 100, None)
+        4 => clusters_api.get(&cluster_name()).await.is_ok(),
+        5 => bundles_api
+            .list(&ListParams {
+                limit: Some(100),
+                ..ListParams::default()
+            })
             .await
             .is_ok(),
         _ => {
             let name = format!("bench-{}", rand::rng().random_range(0..bundles));
-            admin.get(Kind::Bundle, &name).await.is_ok()
+            bundles_api.get(&name).await.is_ok()
         }
     }
 }
@@ -439,13 +461,15 @@ async fn restart(run: &mut Run) -> anyhow::Result<RestartResult> {
     let start = run.begin("restart");
     let clusters_before = run
         .admin
-        .count(Kind::Cluster, &ListOptions::default())
+        .api::<Cluster>()
+        .count(&ListParams::default())
         .await?;
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for writer in 0..4 {
-        let admin = AdminClient::new(&run.target.base(), run.target.admin_token())?;
+        let groups =
+            AdminClient::new(&run.target.base(), run.target.admin_token())?.api::<ClusterGroup>();
         let acknowledged = acknowledged.clone();
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
@@ -453,13 +477,19 @@ async fn restart(run: &mut Run) -> anyhow::Result<RestartResult> {
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("bench-ack-{writer}-{index}");
                 index += 1;
-                let group = json!({
-                    "apiVersion": flotilla_api::API_VERSION,
-                    "kind": "ClusterGroup",
-                    "metadata": {"name": name},
-                    "spec": {"selector": {"matchLabels": {"region": "eu-west"}}},
-                });
-                match admin.create(Kind::ClusterGroup, &group).await {
+                let group = ClusterGroup::new(
+                    &name,
+                    ClusterGroupSpec {
+                        selector: LabelSelector {
+                            match_labels: BTreeMap::from([(
+                                "region".to_string(),
+                                "eu-west".to_string(),
+                            )]),
+                            ..LabelSelector::default()
+                        },
+                    },
+                );
+                match groups.create(&group).await {
                     Ok(_) => acknowledged.lock().push(name),
                     Err(_) => break,
                 }
@@ -488,15 +518,12 @@ async fn restart(run: &mut Run) -> anyhow::Result<RestartResult> {
     let seconds_to_healthy = killed.elapsed().as_secs_f64();
     let _ = healthy;
     run.pid.set(run.target.pid());
-    let admin = &run.admin;
+    let clusters = &run.admin.api::<Cluster>();
     let clusters_after = wait_until(
         "the restarted server to list the whole fleet",
         Duration::from_secs(600),
         || async move {
-            let count = admin
-                .count(Kind::Cluster, &ListOptions::default())
-                .await
-                .ok()?;
+            let count = clusters.count(&ListParams::default()).await.ok()?;
             (count >= clusters_before).then_some(count)
         },
     )
@@ -504,16 +531,16 @@ async fn restart(run: &mut Run) -> anyhow::Result<RestartResult> {
     .unwrap_or(0);
     let seconds_to_serve_fleet = killed.elapsed().as_secs_f64();
     let mut lost_writes = Vec::new();
-    let groups: BTreeMap<String, ()> = run
+    let groups: BTreeSet<String> = run
         .admin
-        .list_all(Kind::ClusterGroup, &ListOptions::default())
+        .api::<ClusterGroup>()
+        .list_all(&ListParams::default())
         .await?
-        .iter()
-        .filter_map(|group| group.pointer("/metadata/name")?.as_str())
-        .map(|name| (name.to_string(), ()))
+        .into_iter()
+        .map(|group| group.metadata.name)
         .collect();
     for name in &acknowledged {
-        if !groups.contains_key(name) {
+        if !groups.contains(name) {
             lost_writes.push(name.clone());
         }
     }

@@ -15,6 +15,16 @@ pub struct Document {
     pub value: Value,
 }
 
+impl Document {
+    /// `kind/name` in lower case as kubectl prints it (`bundle/web`); `?` for what is missing.
+    pub fn kind_and_name(&self) -> String {
+        let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or("?").to_string();
+        let kind = text(self.value.get("kind"));
+        let name = text(self.value.get("metadata").and_then(|meta| meta.get("name")));
+        format!("{}/{name}", kind.to_ascii_lowercase())
+    }
+}
+
 pub fn read(path: &str) -> anyhow::Result<Vec<Document>> {
     if path == "-" {
         let mut text = String::new();
@@ -94,6 +104,17 @@ mod tests {
         let documents = parse("x", "a: 1\n---\n---\nb: 2\n").unwrap();
         assert_eq!(documents.len(), 2);
         assert_eq!(documents[1].value["b"], 2);
+    }
+
+    #[test]
+    fn a_document_is_named_by_its_lower_case_kind_and_name() {
+        let documents = parse(
+            "x",
+            "kind: Bundle\nmetadata: {name: web}\n---\nkind: Secret\n",
+        )
+        .unwrap();
+        assert_eq!(documents[0].kind_and_name(), "bundle/web");
+        assert_eq!(documents[1].kind_and_name(), "secret/?");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Printing objects: kubectl-style tables, JSON (`{"items": [...]}` for lists) and YAML, and the
-//! `describe` view.
+//! `describe` view, each kind's columns and facts read from its typed document.
 
-use std::io::Write;
+use std::{collections::BTreeMap, io::Write};
 
 use anyhow::Context;
-use flotilla_api::Kind;
+use flotilla_api::{
+    Bundle, BundleState, Cluster, ClusterGroup, GitRepo, LabelSelector, RegistrationToken, Secret,
+};
+use flotilla_client::Resource;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -14,32 +18,36 @@ pub enum Format {
     Yaml,
 }
 
-fn s(value: &Value, pointer: &str) -> String {
-    match value.pointer(pointer) {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Number(number)) => number.to_string(),
-        Some(Value::Bool(flag)) => flag.to_string(),
-        _ => String::new(),
-    }
+/// How one kind shows in a table and in `describe`.
+pub trait Printable: Resource {
+    /// The table's column headers.
+    const HEADERS: &'static [&'static str];
+    /// Whether `describe` shows the spec (a cluster's spec is empty: its labels are the spec).
+    const DESCRIBE_SPEC: bool = true;
+
+    /// The table row, a cell per header.
+    fn row(&self) -> Vec<String>;
+    /// The kind's key facts in `describe`, after name, kind, labels, creation and generation;
+    /// empty values are left out.
+    fn facts(&self) -> Vec<(&'static str, String)>;
 }
 
-fn labels(value: &Value) -> String {
-    value
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
+/// Text of an optional value; empty when absent.
+fn text<T: ToString>(value: Option<T>) -> String {
+    value.map(|value| value.to_string()).unwrap_or_default()
+}
+
+fn labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// "3m ago"-style age of an RFC 3339 time.
-fn age(text: &str) -> String {
-    let Ok(time) = humantime::parse_rfc3339_weak(text) else {
+fn age(text: Option<&str>) -> String {
+    let Some(Ok(time)) = text.map(humantime::parse_rfc3339_weak) else {
         return String::new();
     };
     let Ok(elapsed) = std::time::SystemTime::now().duration_since(time) else {
@@ -54,204 +62,298 @@ fn age(text: &str) -> String {
     }
 }
 
-fn row(kind: Kind, item: &Value) -> Vec<String> {
-    match kind {
-        Kind::Cluster => {
-            let bundles = item
-                .pointer("/status/bundles")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let ready = bundles.iter().filter(|b| b["state"] == "Ready").count();
-            let nodes = match (
-                item.pointer("/status/nodes/ready"),
-                item.pointer("/status/nodes/total"),
-            ) {
-                (Some(ready), Some(total)) => format!("{ready}/{total}"),
-                _ => String::new(),
-            };
-            vec![
-                s(item, "/metadata/name"),
-                s(item, "/status/state"),
-                format!("{ready}/{}", bundles.len()),
-                nodes,
-                s(item, "/status/kubernetesVersion"),
-                age(&s(item, "/status/lastSeen")),
-                labels(item),
-            ]
-        }
-        Kind::Bundle => vec![
-            s(item, "/metadata/name"),
-            bundle_state(item),
-            s(item, "/status/summary/desired"),
-            s(item, "/status/summary/ready"),
-            s(item, "/status/summary/notReady"),
-            s(item, "/status/summary/modified"),
-            s(item, "/status/summary/error"),
-            s(item, "/status/summary/pending"),
-            age(&s(item, "/metadata/creationTimestamp")),
-        ],
-        Kind::ClusterGroup => vec![
-            s(item, "/metadata/name"),
-            s(item, "/status/clusterCount"),
-            s(item, "/status/onlineCount"),
-            selector_text(item.pointer("/spec/selector")),
-        ],
-        Kind::RegistrationToken => vec![
-            s(item, "/metadata/name"),
-            s(item, "/status/state"),
-            s(item, "/status/uses"),
-            match s(item, "/spec/maxUses") {
-                text if text.is_empty() => "unlimited".into(),
-                text => text,
-            },
-            match s(item, "/spec/expiresAt") {
-                text if text.is_empty() => "never".into(),
-                text => text,
-            },
-            age(&s(item, "/metadata/creationTimestamp")),
-        ],
-        Kind::GitRepo => {
-            let commit = s(item, "/status/commit");
-            let bundles = item
-                .pointer("/status/bundles")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let wanted = match (s(item, "/spec/revision"), s(item, "/spec/branch")) {
-                (revision, _) if !revision.is_empty() => revision,
-                (_, branch) if !branch.is_empty() => branch,
-                _ => "main".into(),
-            };
-            vec![
-                s(item, "/metadata/name"),
-                s(item, "/spec/repo"),
-                wanted,
-                commit.chars().take(12).collect(),
-                bundles.to_string(),
-                age(&s(item, "/status/lastFetched")),
-                s(item, "/status/error"),
-            ]
-        }
-        Kind::Secret => vec![
-            s(item, "/metadata/name"),
-            s(item, "/spec/type"),
-            item.pointer("/status/keys")
-                .and_then(Value::as_array)
-                .map(|keys| {
-                    keys.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default(),
-            age(&s(item, "/metadata/creationTimestamp")),
-        ],
+/// A selector in its string form, e.g. `env=prod,tier in (a,b)`; `<all>` when it matches
+/// everything.
+fn selector_text(selector: &LabelSelector) -> String {
+    match flotilla_core::selector::Selector::from_api(selector) {
+        Ok(selector) if selector.is_everything() => "<all>".into(),
+        Ok(selector) => selector.to_string(),
+        Err(_) => to_json(selector)
+            .map(|json| json.to_string())
+            .unwrap_or_default(),
     }
 }
 
-fn headers(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Cluster => &[
-            "NAME",
-            "STATE",
-            "BUNDLES-READY",
-            "NODES",
-            "KUBERNETES",
-            "LAST-SEEN",
-            "LABELS",
-        ],
-        Kind::Bundle => &[
-            "NAME",
-            "STATE",
-            "DESIRED",
-            "READY",
-            "NOT-READY",
-            "MODIFIED",
-            "ERROR",
-            "PENDING",
-            "AGE",
-        ],
-        Kind::ClusterGroup => &["NAME", "CLUSTERS", "ONLINE", "SELECTOR"],
-        Kind::RegistrationToken => &["NAME", "STATE", "USES", "MAX-USES", "EXPIRES", "AGE"],
-        Kind::GitRepo => &[
-            "NAME", "REPO", "REF", "COMMIT", "BUNDLES", "FETCHED", "ERROR",
-        ],
-        Kind::Secret => &["NAME", "TYPE", "KEYS", "AGE"],
+fn cluster_nodes(cluster: &Cluster) -> String {
+    match cluster
+        .status
+        .as_ref()
+        .and_then(|status| status.facts.nodes)
+    {
+        Some(nodes) => format!("{}/{}", nodes.ready, nodes.total),
+        None => String::new(),
+    }
+}
+
+impl Printable for Cluster {
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "STATE",
+        "BUNDLES-READY",
+        "NODES",
+        "KUBERNETES",
+        "LAST-SEEN",
+        "LABELS",
+    ];
+    const DESCRIBE_SPEC: bool = false;
+
+    fn row(&self) -> Vec<String> {
+        let status = self.status.as_ref();
+        let bundles = status.map_or(&[][..], |status| &status.bundles);
+        let ready = bundles
+            .iter()
+            .filter(|bundle| bundle.state == BundleState::Ready)
+            .count();
+        vec![
+            self.metadata.name.clone(),
+            text(status.map(|status| status.state.as_str())),
+            format!("{ready}/{}", bundles.len()),
+            cluster_nodes(self),
+            text(status.and_then(|status| status.facts.kubernetes_version.as_deref())),
+            age(status.and_then(|status| status.last_seen.as_deref())),
+            labels(&self.metadata.labels),
+        ]
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        let status = self.status.as_ref();
+        vec![
+            ("State", text(status.map(|status| status.state.as_str()))),
+            (
+                "Last seen",
+                text(status.and_then(|status| status.last_seen.as_deref())),
+            ),
+            (
+                "Agent",
+                text(status.and_then(|status| status.facts.agent_version.as_deref())),
+            ),
+            (
+                "Kubernetes",
+                text(status.and_then(|status| status.facts.kubernetes_version.as_deref())),
+            ),
+            ("Nodes ready", cluster_nodes(self)),
+        ]
     }
 }
 
 /// The state column of a bundle: the server's `status.state`, or (from an older server) derived
 /// from its summary the way the server filters by it.
-fn bundle_state(item: &Value) -> String {
-    if let Some(state) = item.pointer("/status/state").and_then(Value::as_str)
-        && !state.is_empty()
-    {
-        return state.to_string();
-    }
-    let count = |field: &str| {
-        item.pointer(&format!("/status/summary/{field}"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+fn bundle_state(bundle: &Bundle) -> String {
+    let Some(status) = &bundle.status else {
+        return "Paused".into();
     };
-    if item
-        .pointer("/status/digest")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
-    {
-        "Paused".into()
-    } else if count("error") > 0 {
-        "Error".into()
-    } else if count("modified") > 0 {
-        "Modified".into()
-    } else if count("notReady") > 0 {
-        "NotReady".into()
-    } else if count("pending") > 0 {
-        "Pending".into()
+    if !status.state.is_empty() {
+        return status.state.clone();
+    }
+    let summary = &status.summary;
+    if status.digest.is_empty() {
+        "Paused"
+    } else if summary.error > 0 {
+        "Error"
+    } else if summary.modified > 0 {
+        "Modified"
+    } else if summary.not_ready > 0 {
+        "NotReady"
+    } else if summary.pending > 0 {
+        "Pending"
     } else {
-        "Ready".into()
+        "Ready"
+    }
+    .into()
+}
+
+impl Printable for Bundle {
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "STATE",
+        "DESIRED",
+        "READY",
+        "NOT-READY",
+        "MODIFIED",
+        "ERROR",
+        "PENDING",
+        "AGE",
+    ];
+
+    fn row(&self) -> Vec<String> {
+        let summary = self.status.as_ref().map(|status| status.summary);
+        vec![
+            self.metadata.name.clone(),
+            bundle_state(self),
+            text(summary.map(|summary| summary.desired)),
+            text(summary.map(|summary| summary.ready)),
+            text(summary.map(|summary| summary.not_ready)),
+            text(summary.map(|summary| summary.modified)),
+            text(summary.map(|summary| summary.error)),
+            text(summary.map(|summary| summary.pending)),
+            age(self.metadata.creation_timestamp.as_deref()),
+        ]
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        let status = self.status.as_ref();
+        vec![
+            ("State", bundle_state(self)),
+            ("Digest", text(status.map(|status| &status.digest))),
+            (
+                "Observed generation",
+                text(status.map(|status| status.observed_generation)),
+            ),
+            ("Paused", text(self.spec.paused.then_some(true))),
+        ]
     }
 }
 
-/// A selector in its string form, e.g. `env=prod,tier in (a,b)`.
-fn selector_text(selector: Option<&Value>) -> String {
-    let Some(selector) = selector else {
-        return String::new();
-    };
-    match serde_json::from_value::<flotilla_api::LabelSelector>(selector.clone())
-        .ok()
-        .and_then(|s| flotilla_core::selector::Selector::from_api(&s).ok())
-    {
-        Some(selector) if selector.is_everything() => "<all>".into(),
-        Some(selector) => selector.to_string(),
-        None => selector.to_string(),
+impl Printable for ClusterGroup {
+    const HEADERS: &'static [&'static str] = &["NAME", "CLUSTERS", "ONLINE", "SELECTOR"];
+
+    fn row(&self) -> Vec<String> {
+        let status = self.status.as_ref();
+        vec![
+            self.metadata.name.clone(),
+            text(status.map(|status| status.cluster_count)),
+            text(status.map(|status| status.online_count)),
+            selector_text(&self.spec.selector),
+        ]
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        let status = self.status.as_ref();
+        vec![
+            ("Selector", selector_text(&self.spec.selector)),
+            ("Clusters", text(status.map(|status| status.cluster_count))),
+            ("Online", text(status.map(|status| status.online_count))),
+        ]
     }
 }
 
-pub fn print_list(kind: Kind, items: &[Value], format: Format) -> anyhow::Result<()> {
+impl Printable for RegistrationToken {
+    const HEADERS: &'static [&'static str] =
+        &["NAME", "STATE", "USES", "MAX-USES", "EXPIRES", "AGE"];
+
+    fn row(&self) -> Vec<String> {
+        let status = self.status.as_ref();
+        vec![
+            self.metadata.name.clone(),
+            text(status.map(|status| &status.state)),
+            text(status.map(|status| status.uses)),
+            self.spec
+                .max_uses
+                .map_or_else(|| "unlimited".into(), |uses| uses.to_string()),
+            self.spec
+                .expires_at
+                .clone()
+                .unwrap_or_else(|| "never".into()),
+            age(self.metadata.creation_timestamp.as_deref()),
+        ]
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        let status = self.status.as_ref();
+        vec![
+            ("State", text(status.map(|status| &status.state))),
+            ("Uses", text(status.map(|status| status.uses))),
+            ("Expires", text(self.spec.expires_at.as_deref())),
+        ]
+    }
+}
+
+impl Printable for GitRepo {
+    const HEADERS: &'static [&'static str] = &[
+        "NAME", "REPO", "REF", "COMMIT", "BUNDLES", "FETCHED", "ERROR",
+    ];
+
+    fn row(&self) -> Vec<String> {
+        let status = self.status.as_ref();
+        let wanted = [&self.spec.revision, &self.spec.branch]
+            .into_iter()
+            .flatten()
+            .find(|wanted| !wanted.is_empty())
+            .map_or_else(|| "main".to_string(), String::clone);
+        vec![
+            self.metadata.name.clone(),
+            self.spec.repo.clone(),
+            wanted,
+            text(status.and_then(|status| status.commit.as_deref()))
+                .chars()
+                .take(12)
+                .collect(),
+            status.map_or(0, |status| status.bundles.len()).to_string(),
+            age(status.and_then(|status| status.last_fetched.as_deref())),
+            text(status.and_then(|status| status.error.as_deref())),
+        ]
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        let status = self.status.as_ref();
+        vec![
+            ("Repo", self.spec.repo.clone()),
+            (
+                "Commit",
+                text(status.and_then(|status| status.commit.as_deref())),
+            ),
+            (
+                "Last fetched",
+                text(status.and_then(|status| status.last_fetched.as_deref())),
+            ),
+            (
+                "Next fetch",
+                text(status.and_then(|status| status.next_fetch.as_deref())),
+            ),
+            (
+                "Error",
+                text(status.and_then(|status| status.error.as_deref())),
+            ),
+        ]
+    }
+}
+
+impl Printable for Secret {
+    const HEADERS: &'static [&'static str] = &["NAME", "TYPE", "KEYS", "AGE"];
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.metadata.name.clone(),
+            self.spec.secret_type.clone(),
+            text(self.status.as_ref().map(|status| status.keys.join(","))),
+            age(self.metadata.creation_timestamp.as_deref()),
+        ]
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        vec![("Type", self.spec.secret_type.clone())]
+    }
+}
+
+/// A document as JSON with its keys sorted, as the CLI has always printed it.
+fn to_json<T: Serialize + ?Sized>(document: &T) -> anyhow::Result<Value> {
+    serde_json::to_value(document).context("render the document as JSON")
+}
+
+pub fn print_list<K: Printable>(items: &[K], format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => print_json(&json!({ "items": items })),
-        Format::Yaml => print_yaml(&json!({ "items": items })),
+        Format::Json => print_json(&json!({ "items": to_json(items)? })),
+        Format::Yaml => print_yaml(&json!({ "items": to_json(items)? })),
         Format::Table => {
             if items.is_empty() {
-                eprintln!("No {} found.", kind.plural());
+                eprintln!("No {} found.", K::KIND.plural());
                 return Ok(());
             }
             let mut writer = tabwriter::TabWriter::new(std::io::stdout()).padding(3);
-            writeln!(writer, "{}", headers(kind).join("\t"))?;
+            writeln!(writer, "{}", K::HEADERS.join("\t"))?;
             for item in items {
-                writeln!(writer, "{}", row(kind, item).join("\t"))?;
+                writeln!(writer, "{}", item.row().join("\t"))?;
             }
             writer.flush().context("write table")
         }
     }
 }
 
-pub fn print_one(kind: Kind, item: &Value, format: Format) -> anyhow::Result<()> {
+pub fn print_one<K: Printable>(item: &K, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => print_json(item),
-        Format::Yaml => print_yaml(item),
-        Format::Table => print_list(kind, std::slice::from_ref(item), Format::Table),
+        Format::Json => print_json(&to_json(item)?),
+        Format::Yaml => print_yaml(&to_json(item)?),
+        Format::Table => print_list(std::slice::from_ref(item), Format::Table),
     }
 }
 
@@ -273,52 +375,28 @@ pub fn print_yaml(value: &Value) -> anyhow::Result<()> {
 }
 
 /// A human-readable description: identity, labels, the kind's key facts, then spec and status.
-pub fn describe(kind: Kind, item: &Value) -> anyhow::Result<()> {
+pub fn describe<K: Printable>(item: &K) -> anyhow::Result<()> {
+    let metadata = item.metadata();
     let mut text = String::new();
     let mut line = |key: &str, value: String| {
         if !value.is_empty() {
             text.push_str(&format!("{:<22}{value}\n", format!("{key}:")));
         }
     };
-    line("Name", s(item, "/metadata/name"));
-    line("Kind", kind.to_string());
-    line("Labels", labels(item));
-    line("Created", s(item, "/metadata/creationTimestamp"));
-    line("Generation", s(item, "/metadata/generation"));
-    match kind {
-        Kind::Cluster => {
-            line("State", s(item, "/status/state"));
-            line("Last seen", s(item, "/status/lastSeen"));
-            line("Agent", s(item, "/status/agentVersion"));
-            line("Kubernetes", s(item, "/status/kubernetesVersion"));
-            line("Nodes ready", row(kind, item)[3].clone());
-        }
-        Kind::Bundle => {
-            line("State", bundle_state(item));
-            line("Digest", s(item, "/status/digest"));
-            line("Observed generation", s(item, "/status/observedGeneration"));
-            line("Paused", s(item, "/spec/paused"));
-        }
-        Kind::ClusterGroup => {
-            line("Selector", selector_text(item.pointer("/spec/selector")));
-            line("Clusters", s(item, "/status/clusterCount"));
-            line("Online", s(item, "/status/onlineCount"));
-        }
-        Kind::RegistrationToken => {
-            line("State", s(item, "/status/state"));
-            line("Uses", s(item, "/status/uses"));
-            line("Expires", s(item, "/spec/expiresAt"));
-        }
-        Kind::GitRepo => {
-            line("Repo", s(item, "/spec/repo"));
-            line("Commit", s(item, "/status/commit"));
-            line("Last fetched", s(item, "/status/lastFetched"));
-            line("Next fetch", s(item, "/status/nextFetch"));
-            line("Error", s(item, "/status/error"));
-        }
-        Kind::Secret => {
-            line("Type", s(item, "/spec/type"));
-        }
+    line("Name", metadata.name.clone());
+    line("Kind", K::KIND.to_string());
+    line("Labels", labels(&metadata.labels));
+    line(
+        "Created",
+        self::text(metadata.creation_timestamp.as_deref()),
+    );
+    // Generation 0 (never written) is not on the wire: nothing to show.
+    line(
+        "Generation",
+        self::text(Some(metadata.generation).filter(|generation| *generation != 0)),
+    );
+    for (key, value) in item.facts() {
+        line(key, value);
     }
     let mut section = |title: &str, value: &Value| -> anyhow::Result<()> {
         text.push_str(title);
@@ -330,13 +408,58 @@ pub fn describe(kind: Kind, item: &Value) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    if let Some(status) = item.get("status") {
-        section("Status", status)?;
+    if let Some(status) = item.status() {
+        section("Status", &to_json(status)?)?;
     }
-    if kind != Kind::Cluster
-        && let Some(spec) = item.get("spec")
-    {
-        section("Spec", spec)?;
+    if K::DESCRIBE_SPEC {
+        section("Spec", &to_json(item.spec())?)?;
     }
     out(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_api::{
+        BundleSpec, BundleStatus, BundleSummary, ClusterGroupSpec, NodeCounts,
+        RegistrationTokenSpec,
+    };
+
+    use super::*;
+
+    #[test]
+    fn a_bundle_without_a_server_state_takes_the_worst_count_as_its_state() {
+        let mut bundle = Bundle::new("web", BundleSpec::default());
+        assert_eq!(bundle_state(&bundle), "Paused");
+        bundle.status = Some(BundleStatus {
+            digest: "sha256:1".into(),
+            summary: BundleSummary {
+                desired: 3,
+                ready: 1,
+                not_ready: 1,
+                pending: 1,
+                ..BundleSummary::default()
+            },
+            ..BundleStatus::default()
+        });
+        assert_eq!(bundle_state(&bundle), "NotReady");
+        assert_eq!(
+            bundle.row()[1..8],
+            ["NotReady", "3", "1", "1", "0", "0", "1"]
+        );
+        bundle.status.as_mut().unwrap().state = "Error".into();
+        assert_eq!(bundle_state(&bundle), "Error");
+    }
+
+    #[test]
+    fn missing_status_fields_print_as_empty_cells_and_defaults_as_words() {
+        let token = RegistrationToken::new("t", RegistrationTokenSpec::default());
+        assert_eq!(token.row()[1..5], ["", "", "unlimited", "never"]);
+        let group = ClusterGroup::new("all", ClusterGroupSpec::default());
+        assert_eq!(group.row(), ["all", "", "", "<all>"]);
+        let mut cluster = Cluster::new("c", Default::default());
+        assert_eq!(cluster.row()[1..4], ["", "0/0", ""]);
+        cluster.status = Some(Default::default());
+        cluster.status.as_mut().unwrap().facts.nodes = Some(NodeCounts { total: 3, ready: 2 });
+        assert_eq!(cluster.row()[1..4], ["Pending", "0/0", "2/3"]);
+    }
 }

@@ -1,113 +1,92 @@
 //! A client for the flotilla admin API (`/api/v1`), used by the CLI, the demo and the bench.
+//!
+//! Typed, in the manner of kube's `Api<K>`: `client.api::<Bundle>().list(&ListParams::default())`
+//! returns `List<Bundle>`; every call fails with an [`Error`] that carries the server's status and
+//! message. The untyped methods on [`AdminClient`] (`apply`, `get`, … over `serde_json::Value`)
+//! are for documents whose kind is known only at run time, such as `flotilla apply -f` of mixed
+//! files.
 
-use anyhow::{Context, bail};
-use flotilla_api::{ErrorBody, Kind, List};
-use reqwest::{Method, StatusCode};
+mod api;
+mod error;
+mod resource;
+
+use std::sync::Arc;
+
+use flotilla_api::{Kind, List};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use reqwest::{Method, StatusCode, header};
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+pub use crate::{
+    api::{Api, Applied, ListParams},
+    error::{Error, Result},
+    resource::Resource,
+};
+
+/// The query options of the untyped list calls (`limit` and `continue_` are given apart there).
+pub type ListOptions = ListParams;
+
+/// Items per list page when following `continue` (as kubectl's --chunk-size default).
+const PAGE_SIZE: usize = 500;
+
+/// A connection to one server's admin API. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
 pub struct AdminClient {
-    base: String,
-    token: String,
+    base: Arc<str>,
+    token: Arc<str>,
     http: reqwest::Client,
 }
 
-/// Query options for listing.
-#[derive(Debug, Default, Clone)]
-pub struct ListOptions {
-    pub label_selector: Option<String>,
-    pub state: Option<String>,
-    pub sort: Option<String>,
+/// A successful reply: its status and body.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
 }
 
-/// Items per list page the CLI asks for (as kubectl's --chunk-size default).
-const PAGE_SIZE: usize = 500;
-
 impl AdminClient {
-    pub fn new(base: &str, token: &str) -> anyhow::Result<AdminClient> {
+    pub fn new(base: &str, token: &str) -> Result<AdminClient> {
         install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("flotilla-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| Error::Request(format!("build HTTP client: {error}")))?;
         Ok(AdminClient {
-            base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
-            http: reqwest::Client::builder()
-                .user_agent(concat!("flotilla-cli/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .context("build HTTP client")?,
+            base: base.trim_end_matches('/').into(),
+            token: token.into(),
+            http,
         })
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        self.send_query(method, path, &[], body).await
+    /// The typed API of one kind.
+    pub fn api<K: Resource>(&self) -> Api<K> {
+        Api::new(self.clone())
     }
 
-    async fn send_query(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method, &url)
-            .bearer_auth(&self.token)
-            .query(query);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.with_context(|| {
-            format!(
-                "reach the flotilla server at {} (is it running? set --server or FLOTILLA_SERVER)",
-                self.base
-            )
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.context("read server reply")?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|e| e.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            bail!("{message} ({})", status.as_u16());
-        }
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).context("decode server reply")?
-        };
-        Ok((status, value))
+    // -- untyped: documents of any kind -----------------------------------------------------
+
+    /// Creates or replaces a document of any kind; returns whether it was created, and the
+    /// document as stored.
+    pub async fn apply(&self, document: &Value) -> Result<(bool, Value)> {
+        let applied = self.apply_as::<Value, Value>(document).await?;
+        Ok((applied.created, applied.object))
     }
 
-    /// Creates or replaces any document; returns whether it was created.
-    pub async fn apply(&self, document: &Value) -> anyhow::Result<(bool, Value)> {
-        let (status, value) = self
-            .send(Method::POST, "/api/v1/apply", Some(document))
+    pub async fn create(&self, kind: Kind, document: &Value) -> Result<Value> {
+        self.create_as(kind, document).await
+    }
+
+    pub async fn replace(&self, kind: Kind, name: &str, document: &Value) -> Result<Value> {
+        self.replace_as(kind, name, document).await
+    }
+
+    pub async fn get(&self, kind: Kind, name: &str) -> Result<Value> {
+        self.get_as(kind, name).await
+    }
+
+    pub async fn delete(&self, kind: Kind, name: &str) -> Result<()> {
+        self.send(Method::DELETE, &item_path(kind, name), &[], None)
             .await?;
-        Ok((status == StatusCode::CREATED, value))
-    }
-
-    pub async fn create(&self, kind: Kind, document: &Value) -> anyhow::Result<Value> {
-        let path = format!("/api/v1/{}", kind.plural());
-        Ok(self.send(Method::POST, &path, Some(document)).await?.1)
-    }
-
-    pub async fn replace(&self, kind: Kind, name: &str, document: &Value) -> anyhow::Result<Value> {
-        let path = format!("/api/v1/{}/{}", kind.plural(), encode(name));
-        Ok(self.send(Method::PUT, &path, Some(document)).await?.1)
-    }
-
-    pub async fn get(&self, kind: Kind, name: &str) -> anyhow::Result<Value> {
-        let path = format!("/api/v1/{}/{}", kind.plural(), encode(name));
-        Ok(self.send(Method::GET, &path, None).await?.1)
-    }
-
-    pub async fn delete(&self, kind: Kind, name: &str) -> anyhow::Result<()> {
-        let path = format!("/api/v1/{}/{}", kind.plural(), encode(name));
-        self.send(Method::DELETE, &path, None).await?;
         Ok(())
     }
 
@@ -118,46 +97,194 @@ impl AdminClient {
         options: &ListOptions,
         limit: usize,
         cursor: Option<&str>,
-    ) -> anyhow::Result<List<Value>> {
-        let mut query = vec![("limit", limit.to_string())];
-        if let Some(selector) = &options.label_selector {
-            query.push(("labelSelector", selector.clone()));
-        }
-        if let Some(state) = &options.state {
-            query.push(("state", state.clone()));
-        }
-        if let Some(sort) = &options.sort {
-            query.push(("sort", sort.clone()));
-        }
-        if let Some(cursor) = cursor {
-            query.push(("continue", cursor.to_string()));
-        }
-        let path = format!("/api/v1/{}", kind.plural());
-        let (_, value) = self.send_query(Method::GET, &path, &query, None).await?;
-        serde_json::from_value(value).context("decode list page")
+    ) -> Result<List<Value>> {
+        let params = ListParams {
+            limit: Some(limit),
+            continue_: cursor.map(str::to_string),
+            ..options.clone()
+        };
+        self.list_as(kind, &params).await
     }
 
     /// How many objects match, without fetching them.
-    pub async fn count(&self, kind: Kind, options: &ListOptions) -> anyhow::Result<u64> {
-        let page = self.list_page(kind, options, 1, None).await?;
-        Ok(page.total.unwrap_or(page.items.len() as u64))
+    pub async fn count(&self, kind: Kind, options: &ListOptions) -> Result<u64> {
+        self.count_of::<Value>(kind, options).await
     }
 
     /// Lists every matching object, following `continue` page by page.
-    pub async fn list_all(&self, kind: Kind, options: &ListOptions) -> anyhow::Result<Vec<Value>> {
+    pub async fn list_all(&self, kind: Kind, options: &ListOptions) -> Result<Vec<Value>> {
+        self.list_all_as(kind, options).await
+    }
+
+    // -- one implementation behind both faces ----------------------------------------------
+
+    async fn apply_as<In: Serialize + ?Sized, Out: DeserializeOwned>(
+        &self,
+        document: &In,
+    ) -> Result<Applied<Out>> {
+        let body = encode_body(document)?;
+        let reply = self
+            .send(Method::POST, "/api/v1/apply", &[], Some(body))
+            .await?;
+        Ok(Applied {
+            created: reply.status == StatusCode::CREATED,
+            object: decode(&reply, "the applied document")?,
+        })
+    }
+
+    async fn create_as<In: Serialize + ?Sized, Out: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        document: &In,
+    ) -> Result<Out> {
+        let body = encode_body(document)?;
+        let reply = self
+            .send(Method::POST, &collection_path(kind), &[], Some(body))
+            .await?;
+        decode(&reply, &format!("the created {kind}"))
+    }
+
+    async fn replace_as<In: Serialize + ?Sized, Out: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+        document: &In,
+    ) -> Result<Out> {
+        let body = encode_body(document)?;
+        let reply = self
+            .send(Method::PUT, &item_path(kind, name), &[], Some(body))
+            .await?;
+        decode(&reply, &format!("{kind} {name:?}"))
+    }
+
+    async fn get_as<Out: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Out> {
+        let reply = self
+            .send(Method::GET, &item_path(kind, name), &[], None)
+            .await?;
+        decode(&reply, &format!("{kind} {name:?}"))
+    }
+
+    async fn list_as<Out: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<List<Out>> {
+        let reply = self
+            .send(Method::GET, &collection_path(kind), &params.query(), None)
+            .await?;
+        decode(&reply, "list page")
+    }
+
+    async fn count_of<Out: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<u64> {
+        let params = ListParams {
+            limit: Some(1),
+            continue_: None,
+            ..params.clone()
+        };
+        let page = self.list_as::<Out>(kind, &params).await?;
+        Ok(page.total.unwrap_or(page.items.len() as u64))
+    }
+
+    async fn list_all_as<Out: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<Vec<Out>> {
+        let mut params = ListParams {
+            limit: Some(params.limit.unwrap_or(PAGE_SIZE)),
+            ..params.clone()
+        };
         let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
         loop {
-            let page = self
-                .list_page(kind, options, PAGE_SIZE, cursor.as_deref())
-                .await?;
+            let page = self.list_as::<Out>(kind, &params).await?;
             items.extend(page.items);
             match page.continue_token {
-                Some(next) => cursor = Some(next),
+                Some(next) => params.continue_ = Some(next),
                 None => return Ok(items),
             }
         }
     }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .request(method, &url)
+            .bearer_auth(&*self.token)
+            .query(query);
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request.send().await.map_err(|source| Error::Connect {
+            base: self.base.to_string(),
+            source,
+        })?;
+        let status = response.status();
+        let body: Vec<u8> = response.bytes().await.map_err(Error::Read)?.into();
+        if !status.is_success() {
+            return Err(Error::from_reply(status, &body));
+        }
+        Ok(Reply { status, body })
+    }
+}
+
+fn encode_body<T: Serialize + ?Sized>(document: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(document)
+        .map_err(|error| Error::Request(format!("encode document: {error}")))
+}
+
+/// Decodes a reply body; an empty body (which no admin endpoint sends with a document) decodes
+/// as JSON `null`, so the untyped calls see `Value::Null`.
+fn decode<T: DeserializeOwned>(reply: &Reply, what: &str) -> Result<T> {
+    let body: &[u8] = if reply.body.is_empty() {
+        b"null"
+    } else {
+        &reply.body
+    };
+    serde_json::from_slice(body).map_err(|source| Error::Decode {
+        what: format!("{what} from the server"),
+        source,
+    })
+}
+
+fn collection_path(kind: Kind) -> String {
+    format!("/api/v1/{}", kind.plural())
+}
+
+fn item_path(kind: Kind, name: &str) -> String {
+    format!("/api/v1/{}/{}", kind.plural(), path_segment(name))
+}
+
+/// The WHATWG URL path-segment percent-encode set, plus `%` (a name is text, never
+/// pre-encoded): names are DNS labels or subdomains, but a user may type anything, and it must
+/// stay one segment.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+fn path_segment(text: &str) -> String {
+    utf8_percent_encode(text, PATH_SEGMENT).to_string()
 }
 
 /// Installs rustls' ring provider as the process default (HTTPS servers), unless one already is.
@@ -166,11 +293,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Names are DNS labels or subdomains, but a user may type anything: keep the path intact.
-fn encode(segment: &str) -> String {
-    segment
-        .replace('%', "%25")
-        .replace('/', "%2F")
-        .replace('?', "%3F")
-        .replace('#', "%23")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_stays_one_path_segment_whatever_it_holds() {
+        assert_eq!(item_path(Kind::Bundle, "web-1"), "/api/v1/bundles/web-1");
+        assert_eq!(
+            item_path(Kind::Cluster, "a/b?c#d%e f"),
+            "/api/v1/clusters/a%2Fb%3Fc%23d%25e%20f"
+        );
+        assert_eq!(path_segment("ü"), "%C3%BC");
+    }
 }

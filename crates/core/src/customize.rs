@@ -357,26 +357,8 @@ pub fn substitute(
 
 /// Applies an RFC 7386 JSON merge patch: an object patch merges into the target key by key
 /// (`null` deletes the key, objects merge recursively, anything else replaces the value); any
-/// other patch replaces the whole target.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Value::Object(target) = target else {
-        return;
-    };
-    for (key, value) in patch {
-        if value.is_null() {
-            target.remove(key);
-        } else {
-            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
-        }
-    }
-}
+/// other patch replaces the whole target. The `json-patch` crate's implementation (pure).
+pub use json_patch::merge as merge_patch;
 
 /// Whether `kind` in `api_version` is a well-known cluster-scoped built-in kind. Everything else,
 /// custom resources included, counts as namespaced; use API discovery where it is available.

@@ -1,10 +1,11 @@
 //! Failover between server replicas (`--server URL1,URL2,…`): the one rule the agent and the
 //! simulator follow, so they cannot disagree about when to move to another replica and how long
-//! to wait.
+//! to wait. What an answer *is* (busy, unavailable, answered) comes from
+//! [`crate::protocol::classify`]; this module decides where the request goes next.
 //!
 //! The rule, for one request:
-//! - A replica that **answers** (2xx, or a 4xx other than 429) is used from then on: a refusal of
-//!   the request (bad credential, invalid body) would be the same on every replica.
+//! - A replica that **answers** (2xx, or a refusal such as 401 or 422) is used from then on: a
+//!   refusal of the request (bad credential, invalid body) would be the same on every replica.
 //! - A replica that is **unavailable** (no connection, timeout, any 5xx, 503 with or without
 //!   `Retry-After` included) is passed over at once for the next one: replicas share the store,
 //!   and one whose process, network or store connection is down says nothing about the others.
@@ -17,49 +18,25 @@
 
 use crate::sync::Backoff;
 
-/// The longest `Retry-After` honoured, in milliseconds: a proxy that asks for hours must not
-/// park a fleet for hours; ten minutes is past any restart of a replica or of PostgreSQL.
-pub const MAX_RETRY_AFTER_MILLIS: u64 = 600_000;
-
-/// The wait after a 429 that names none: the middle of the 2–10 s the server itself spreads
-/// shed agents over.
-pub const DEFAULT_BUSY_MILLIS: u64 = 5_000;
-
-/// What one attempt at one replica came to, as failover sees it.
+/// What one attempt at one replica came to, as failover sees it (see
+/// [`crate::protocol::Reply::outcome`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The replica answered: a success, or a refusal of this request (any 4xx but 429).
+    /// The replica answered: a success, or a refusal of this request.
     Answered,
-    /// The replica sheds load on purpose (429).
-    Busy { retry_after_millis: Option<u64> },
+    /// The replica sheds load on purpose (429): wait this long before coming back to it.
+    Busy { retry_after_millis: u64 },
     /// The replica cannot serve now: no connection, a timeout or a 5xx.
     Unavailable { retry_after_millis: Option<u64> },
 }
 
 impl Outcome {
-    /// The outcome of an HTTP answer: its status and its `Retry-After` header, if any.
-    pub fn from_status(status: u16, retry_after: Option<&str>) -> Outcome {
-        let retry_after_millis = retry_after.and_then(parse_retry_after);
-        match status {
-            429 => Outcome::Busy { retry_after_millis },
-            500.. => Outcome::Unavailable { retry_after_millis },
-            _ => Outcome::Answered,
-        }
-    }
-
     /// The outcome of a request that got no HTTP answer (refused, reset, timed out).
     pub fn no_answer() -> Outcome {
         Outcome::Unavailable {
             retry_after_millis: None,
         }
     }
-}
-
-/// A `Retry-After` in delta-seconds, as milliseconds capped at [`MAX_RETRY_AFTER_MILLIS`]. The
-/// HTTP-date form is not used by flotilla and is ignored (the backoff applies).
-pub fn parse_retry_after(value: &str) -> Option<u64> {
-    let seconds: u64 = value.trim().parse().ok()?;
-    Some(seconds.saturating_mul(1_000).min(MAX_RETRY_AFTER_MILLIS))
 }
 
 /// What to do after an attempt.
@@ -111,9 +88,7 @@ impl Failover {
             Outcome::Answered => Step::Done { current: replica },
             Outcome::Busy { retry_after_millis } => Step::Wait {
                 current: replica,
-                at_least_millis: self
-                    .retry_after_millis
-                    .max(retry_after_millis.unwrap_or(DEFAULT_BUSY_MILLIS)),
+                at_least_millis: self.retry_after_millis.max(retry_after_millis),
             },
             Outcome::Unavailable { retry_after_millis } => {
                 self.retry_after_millis =
@@ -143,6 +118,12 @@ pub fn retry_delay_millis(backoff: &mut Backoff, at_least_millis: u64, entropy: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Call, DEFAULT_BUSY_MILLIS, classify};
+
+    /// The outcome of an answer to a sync.
+    fn answer(status: u16, retry_after: Option<&str>) -> Outcome {
+        classify(Call::Sync, status, retry_after).outcome()
+    }
 
     fn unavailable(retry_after_millis: Option<u64>) -> Outcome {
         Outcome::Unavailable { retry_after_millis }
@@ -158,11 +139,11 @@ mod tests {
         );
         assert_eq!(walk.replica(), 2);
         assert_eq!(
-            walk.on_outcome(Outcome::from_status(502, None)),
+            walk.on_outcome(answer(502, None)),
             Step::TryNext { next: 0 }
         );
         assert_eq!(
-            walk.on_outcome(Outcome::from_status(204, None)),
+            walk.on_outcome(answer(204, None)),
             Step::Done { current: 0 },
             "the replica that answered becomes the current one"
         );
@@ -172,7 +153,7 @@ mod tests {
     fn a_503_with_retry_after_fails_over_too_and_its_wait_applies_once_all_failed() {
         let mut walk = Failover::new(2, 0);
         assert_eq!(
-            walk.on_outcome(Outcome::from_status(503, Some("30"))),
+            walk.on_outcome(answer(503, Some("30"))),
             Step::TryNext { next: 1 },
             "one replica's store being away says nothing about the other's"
         );
@@ -190,7 +171,7 @@ mod tests {
     fn a_replica_shedding_load_is_waited_for_not_passed_over() {
         let mut walk = Failover::new(2, 1);
         assert_eq!(
-            walk.on_outcome(Outcome::from_status(429, Some("7"))),
+            walk.on_outcome(answer(429, Some("7"))),
             Step::Wait {
                 current: 1,
                 at_least_millis: 7_000
@@ -198,7 +179,7 @@ mod tests {
         );
         let mut walk = Failover::new(2, 0);
         assert_eq!(
-            walk.on_outcome(Outcome::from_status(429, None)),
+            walk.on_outcome(answer(429, None)),
             Step::Wait {
                 current: 0,
                 at_least_millis: DEFAULT_BUSY_MILLIS
@@ -216,7 +197,7 @@ mod tests {
         );
         assert_eq!(
             walk.on_outcome(Outcome::Busy {
-                retry_after_millis: Some(2_000)
+                retry_after_millis: 2_000
             }),
             Step::Wait {
                 current: 1,
@@ -231,7 +212,7 @@ mod tests {
         for status in [400, 401, 403, 404, 409, 413, 422] {
             let mut walk = Failover::new(2, 0);
             assert_eq!(
-                walk.on_outcome(Outcome::from_status(status, None)),
+                walk.on_outcome(answer(status, None)),
                 Step::Done { current: 0 },
                 "status {status}"
             );
@@ -249,17 +230,6 @@ mod tests {
                 at_least_millis: 0
             }
         );
-    }
-
-    #[test]
-    fn retry_after_is_delta_seconds_and_capped() {
-        assert_eq!(parse_retry_after(" 12 "), Some(12_000));
-        assert_eq!(
-            parse_retry_after("99999999999"),
-            Some(MAX_RETRY_AFTER_MILLIS)
-        );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 pub mod customize;
 pub mod digest;
+pub mod documents;
 pub mod failover;
+pub mod protocol;
 pub mod selector;
 pub mod sync;
 pub mod targeting;

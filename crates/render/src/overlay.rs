@@ -3,14 +3,17 @@
 //! For each overlay, in order: a file `overlays/<name>/<path>` whose name contains `_patch.`
 //! patches the file `<path>` with `_patch.` replaced by `.` (which must exist); any other file
 //! replaces or adds `<path>`. A patch is a JSON patch (RFC 6902) when it is a list, otherwise a
-//! merge patch: RFC 7386 merge, except that for Kubernetes' built-in kinds the lists Kubernetes
-//! merges by key (containers and volumes by name, ports by port…) are merged item by item, as a
-//! strategic merge patch does, with `$patch: delete` removing an item and `$patch: replace`
-//! replacing a mapping.
+//! merge patch: for custom resources a plain RFC 7386 merge (both from the `json-patch` crate);
+//! for Kubernetes' built-in kinds a strategic merge, in the manner of Fleet's: RFC 7386, except
+//! that the lists Kubernetes merges by key (containers and volumes by name, ports by port…) are
+//! merged item by item, with `$patch: delete` removing an item and `$patch: replace` replacing a
+//! mapping (`$` keys are directives and never reach the result).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use json_patch::{CopyOperation, MoveOperation, PatchErrorKind, PatchOperation};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::RenderError;
@@ -132,8 +135,11 @@ fn patch_file(
             .map_err(|problem| RenderError::in_file(patch_shown, problem))?,
         Value::Object(_) => {
             let api_version = base.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            let strategic = is_builtin_group(api_version);
-            merge(&mut base, &patch, strategic);
+            if is_builtin_group(api_version) {
+                strategic_merge(&mut base, &patch);
+            } else {
+                json_patch::merge(&mut base, &patch);
+            }
         }
         other => {
             return Err(RenderError::in_file(
@@ -199,13 +205,14 @@ fn without_directives(value: &Value) -> Value {
     }
 }
 
-/// A merge patch (RFC 7386), with keyed list merging when `strategic` (see the module docs).
-fn merge(target: &mut Value, patch: &Value, strategic: bool) {
+/// A strategic merge patch (see the module docs): RFC 7386 with keyed list merging and `$patch`
+/// directives.
+fn strategic_merge(target: &mut Value, patch: &Value) {
     let Value::Object(patch_map) = patch else {
         *target = without_directives(patch);
         return;
     };
-    if strategic && directive(patch, "replace") {
+    if directive(patch, "replace") {
         *target = without_directives(patch);
         return;
     }
@@ -223,9 +230,8 @@ fn merge(target: &mut Value, patch: &Value, strategic: bool) {
             target_map.remove(key);
             continue;
         }
-        if strategic
-            && let (Value::Array(items), Some(Value::Array(existing))) =
-                (value, target_map.get_mut(key))
+        if let (Value::Array(items), Some(Value::Array(existing))) =
+            (value, target_map.get_mut(key))
             && let Some(merge_by) = merge_key(key, items)
         {
             merge_list(existing, items, merge_by);
@@ -233,7 +239,7 @@ fn merge(target: &mut Value, patch: &Value, strategic: bool) {
         }
         let slot = target_map.entry(key.clone()).or_insert(Value::Null);
         if value.is_object() {
-            merge(slot, value, strategic);
+            strategic_merge(slot, value);
         } else {
             *slot = without_directives(value);
         }
@@ -250,134 +256,58 @@ fn merge_list(existing: &mut Vec<Value>, items: &[Value], key: &str) {
                 existing.remove(index);
             }
             None if directive(item, "delete") => {}
-            Some(index) => merge(&mut existing[index], item, true),
+            Some(index) => strategic_merge(&mut existing[index], item),
             None => existing.push(without_directives(item)),
         }
     }
 }
 
-/// Applies a JSON patch (RFC 6902) to `document`.
+/// Applies a JSON patch (RFC 6902) to `document` with the `json-patch` crate. Problems name the
+/// operation by its 1-based position; after one, `document` may be partly patched.
 fn json_patch(document: &mut Value, operations: &[Value]) -> Result<(), String> {
-    for (index, operation) in operations.iter().enumerate() {
-        let at = |problem: String| format!("JSON patch operation {}: {problem}", index + 1);
-        let field = |name: &str| {
-            operation
-                .get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| at(format!("has no string {name:?}")))
+    let at =
+        |index: usize, problem: String| format!("JSON patch operation {}: {problem}", index + 1);
+    let operations = operations
+        .iter()
+        .enumerate()
+        .map(|(index, operation)| {
+            PatchOperation::deserialize(operation).map_err(|error| at(index, error.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Without the crate's undo stack: `patch_file` drops the document on an error, and `patch`
+    // panics should an undo ever fail, which a render of user files must not risk.
+    json_patch::patch_unsafe(document, &operations).map_err(|error| {
+        let problem = match operations.get(error.operation) {
+            Some(operation) => patch_problem(operation, &error.kind),
+            None => error.to_string(),
         };
-        let op = field("op")?;
-        let path = parse_pointer(field("path")?).map_err(&at)?;
-        let value = || {
-            operation
-                .get("value")
-                .cloned()
-                .ok_or_else(|| at("has no \"value\"".to_string()))
-        };
-        match op {
-            "add" => add(document, &path, value()?).map_err(&at)?,
-            "remove" => {
-                remove(document, &path).map_err(&at)?;
-            }
-            "replace" => {
-                remove(document, &path).map_err(&at)?;
-                add(document, &path, value()?).map_err(&at)?;
-            }
-            "move" | "copy" => {
-                let from = parse_pointer(field("from")?).map_err(&at)?;
-                let moved = if op == "move" {
-                    remove(document, &from).map_err(&at)?
-                } else {
-                    get(document, &from)
-                        .cloned()
-                        .ok_or_else(|| at("\"from\" does not exist".into()))?
-                };
-                add(document, &path, moved).map_err(&at)?;
-            }
-            "test" => {
-                if get(document, &path) != Some(&value()?) {
-                    return Err(at("test failed: the value differs".into()));
-                }
-            }
-            other => return Err(at(format!("unknown op {other:?}"))),
-        }
-    }
-    Ok(())
-}
-
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(format!(
-            "path {pointer:?} is not a JSON pointer (start it with /)"
-        ));
-    };
-    Ok(rest
-        .split('/')
-        .map(|token| token.replace("~1", "/").replace("~0", "~"))
-        .collect())
-}
-
-fn get<'a>(document: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(document, |value, token| match value {
-        Value::Object(map) => map.get(token),
-        Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
+        at(error.operation, problem)
     })
 }
 
-fn get_mut<'a>(document: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
-    path.iter().try_fold(document, |value, token| match value {
-        Value::Object(map) => map.get_mut(token),
-        Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
-        _ => None,
-    })
-}
-
-fn add(document: &mut Value, path: &[String], value: Value) -> Result<(), String> {
-    let Some((last, parent_path)) = path.split_last() else {
-        *document = value;
-        return Ok(());
-    };
-    let parent = get_mut(document, parent_path)
-        .ok_or_else(|| format!("the parent of /{} does not exist", path.join("/")))?;
-    match parent {
-        Value::Object(map) => {
-            map.insert(last.clone(), value);
-            Ok(())
+/// What went wrong when `operation` failed with `kind`, naming the pointers involved.
+fn patch_problem(operation: &PatchOperation, kind: &PatchErrorKind) -> String {
+    let path = operation.path();
+    match (kind, operation) {
+        (PatchErrorKind::TestFailed, _) => format!("test failed: the value at {path} differs"),
+        (PatchErrorKind::InvalidFromPointer, PatchOperation::Move(MoveOperation { from, .. }))
+        | (PatchErrorKind::InvalidFromPointer, PatchOperation::Copy(CopyOperation { from, .. })) => {
+            format!("\"from\" {from} does not exist")
         }
-        Value::Array(items) if last == "-" => {
-            items.push(value);
-            Ok(())
+        (PatchErrorKind::CannotMoveInsideItself, _) => {
+            format!("cannot move a value inside itself (to {path})")
         }
-        Value::Array(items) => match last.parse::<usize>() {
-            Ok(index) if index <= items.len() => {
-                items.insert(index, value);
-                Ok(())
-            }
-            _ => Err(format!("index {last} is out of range")),
-        },
-        _ => Err(format!(
-            "cannot add below a scalar at /{}",
-            parent_path.join("/")
-        )),
-    }
-}
-
-fn remove(document: &mut Value, path: &[String]) -> Result<Value, String> {
-    let Some((last, parent_path)) = path.split_last() else {
-        return Ok(std::mem::take(document));
-    };
-    let missing = || format!("/{} does not exist", path.join("/"));
-    match get_mut(document, parent_path).ok_or_else(missing)? {
-        Value::Object(map) => map.remove(last).ok_or_else(missing),
-        Value::Array(items) => match last.parse::<usize>() {
-            Ok(index) if index < items.len() => Ok(items.remove(index)),
-            _ => Err(missing()),
-        },
-        _ => Err(missing()),
+        (
+            PatchErrorKind::InvalidPointer,
+            PatchOperation::Add(_) | PatchOperation::Move(_) | PatchOperation::Copy(_),
+        ) => format!(
+            "cannot add at {path}: the parent does not exist or is a scalar, or the index is out of range"
+        ),
+        (PatchErrorKind::InvalidPointer, PatchOperation::Remove(_)) if path.is_root() => {
+            "cannot remove the whole document".to_string()
+        }
+        (PatchErrorKind::InvalidPointer, _) => format!("{path} does not exist"),
+        (other, _) => format!("{other} at {path}"),
     }
 }
 
@@ -403,18 +333,20 @@ mod tests {
             "containers": [{"name": "web", "image": "web:1"}, {"name": "side", "image": "side:1"}]}}}});
         let patch = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "web", "image": "web:2"}, {"name": "side", "$patch": "delete"}, {"name": "new", "image": "n"}]}}}});
-        merge(&mut base, &patch, true);
+        strategic_merge(&mut base, &patch);
         assert_eq!(
             base["spec"]["template"]["spec"]["containers"],
             json!([{"name": "web", "image": "web:2"}, {"name": "new", "image": "n"}])
         );
         // Custom resources get plain merge patches: the list is replaced.
-        let mut custom = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        merge(
-            &mut custom,
-            &json!({"spec": {"containers": [{"name": "a", "x": 1}]}}),
-            false,
-        );
+        let patched = patch_file(
+            "cr.yaml",
+            "apiVersion: example.com/v1\nkind: Thing\nspec:\n  containers: [{name: a}, {name: b}]\n",
+            "cr_patch.yaml",
+            "spec:\n  containers: [{name: a, x: 1}]\n",
+        )
+        .unwrap();
+        let custom: Value = serde_json::from_str(&patched).unwrap();
         assert_eq!(custom["spec"]["containers"], json!([{"name": "a", "x": 1}]));
     }
 
@@ -437,5 +369,95 @@ mod tests {
         );
         let error = json_patch(&mut document, &[json!({"op": "remove", "path": "/nope"})]);
         assert!(error.unwrap_err().contains("/nope does not exist"));
+    }
+
+    #[test]
+    fn custom_resource_merge_patch_is_plain_rfc7386() {
+        let patched = patch_file(
+            "cr.yaml",
+            "apiVersion: example.com/v1\nkind: Thing\nspec: {keep: 1, drop: 2, list: [1, 2]}\n",
+            "cr_patch.yaml",
+            "spec: {drop: null, list: [3], $patch: replace}\n",
+        )
+        .unwrap();
+        let custom: Value = serde_json::from_str(&patched).unwrap();
+        // RFC 7386: `null` deletes, lists are replaced, and `$patch` is an ordinary key, not a
+        // strategic directive.
+        assert_eq!(
+            custom["spec"],
+            json!({"keep": 1, "list": [3], "$patch": "replace"})
+        );
+    }
+
+    #[test]
+    fn strategic_merge_drops_directive_keys_for_builtin_kinds() {
+        let mut base =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1", "b": "2"}});
+        strategic_merge(&mut base, &json!({"data": {"$patch": "replace", "c": "3"}}));
+        assert_eq!(base["data"], json!({"c": "3"}));
+    }
+
+    #[test]
+    fn json_patch_failure_names_the_operation_and_the_pointer() {
+        let original = json!({"a": [1], "b": "x"});
+        let failing = |operations: Value| {
+            let mut document = original.clone();
+            json_patch(&mut document, operations.as_array().unwrap()).unwrap_err()
+        };
+        let error = failing(json!([
+            {"op": "add", "path": "/c", "value": 1},
+            {"op": "test", "path": "/b", "value": "y"}
+        ]));
+        assert_eq!(
+            error,
+            "JSON patch operation 2: test failed: the value at /b differs"
+        );
+        let error = failing(json!([{"op": "add", "path": "/a/5", "value": 1}]));
+        assert!(
+            error.starts_with("JSON patch operation 1: cannot add at /a/5"),
+            "{error}"
+        );
+        let error = failing(json!([{"op": "move", "from": "/nope", "path": "/c"}]));
+        assert_eq!(
+            error,
+            "JSON patch operation 1: \"from\" /nope does not exist"
+        );
+        let error = failing(json!([{"op": "frobnicate", "path": "/a"}]));
+        assert!(
+            error.starts_with("JSON patch operation 1: unknown variant `frobnicate`"),
+            "{error}"
+        );
+        let error = failing(json!([{"op": "remove", "path": "a"}]));
+        assert!(error.starts_with("JSON patch operation 1: "), "{error}");
+        assert!(error.contains("does not start with a slash"), "{error}");
+        let error = failing(json!([{"op": "remove", "path": ""}]));
+        assert_eq!(
+            error,
+            "JSON patch operation 1: cannot remove the whole document"
+        );
+        let matching_test = [json!({"op": "test", "path": "/a/0", "value": 1})];
+        assert_eq!(json_patch(&mut original.clone(), &matching_test), Ok(()));
+    }
+
+    #[test]
+    fn json_patch_pointers_follow_rfc6901_escapes_and_indices() {
+        let mut document = json!({"a~b": {"c/d": 1}, "list": [1, 2]});
+        let operations = json!([
+            {"op": "copy", "from": "/a~0b/c~1d", "path": "/~01"},
+            {"op": "add", "path": "/list/-", "value": 3},
+            {"op": "remove", "path": "/list/0"}
+        ]);
+        json_patch(&mut document, operations.as_array().unwrap()).unwrap();
+        assert_eq!(
+            document,
+            json!({"a~b": {"c/d": 1}, "~1": 1, "list": [2, 3]})
+        );
+        // A leading zero is not an array index (RFC 6901 section 4).
+        let error = json_patch(
+            &mut document,
+            &[json!({"op": "remove", "path": "/list/01"})],
+        )
+        .unwrap_err();
+        assert_eq!(error, "JSON patch operation 1: /list/01 does not exist");
     }
 }

@@ -34,6 +34,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A well-formed document that breaks a rule, with the field to fix (422).
+    #[error("{}", .0.message)]
+    Invalid(flotilla_core::documents::FieldError),
     #[error("server is busy; retry after {retry_after_seconds}s")]
     Overloaded { retry_after_seconds: u32 },
     #[error("{0}")]
@@ -57,7 +60,7 @@ impl ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,7 +98,7 @@ impl ApiError {
             ApiError::Gone(_) => "Gone",
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            ApiError::Unprocessable(_) => "Invalid",
+            ApiError::Unprocessable(_) | ApiError::Invalid(_) => "Invalid",
             ApiError::Overloaded { .. } => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
@@ -172,16 +175,49 @@ impl From<flotilla_store::StoreError> for ApiError {
     }
 }
 
+/// The write service's answer as HTTP: one status per kind of refusal.
+impl From<crate::writes::WriteError> for ApiError {
+    fn from(error: crate::writes::WriteError) -> ApiError {
+        use crate::writes::WriteError;
+        match error {
+            WriteError::Invalid(field) => ApiError::Invalid(field),
+            WriteError::NotFound(message) => ApiError::NotFound(message),
+            WriteError::Conflict(message) => ApiError::Conflict(message),
+            WriteError::NotAllowed(message) => ApiError::MethodNotAllowed(message),
+            WriteError::Unauthorized(message) => ApiError::Unauthorized(message),
+            store @ WriteError::Store(_) => ApiError::Unavailable(store.to_string()),
+            WriteError::Internal(message) => ApiError::Internal(message),
+        }
+    }
+}
+
+/// A document rule broken in a request body that is not a stored object (registration, sync).
+impl From<flotilla_core::documents::FieldError> for ApiError {
+    fn from(error: flotilla_core::documents::FieldError) -> ApiError {
+        ApiError::Invalid(error)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if let ApiError::Internal(message) = &self {
             tracing::error!(%message, "internal error");
         }
+        let details = match &self {
+            ApiError::Invalid(field) => Some(flotilla_api::ErrorDetails {
+                causes: vec![flotilla_api::ErrorCause {
+                    field: field.field.clone(),
+                    message: field.message.clone(),
+                }],
+            }),
+            _ => None,
+        };
         let body = ErrorBody {
             code: status.as_u16(),
             reason: self.reason().to_string(),
             message: self.to_string(),
+            details,
         };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::Overloaded {

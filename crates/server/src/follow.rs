@@ -19,12 +19,10 @@
 
 use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
 
-use flotilla_api::{ClusterState, agent::BundleReport};
-use flotilla_core::selector::Selector;
 use flotilla_store::{Change, ChangePage, Cursor, StoreError};
 
 use crate::{
-    fleet::{Fleet, GitRepoEntry, SecretEntry, TokenEntry, clusters::NewCluster},
+    fleet::{Fleet, clusters::NewCluster},
     records::{self, BundleRecord, ClusterRecord, CredentialRecord, ReportRecord},
     state::SharedState,
 };
@@ -168,7 +166,7 @@ fn prefetch_contents(
     }
     {
         let fleet = state.fleet.read();
-        wanted.retain(|digest| !fleet.contents.contains_key(digest));
+        wanted.retain(|digest| !fleet.contents().contains_key(digest));
     }
     let mut found = HashMap::new();
     for digest in wanted {
@@ -244,11 +242,11 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
         .map(|(name, revision, record)| (name, (revision, record)))
         .collect();
     let mut fleet = state.fleet.write();
+    let prefetched = !contents.is_empty();
     for (digest, bytes) in contents.drain() {
-        fleet.contents.entry(digest).or_insert(bytes);
+        fleet.hold_content(digest, bytes);
     }
     let mut applied = 0;
-    let mut bundles_moved = false;
     for change in foreign {
         let done = match change {
             Change::Put {
@@ -258,13 +256,11 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
                 doc,
             } => {
                 if kind == records::BUNDLE {
-                    let put = bundles
+                    bundles
                         .remove(name.as_str())
                         .is_some_and(|(revision, record)| {
                             put_bundle(state, &mut fleet, revision, record)
-                        });
-                    bundles_moved |= put;
-                    put
+                        })
                 } else {
                     put(state, &mut fleet, pending, kind, name, *revision, doc)
                 }
@@ -273,18 +269,14 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
                 kind,
                 name,
                 revision,
-            } => {
-                let deleted = delete(state, &mut fleet, pending, kind, name, *revision);
-                bundles_moved |= deleted && kind == records::BUNDLE;
-                deleted
-            }
+            } => delete(state, &mut fleet, pending, kind, name, *revision),
             Change::Counter { name, value, .. } => counter(&mut fleet, pending, name, *value),
         };
         applied += u64::from(done);
     }
-    // Once per page: content the replaced or deleted bundles no longer reference.
-    if bundles_moved {
-        crate::api::admin::release_contents(&mut fleet);
+    // Content prefetched for a bundle that was then not applied (memory held it newer).
+    if prefetched {
+        fleet.release_unreferenced_contents();
     }
     applied
 }
@@ -297,11 +289,15 @@ fn put_bundle(state: &SharedState, fleet: &mut Fleet, revision: u64, record: Bun
     ) {
         return false;
     }
-    match records::bundle_entry(fleet, record, revision, &*state.store) {
-        Ok(entry) => {
-            fleet.upsert_bundle(entry);
-            true
-        }
+    let store = &state.store;
+    let mut content = |digest: &str| -> anyhow::Result<axum::body::Bytes> {
+        store
+            .content(digest)?
+            .map(axum::body::Bytes::from)
+            .ok_or_else(|| anyhow::anyhow!("content {digest} of a followed bundle is missing"))
+    };
+    match records::apply_bundle(fleet, record, revision, &mut content) {
+        Ok(_) => true,
         Err(error) => {
             tracing::error!(bundle = %name, %error, "cannot apply a followed bundle; skipped");
             false
@@ -354,11 +350,7 @@ fn put(
             };
             match fleet.cluster_by_name(name).map(|(ordinal, _)| ordinal) {
                 Some(ordinal) => {
-                    if let Some(cluster) = fleet.cluster_mut(ordinal) {
-                        cluster.client_id = record.client_id.into();
-                        cluster.credential_hash =
-                            records::parse_hash(&record.hash).unwrap_or_default();
-                    }
+                    records::apply_credential(fleet, ordinal, &record);
                 }
                 None => {
                     pending.credentials.insert(name.to_string(), record);
@@ -382,95 +374,53 @@ fn put(
             let Some(record) = decode::<records::GroupRecord>(kind, name, doc) else {
                 return false;
             };
-            if holds_newer(fleet.groups.get(name).map(|g| &g.metadata), revision) {
+            if holds_newer(fleet.groups().get(name).map(|g| &g.metadata), revision) {
                 return false;
             }
-            let selector = match Selector::from_api(&record.spec.selector) {
-                Ok(selector) => selector,
+            match records::apply_group(fleet, name, record, revision) {
+                Ok(()) => true,
                 Err(error) => {
                     tracing::error!(group = %name, %error, "followed group has a bad selector");
-                    return false;
+                    false
                 }
-            };
-            let mut metadata = record.metadata;
-            metadata.resource_version = Some(revision.to_string());
-            fleet.upsert_group(name, metadata, selector);
-            true
+            }
         }
         records::TOKEN => {
             let Some(record) = decode::<records::TokenRecord>(kind, name, doc) else {
                 return false;
             };
-            let (uses, reserved) = match fleet.tokens.get(name) {
-                Some(old) if revision_of(&old.metadata) >= revision => return false,
-                Some(old) => (old.uses, old.reserved),
-                None => (pending.token_uses.remove(name).unwrap_or(0), 0),
-            };
-            let mut metadata = record.metadata;
-            metadata.resource_version = Some(revision.to_string());
-            fleet.tokens.insert(
-                name.to_string(),
-                TokenEntry {
-                    metadata,
-                    spec: record.spec,
-                    secret_hash: records::parse_hash(&record.secret_hash).unwrap_or_default(),
-                    expires_at: record.expires_at,
-                    uses,
-                    reserved,
-                },
-            );
+            if holds_newer(fleet.tokens().get(name).map(|t| &t.metadata), revision) {
+                return false;
+            }
+            let uses = pending.token_uses.remove(name).unwrap_or(0);
+            records::apply_token(fleet, name, record, revision, uses);
             true
         }
         records::SECRET => {
             let Some(record) = decode::<records::SecretRecord>(kind, name, doc) else {
                 return false;
             };
-            if holds_newer(fleet.secrets.get(name).map(|s| &s.metadata), revision) {
+            if holds_newer(fleet.secrets().get(name).map(|s| &s.metadata), revision) {
                 return false;
             }
-            let mut metadata = record.metadata;
-            metadata.resource_version = Some(revision.to_string());
-            fleet.secrets.insert(
-                name.to_string(),
-                SecretEntry {
-                    metadata,
-                    spec: record.spec,
-                },
-            );
+            records::apply_secret(fleet, name, record, revision);
             true
         }
         records::GITREPO => {
             let Some(record) = decode::<records::GitRepoRecord>(kind, name, doc) else {
                 return false;
             };
-            let status = match fleet.gitrepos.get(name) {
-                Some(old) if revision_of(&old.metadata) >= revision => return false,
-                Some(old) => old.status.clone(),
-                None => Default::default(),
-            };
-            let mut metadata = record.metadata;
-            metadata.resource_version = Some(revision.to_string());
-            fleet.gitrepos.insert(
-                name.to_string(),
-                GitRepoEntry {
-                    metadata,
-                    spec: record.spec,
-                    status,
-                },
-            );
+            if holds_newer(fleet.gitrepos().get(name).map(|r| &r.metadata), revision) {
+                return false;
+            }
+            records::apply_gitrepo(fleet, name, record, revision);
             true
         }
         records::GITREPO_STATUS => {
             let Some(record) = decode::<records::GitRepoStatusRecord>(kind, name, doc) else {
                 return false;
             };
-            match fleet.gitrepos.get_mut(name) {
-                Some(repo) => {
-                    repo.status = record.status;
-                    true
-                }
-                None => false,
-            }
+            fleet.set_gitrepo_status(name, record.status)
         }
         _ => false,
     }
@@ -502,29 +452,29 @@ fn delete(
                 revision,
             );
             if older {
-                fleet.remove_bundle(name);
+                fleet.delete_bundle(name);
             }
             older
         }
         records::GROUP => {
-            let older = holds_older(fleet.groups.get(name).map(|g| &g.metadata), revision);
+            let older = holds_older(fleet.groups().get(name).map(|g| &g.metadata), revision);
             if older {
                 fleet.remove_group(name);
             }
             older
         }
         records::TOKEN => {
-            let older = holds_older(fleet.tokens.get(name).map(|t| &t.metadata), revision);
-            older && fleet.tokens.remove(name).is_some()
+            let older = holds_older(fleet.tokens().get(name).map(|t| &t.metadata), revision);
+            older && fleet.remove_token(name)
         }
         records::SECRET => {
-            let older = holds_older(fleet.secrets.get(name).map(|s| &s.metadata), revision);
-            older && fleet.secrets.remove(name).is_some()
+            let older = holds_older(fleet.secrets().get(name).map(|s| &s.metadata), revision);
+            older && fleet.remove_secret(name)
         }
         records::GITREPO => {
-            let older = holds_older(fleet.gitrepos.get(name).map(|r| &r.metadata), revision);
+            let older = holds_older(fleet.gitrepos().get(name).map(|r| &r.metadata), revision);
             if older {
-                fleet.gitrepos.remove(name);
+                fleet.remove_gitrepo(name);
                 state.gitops.forget(name);
             }
             older
@@ -538,42 +488,18 @@ fn counter(fleet: &mut Fleet, pending: &mut Pending, name: &str, value: Option<i
         return false;
     };
     let uses = value.unwrap_or(0).max(0) as u64;
-    match fleet.tokens.get_mut(token) {
-        Some(entry) => entry.uses = uses,
-        None => {
-            pending.token_uses.insert(token.to_string(), uses);
-        }
+    if !fleet.set_token_uses(token, uses) {
+        pending.token_uses.insert(token.to_string(), uses);
     }
     true
 }
 
 /// Puts another replica's view of a cluster's soft state into this one's model.
 fn apply_report(state: &SharedState, fleet: &mut Fleet, ordinal: u32, report: ReportRecord) {
-    let Some(cluster) = fleet.cluster_mut(ordinal) else {
-        return;
-    };
-    cluster.facts = report.facts;
-    cluster.report_digest = report.report_digest;
-    cluster
-        .last_seen
-        .fetch_max(report.last_seen, Ordering::Relaxed);
-    cluster
-        .seen_written
-        .fetch_max(report.last_seen, Ordering::Relaxed);
-    let interval = cluster.facts.sync_interval_seconds;
-    let last_seen = cluster.last_seen.load(Ordering::Relaxed);
-    let bundles: Vec<u32> = cluster.deployments.iter().map(|d| d.bundle).collect();
-    let was_online = cluster.state == ClusterState::Online;
-    fleet.set_cluster_state(ordinal, report.state);
-    if report.state == ClusterState::Online && !was_online {
-        state.schedule_deadline(ordinal, last_seen + state.offline_after(interval));
-    }
-    let mut reports: HashMap<u32, BundleReport> = report
-        .reports
-        .into_iter()
-        .filter_map(|r| fleet.bundle_names.get(&r.bundle).map(|&b| (b, r)))
-        .collect();
-    for bundle in bundles {
-        fleet.record_report(ordinal, bundle, reports.remove(&bundle).map(Box::new));
+    if let Some(applied) = fleet.put_soft_state(ordinal, report.into())
+        && applied.went_online
+    {
+        let deadline = applied.last_seen + state.offline_after(applied.sync_interval_seconds);
+        state.schedule_deadline(ordinal, deadline);
     }
 }

@@ -9,11 +9,14 @@
 //!
 //! [`Store::lease`]: flotilla_store::Store::lease
 
-use std::time::Instant;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use flotilla_store::Store;
 use parking_lot::Mutex;
-
-use crate::state::SharedState;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// The one lease the server uses.
 pub const SINGLETON: &str = "singleton";
@@ -56,31 +59,29 @@ impl Lease {
     }
 }
 
-/// Keeps trying to take or renew the lease for as long as the server runs.
-pub async fn keeper(state: SharedState) {
-    let ttl = state
-        .settings
-        .lease_ttl
-        .max(std::time::Duration::from_millis(300));
+/// Keeps trying to take or renew the lease for as long as the server runs; `held` shows whether
+/// this replica holds it.
+pub async fn keeper(lease: Arc<Lease>, store: Arc<dyn Store>, ttl: Duration, held: Gauge) {
+    let ttl = ttl.max(Duration::from_millis(300));
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
-        let store = state.store.clone();
-        let holder = state.lease.holder.clone();
+        let task_store = store.clone();
+        let holder = lease.holder.clone();
         let result =
-            tokio::task::spawn_blocking(move || store.lease(SINGLETON, &holder, ttl)).await;
-        let was_held = state.lease.is_held();
+            tokio::task::spawn_blocking(move || task_store.lease(SINGLETON, &holder, ttl)).await;
+        let was_held = lease.is_held();
         match result {
             Ok(Ok(true)) => {
                 failures = 0;
-                *state.lease.valid_until.lock() = Some(started + ttl.mul_f64(0.8));
+                *lease.valid_until.lock() = Some(started + ttl.mul_f64(0.8));
                 if !was_held {
-                    tracing::info!(holder = %state.lease.holder, "this replica holds the singleton lease (offline sweeps, content collection, git polling)");
+                    tracing::info!(holder = %lease.holder, "this replica holds the singleton lease (offline sweeps, content collection, git polling)");
                 }
             }
             Ok(Ok(false)) => {
                 failures = 0;
-                *state.lease.valid_until.lock() = None;
+                *lease.valid_until.lock() = None;
                 if was_held {
                     tracing::warn!("another replica took the singleton lease");
                 }
@@ -94,19 +95,15 @@ pub async fn keeper(state: SharedState) {
             }
             Err(error) => tracing::error!(%error, "the lease renewal task failed"),
         }
-        state
-            .metrics
-            .lease_held
-            .set(i64::from(state.lease.is_held()));
+        held.set(i64::from(lease.is_held()));
         tokio::time::sleep(ttl / 3).await;
     }
 }
 
 /// Gives the lease up (clean shutdown), so another replica takes over at once.
-pub async fn release(state: &SharedState) {
-    *state.lease.valid_until.lock() = None;
-    let store = state.store.clone();
-    let holder = state.lease.holder.clone();
+pub async fn release(lease: &Lease, store: Arc<dyn Store>) {
+    *lease.valid_until.lock() = None;
+    let holder = lease.holder.clone();
     match tokio::task::spawn_blocking(move || store.release_lease(SINGLETON, &holder)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "could not release the singleton lease"),

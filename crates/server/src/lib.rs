@@ -15,7 +15,9 @@ pub mod metrics;
 pub mod records;
 pub mod serve;
 pub mod state;
+pub mod view;
 pub mod workers;
+pub mod writes;
 
 use std::{
     net::SocketAddr,
@@ -26,13 +28,12 @@ use std::{
 
 use anyhow::Context;
 use flotilla_store::{PgStore, SqliteStore, Store};
-use parking_lot::{Mutex, RwLock};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::serve::Serving;
 
 pub use crate::state::Settings;
-use crate::state::{AppState, SharedState, now_seconds};
+use crate::state::{AppState, SharedState, StateParts, now_seconds};
 pub use flotilla_store::PgOptions;
 
 /// How the server is started.
@@ -187,30 +188,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             }
         }
     };
-    let clusters = loaded.fleet.cluster_names.len();
-    let state: SharedState = Arc::new(AppState {
-        fleet: RwLock::new(loaded.fleet),
+    let clusters = loaded.fleet.cluster_names().len();
+    let state: SharedState = Arc::new(AppState::new(StateParts {
+        fleet: loaded.fleet,
         store,
-        admin_lock: tokio::sync::Mutex::new(()),
         admin_token_hash,
         settings: config.settings.clone(),
         metrics,
-        deadlines: Mutex::new(Default::default()),
-        dirty: Mutex::new(roaring::RoaringBitmap::new()),
-        gitops: gitops::GitOps::new(
-            config.data_dir.join("git"),
-            flotilla_render::Tools::detect()
-                .with_allowed_hosts(&config.settings.render_allow_hosts),
-        ),
-        agent_in_flight: Default::default(),
+        git_cache: config.data_dir.join("git"),
         shared_store: config.store.is_shared(),
-        lease: lease::Lease::new(config.store.is_shared()),
-        followed: std::sync::atomic::AtomicU64::new(if config.store.is_shared() {
-            loaded.revision
-        } else {
-            u64::MAX
-        }),
-    });
+        revision: loaded.revision,
+    }));
     // Clusters that were Online get one full offline window from now to sync again (their
     // agents could not reach a stopped server). Their last-seen times stay what the store says:
     // the server has not seen them since.
@@ -240,7 +228,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         max_connections,
     );
     let mut workers = vec![
-        tokio::spawn(lease::keeper(state.clone())),
+        tokio::spawn(lease::keeper(
+            state.lease.clone(),
+            state.store.clone(),
+            state.settings.lease_ttl,
+            state.metrics.lease_held.clone(),
+        )),
         tokio::spawn(workers::offline_sweeper(state.clone())),
         tokio::spawn(workers::soft_state_flusher(state.clone())),
         tokio::spawn(gitops::worker(state.clone())),
@@ -287,7 +280,7 @@ impl Server {
         }
         let final_writes = async {
             workers::flush_all_soft_state(&self.state).await;
-            lease::release(&self.state).await;
+            lease::release(&self.state.lease, self.state.store.clone()).await;
         };
         if tokio::time::timeout_at(deadline, final_writes)
             .await

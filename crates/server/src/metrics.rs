@@ -372,15 +372,15 @@ impl Metrics {
                     state: cluster_state.as_str(),
                 })
                 .set(gauge_value(
-                    fleet.cluster_counts[cluster_state_index(cluster_state)],
+                    fleet.cluster_counts()[cluster_state_index(cluster_state)],
                 ));
         }
         self.bundles
-            .set(gauge_value(fleet.bundle_names.len() as u64));
+            .set(gauge_value(fleet.bundle_names().len() as u64));
 
         let mut desired = 0u64;
         let mut by_state = [0u64; 5];
-        for bundle in fleet.bundles.iter().flatten() {
+        for bundle in fleet.bundles().map(|(_, b)| b) {
             desired += bundle.targeted.len();
             for (total, count) in by_state.iter_mut().zip(bundle.counts) {
                 *total += count;
@@ -396,17 +396,17 @@ impl Metrics {
         }
 
         self.model_clusters
-            .set(gauge_value(fleet.cluster_names.len() as u64));
+            .set(gauge_value(fleet.cluster_names().len() as u64));
         self.model_bundles
-            .set(gauge_value(fleet.bundle_names.len() as u64));
+            .set(gauge_value(fleet.bundle_names().len() as u64));
         self.model_deployments
             .set(gauge_value(fleet.deployment_count()));
         self.model_interned_strings
-            .set(gauge_value(fleet.interner.len() as u64));
+            .set(gauge_value(fleet.interner().len() as u64));
         self.model_contents
-            .set(gauge_value(fleet.contents.len() as u64));
+            .set(gauge_value(fleet.contents().len() as u64));
         self.model_content_bytes
-            .set(gauge_value(fleet.contents.total_bytes()));
+            .set(gauge_value(fleet.contents().total_bytes()));
     }
 }
 

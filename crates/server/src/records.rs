@@ -11,7 +11,7 @@ use flotilla_core::selector::Selector;
 use flotilla_store::{Op, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{BundleEntry, Fleet, TokenEntry, clusters::NewCluster, live_revision};
+use crate::fleet::{BundleEntry, Fleet, NewToken, SoftState, clusters::NewCluster, live_revision};
 
 pub const CLUSTER: &str = "Cluster";
 pub const CREDENTIAL: &str = "ClusterCredential";
@@ -133,7 +133,7 @@ pub fn strip_targets(
 pub fn join_targets(
     mut targets: Vec<BundleTarget>,
     digests: &[Option<String>],
-    content: &mut dyn FnMut(&str) -> anyhow::Result<axum::body::Bytes>,
+    content: &mut ContentSource<'_>,
 ) -> anyhow::Result<Vec<BundleTarget>> {
     for (target, digest) in targets.iter_mut().zip(digests) {
         if let Some(digest) = digest {
@@ -249,46 +249,37 @@ pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
     let mut bundles = Vec::new();
     let snapshot = store.load_kinds(&SMALL_KINDS, &mut |record| {
         let (kind, name) = (record.kind, record.name);
-        let metadata = |mut metadata: ObjectMeta| {
-            metadata.resource_version = Some(record.revision.to_string());
-            metadata
-        };
         match kind {
             META if name == ADMIN_TOKEN => {
                 let admin: AdminTokenRecord = decode(kind, name, record.doc)?;
                 admin_token_hash = parse_hash(&admin.hash);
             }
             TOKEN => tokens.push((name.to_string(), record.revision, record.doc.to_vec())),
-            GROUP => {
-                let group: GroupRecord = decode(kind, name, record.doc)?;
-                let selector = Selector::from_api(&group.spec.selector)
-                    .map_err(|error| anyhow::anyhow!("stored group {name:?}: {error}"))?;
-                fleet.upsert_group(name, metadata(group.metadata), selector);
-            }
-            SECRET => {
-                let secret: SecretRecord = decode(kind, name, record.doc)?;
-                fleet.secrets.insert(
-                    name.to_string(),
-                    crate::fleet::SecretEntry {
-                        metadata: metadata(secret.metadata),
-                        spec: secret.spec,
-                    },
-                );
-            }
+            GROUP => apply_group(
+                &mut fleet,
+                name,
+                decode(kind, name, record.doc)?,
+                record.revision,
+            )?,
+            SECRET => apply_secret(
+                &mut fleet,
+                name,
+                decode(kind, name, record.doc)?,
+                record.revision,
+            ),
             GITREPO_STATUS => {
                 statuses.insert(name.to_string(), decode(kind, name, record.doc)?);
             }
             GITREPO => {
-                let repo: GitRepoRecord = decode(kind, name, record.doc)?;
-                let status = statuses.remove(name).map(|s| s.status).unwrap_or_default();
-                fleet.gitrepos.insert(
-                    name.to_string(),
-                    crate::fleet::GitRepoEntry {
-                        metadata: metadata(repo.metadata),
-                        spec: repo.spec,
-                        status,
-                    },
+                apply_gitrepo(
+                    &mut fleet,
+                    name,
+                    decode(kind, name, record.doc)?,
+                    record.revision,
                 );
+                if let Some(status) = statuses.remove(name) {
+                    fleet.set_gitrepo_status(name, status.status);
+                }
             }
             BUNDLE => {
                 let stored: BundleRecord = decode(kind, name, record.doc)?;
@@ -304,30 +295,27 @@ pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
         .map(|(name, value)| (name.as_str(), *value))
         .collect();
     for (name, revision, doc) in tokens {
-        let token: TokenRecord = decode(TOKEN, &name, &doc)?;
         let uses = counters
             .get(token_uses_counter(&name).as_str())
             .copied()
             .unwrap_or(0)
             .max(0) as u64;
-        let mut metadata = token.metadata;
-        metadata.resource_version = Some(revision.to_string());
-        fleet.tokens.insert(
-            name,
-            TokenEntry {
-                metadata,
-                spec: token.spec,
-                secret_hash: parse_hash(&token.secret_hash).unwrap_or_default(),
-                expires_at: token.expires_at,
-                uses,
-                reserved: 0,
-            },
+        apply_token(
+            &mut fleet,
+            &name,
+            decode(TOKEN, &name, &doc)?,
+            revision,
+            uses,
         );
     }
     // Bundles read their content from the store, so they are built after the first read.
     for (stored, revision) in bundles {
-        let entry = bundle_entry(&mut fleet, stored, revision, store)?;
-        fleet.upsert_bundle(entry);
+        apply_bundle(&mut fleet, stored, revision, &mut |digest| {
+            store
+                .content(digest)?
+                .ok_or_else(|| anyhow::anyhow!("content {digest} of a stored bundle is missing"))
+                .map(axum::body::Bytes::from)
+        })?;
     }
     let online = load_clusters(store, &mut fleet)?;
     Ok(Loaded {
@@ -404,12 +392,8 @@ fn load_clusters(store: &dyn Store, fleet: &mut Fleet) -> anyhow::Result<Vec<u32
                         });
                     }
                     ClusterPart::Credential(name, credential) => {
-                        if let Some((ordinal, _)) = fleet.cluster_by_name(&name)
-                            && let Some(cluster) = fleet.cluster_mut(ordinal)
-                        {
-                            cluster.client_id = credential.client_id.into();
-                            cluster.credential_hash =
-                                parse_hash(&credential.hash).unwrap_or_default();
+                        if let Some((ordinal, _)) = fleet.cluster_by_name(&name) {
+                            apply_credential(fleet, ordinal, &credential);
                         }
                     }
                     ClusterPart::Report(name, report) => {
@@ -430,24 +414,11 @@ fn load_clusters(store: &dyn Store, fleet: &mut Fleet) -> anyhow::Result<Vec<u32
 
 /// Puts a cluster's stored soft state back (its reports are taken, not copied).
 fn restore_report(fleet: &mut Fleet, ordinal: u32, report: ReportRecord, online: &mut Vec<u32>) {
-    if let Some(cluster) = fleet.cluster_mut(ordinal) {
-        cluster.facts = report.facts;
-        cluster.report_digest = report.report_digest;
-        cluster
-            .last_seen
-            .store(report.last_seen, std::sync::atomic::Ordering::Relaxed);
-        cluster
-            .seen_written
-            .store(report.last_seen, std::sync::atomic::Ordering::Relaxed);
-    }
-    fleet.set_cluster_state(ordinal, report.state);
-    if report.state == ClusterState::Online {
+    let went_online = fleet
+        .put_soft_state(ordinal, report.into())
+        .is_some_and(|applied| applied.went_online);
+    if went_online {
         online.push(ordinal);
-    }
-    for bundle_report in report.reports {
-        if let Some(&bundle) = fleet.bundle_names.get(&bundle_report.bundle) {
-            fleet.record_report(ordinal, bundle, Some(Box::new(bundle_report)));
-        }
     }
     if let Some(cluster) = fleet.cluster(ordinal) {
         cluster
@@ -456,29 +427,115 @@ fn restore_report(fleet: &mut Fleet, ordinal: u32, report: ReportRecord, online:
     }
 }
 
-/// Turns a stored bundle into its in-memory entry, reading its content (from memory when it
-/// holds it).
-pub(crate) fn bundle_entry(
+impl From<ReportRecord> for SoftState {
+    fn from(report: ReportRecord) -> SoftState {
+        SoftState {
+            state: report.state,
+            last_seen: report.last_seen,
+            facts: report.facts,
+            report_digest: report.report_digest,
+            reports: report.reports,
+        }
+    }
+}
+
+/// Stored content by digest, for records that reference it.
+pub type ContentSource<'a> = dyn FnMut(&str) -> anyhow::Result<axum::body::Bytes> + 'a;
+
+// One apply per kind, from the record the store holds: the start-up load and the replica
+// follower both call these, and they call the same `Fleet` methods a local write does.
+
+/// Puts a stored cluster group into memory (its selector compiled).
+pub fn apply_group(
+    fleet: &mut Fleet,
+    name: &str,
+    group: GroupRecord,
+    revision: u64,
+) -> anyhow::Result<()> {
+    let selector = Selector::from_api(&group.spec.selector)
+        .map_err(|error| anyhow::anyhow!("stored group {name:?}: {error}"))?;
+    fleet.put_group(name, with_revision(group.metadata, revision), selector);
+    Ok(())
+}
+
+/// Puts a stored token into memory; a new one starts at `uses` (the store's counter).
+pub fn apply_token(fleet: &mut Fleet, name: &str, token: TokenRecord, revision: u64, uses: u64) {
+    fleet.put_token(
+        name,
+        NewToken {
+            metadata: with_revision(token.metadata, revision),
+            spec: token.spec,
+            secret_hash: parse_hash(&token.secret_hash).unwrap_or_default(),
+            expires_at: token.expires_at,
+        },
+        uses,
+    );
+}
+
+pub fn apply_secret(fleet: &mut Fleet, name: &str, secret: SecretRecord, revision: u64) {
+    fleet.put_secret(
+        name,
+        crate::fleet::SecretEntry {
+            metadata: with_revision(secret.metadata, revision),
+            spec: secret.spec,
+        },
+    );
+}
+
+pub fn apply_gitrepo(fleet: &mut Fleet, name: &str, repo: GitRepoRecord, revision: u64) {
+    fleet.put_gitrepo(name, with_revision(repo.metadata, revision), repo.spec);
+}
+
+pub fn apply_credential(fleet: &mut Fleet, ordinal: u32, credential: &CredentialRecord) {
+    fleet.set_credential(
+        ordinal,
+        Some(&credential.client_id),
+        parse_hash(&credential.hash).unwrap_or_default(),
+    );
+}
+
+/// Puts a stored bundle into memory, reading the content it references from memory when held,
+/// else from `content`.
+pub fn apply_bundle(
     fleet: &mut Fleet,
     stored: BundleRecord,
     revision: u64,
-    store: &dyn Store,
-) -> anyhow::Result<BundleEntry> {
-    let mut content = |digest: &str| -> anyhow::Result<axum::body::Bytes> {
-        if let Some(bytes) = fleet.contents.get(digest) {
-            return Ok(bytes.clone());
-        }
-        let bytes = store
-            .content(digest)?
-            .ok_or_else(|| anyhow::anyhow!("content {digest} of a stored bundle is missing"))?;
-        let bytes = axum::body::Bytes::from(bytes);
-        fleet.contents.insert(digest.to_string(), bytes.clone());
-        Ok(bytes)
+    content: &mut ContentSource<'_>,
+) -> anyhow::Result<u32> {
+    let mut fetched: Vec<(String, axum::body::Bytes)> = Vec::new();
+    let entry = {
+        let held = fleet.contents();
+        let mut content = |digest: &str| -> anyhow::Result<axum::body::Bytes> {
+            if let Some(bytes) = held.get(digest) {
+                return Ok(bytes.clone());
+            }
+            if let Some((_, bytes)) = fetched.iter().find(|(d, _)| d == digest) {
+                return Ok(bytes.clone());
+            }
+            let bytes = content(digest)?;
+            fetched.push((digest.to_string(), bytes.clone()));
+            Ok(bytes)
+        };
+        bundle_entry(stored, revision, &mut content)?
     };
+    Ok(fleet.put_bundle(entry, fetched))
+}
+
+fn with_revision(mut metadata: ObjectMeta, revision: u64) -> ObjectMeta {
+    metadata.resource_version = Some(revision.to_string());
+    metadata
+}
+
+/// Turns a stored bundle into its in-memory entry, reading its content from `content`.
+fn bundle_entry(
+    stored: BundleRecord,
+    revision: u64,
+    content: &mut ContentSource<'_>,
+) -> anyhow::Result<BundleEntry> {
     let spec_bytes = content(&stored.spec_digest)?;
     let mut spec = stored.spec;
     spec.resources = serde_json::from_slice(&spec_bytes)?;
-    spec.targets = join_targets(spec.targets, &stored.spec_target_digests, &mut content)?;
+    spec.targets = join_targets(spec.targets, &stored.spec_target_digests, content)?;
     let spec_target_digests: Vec<String> = stored
         .spec_target_digests
         .iter()
@@ -487,7 +544,7 @@ pub(crate) fn bundle_entry(
         .collect();
     let stored_live = match stored.live {
         Some(mut live) => {
-            live.targets = join_targets(live.targets, &live.target_digests, &mut content)?;
+            live.targets = join_targets(live.targets, &live.target_digests, content)?;
             live.target_digests.clear();
             Some(live)
         }
@@ -499,29 +556,27 @@ pub(crate) fn bundle_entry(
         .unwrap_or_default();
     let live = match stored_live {
         Some(live) => {
-            let live_bytes = content(&live.digest)?;
-            let resources: Vec<serde_json::Value> = serde_json::from_slice(&live_bytes)?;
-            Some(
-                live_revision(
-                    live.generation,
-                    live.digest,
-                    &resources,
-                    &live.targets,
-                    live.keep_resources,
-                    &live.drift,
-                )
-                .map_err(anyhow::Error::msg)?,
-            )
+            // The spec's content is parsed above; a paused bundle's live content may differ.
+            let resources: Vec<serde_json::Value> = if live.digest == stored.spec_digest {
+                spec.resources.clone()
+            } else {
+                serde_json::from_slice(&content(&live.digest)?)?
+            };
+            Some(live_revision(
+                live.generation,
+                live.digest,
+                &resources,
+                &live.targets,
+                live.keep_resources,
+                &live.drift,
+            )?)
         }
         None => None,
     };
-    let dependencies =
-        crate::fleet::compile_dependencies(&spec.depends_on).map_err(anyhow::Error::msg)?;
-    let mut metadata = stored.metadata;
-    metadata.resource_version = Some(revision.to_string());
+    let dependencies = flotilla_core::documents::dependencies(&spec.depends_on)?;
     Ok(BundleEntry {
-        name: metadata.name.clone(),
-        metadata,
+        name: stored.metadata.name.clone(),
+        metadata: with_revision(stored.metadata, revision),
         spec,
         spec_digest: stored.spec_digest,
         spec_target_digests,

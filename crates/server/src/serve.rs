@@ -733,6 +733,7 @@ fn json_error(status: StatusCode, reason: &str, message: String) -> Response<Bod
         code: status.as_u16(),
         reason: reason.to_string(),
         message,
+        details: None,
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = Response::new(Body::from(bytes));
@@ -800,6 +801,7 @@ fn hyper_head_error(status: StatusCode) -> ErrorBody {
         code: status.as_u16(),
         reason: reason.to_string(),
         message,
+        details: None,
     }
 }
 

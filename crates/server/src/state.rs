@@ -73,13 +73,13 @@ pub struct AppState {
     /// changed meanwhile (so a backlog is bounded by the fleet, not by the rate of changes).
     pub dirty: Mutex<roaring::RoaringBitmap>,
     /// Git sources: scheduling, fetch cache, rendering tools.
-    pub gitops: crate::gitops::GitOps,
+    pub gitops: crate::gitops::schedule::GitOps,
     /// Agent calls being served now (see `Settings::max_agent_requests`).
     pub agent_in_flight: std::sync::atomic::AtomicUsize,
     /// Whether other replicas share the store (PostgreSQL).
     pub shared_store: bool,
     /// The singleton lease (offline sweeps, git polling, content collection).
-    pub lease: crate::lease::Lease,
+    pub lease: Arc<crate::lease::Lease>,
     /// Store revision through which this replica's model holds every other replica's writes
     /// (the follower's progress); `u64::MAX` on a store no one else writes.
     pub followed: std::sync::atomic::AtomicU64,
@@ -106,7 +106,56 @@ pub fn rfc3339(seconds: u64) -> String {
         .to_string()
 }
 
+/// What a server's state starts from; the rest starts empty.
+pub struct StateParts {
+    pub fleet: Fleet,
+    pub store: Arc<dyn Store>,
+    pub admin_token_hash: [u8; 32],
+    pub settings: Settings,
+    pub metrics: Metrics,
+    /// Where the git worker keeps its repository caches.
+    pub git_cache: std::path::PathBuf,
+    /// Whether other replicas share the store.
+    pub shared_store: bool,
+    /// The store revision the fleet was loaded at.
+    pub revision: u64,
+}
+
 impl AppState {
+    pub fn new(parts: StateParts) -> AppState {
+        let StateParts {
+            fleet,
+            store,
+            admin_token_hash,
+            settings,
+            metrics,
+            git_cache,
+            shared_store,
+            revision,
+        } = parts;
+        let tools =
+            flotilla_render::Tools::detect().with_allowed_hosts(&settings.render_allow_hosts);
+        AppState {
+            fleet: RwLock::new(fleet),
+            store,
+            admin_lock: tokio::sync::Mutex::new(()),
+            admin_token_hash,
+            settings,
+            metrics,
+            deadlines: Mutex::new(Default::default()),
+            dirty: Mutex::new(roaring::RoaringBitmap::new()),
+            gitops: crate::gitops::schedule::GitOps::new(git_cache, tools),
+            agent_in_flight: Default::default(),
+            shared_store,
+            lease: Arc::new(crate::lease::Lease::new(shared_store)),
+            followed: std::sync::atomic::AtomicU64::new(if shared_store {
+                revision
+            } else {
+                u64::MAX
+            }),
+        }
+    }
+
     /// The deadline after which a cluster with this sync interval counts as Offline.
     pub fn offline_after(&self, interval_seconds: Option<u32>) -> u64 {
         let interval = interval_seconds

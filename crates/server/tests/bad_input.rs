@@ -976,3 +976,71 @@ async fn keyset_pages_continue_after_the_cursor_in_either_order() {
         names(&[&["g5", "g3"], &["g1"]])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_label_gets_the_same_status_and_names_its_field_at_registration_and_on_the_admin_api()
+ {
+    let h = Harness::start().await;
+    let token = h.token("t", json!({})).await;
+    let credential = h.register_ok(&token, "store-1", "c1", json!({})).await;
+    assert!(!credential.is_empty());
+    let before = h.revision();
+    let bad = json!({"bad key": "v"});
+
+    let mut refusals = Vec::new();
+    let registration = h.register(&token, "store-2", "c2", bad.clone()).await;
+    refusals.push((
+        "registration",
+        "labels",
+        expect_error(registration, 422).await,
+    ));
+    let group = json!({"apiVersion": API_VERSION, "kind": "ClusterGroup",
+        "metadata": {"name": "g", "labels": bad}, "spec": {"selector": {}}});
+    refusals.push((
+        "cluster group",
+        "metadata.labels",
+        expect_error(h.apply(&group).await, 422).await,
+    ));
+    let mut web = bundle("web", json!({}));
+    web["metadata"]["labels"] = bad.clone();
+    refusals.push((
+        "bundle",
+        "metadata.labels",
+        expect_error(h.apply(&web).await, 422).await,
+    ));
+    let cluster = json!({"apiVersion": API_VERSION, "kind": "Cluster",
+        "metadata": {"name": "store-1", "labels": bad}});
+    refusals.push((
+        "cluster",
+        "metadata.labels",
+        expect_error(
+            h.admin(Method::PUT, "/api/v1/clusters/store-1", Some(&cluster))
+                .await,
+            422,
+        )
+        .await,
+    ));
+    let token_labels = json!({"apiVersion": API_VERSION, "kind": "RegistrationToken",
+        "metadata": {"name": "t2"}, "spec": {"labels": bad}});
+    refusals.push((
+        "token",
+        "spec.labels",
+        expect_error(h.apply(&token_labels).await, 422).await,
+    ));
+    for (what, field, error) in refusals {
+        assert_eq!(error.reason, "Invalid", "{what}: {error:?}");
+        let causes = error.details.as_ref().map(|d| d.causes.as_slice());
+        assert_eq!(
+            causes.and_then(|c| c.first()).map(|c| c.field.as_str()),
+            Some(field),
+            "{what}: the cause names the field: {error:?}"
+        );
+        assert!(
+            error.message.starts_with(&format!("{field} bad key=v: ")),
+            "{what}: the message names the field: {error:?}"
+        );
+    }
+    assert_eq!(h.revision(), before, "nothing was stored");
+    h.assert_serving().await;
+    h.shutdown().await;
+}

@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 
 use flotilla_api::agent::{BundleReport, ObjectProblem, SyncRequest};
 use flotilla_core::validate::MAX_LABELS;
-use flotilla_server::api::admin::MAX_PAGE_BYTES;
+use flotilla_server::api::list::MAX_PAGE_BYTES;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Harness, bundle, expect_error};
 
 /// Label strings the server holds right now.
 fn interned(h: &Harness) -> usize {
-    h.server.state.fleet.read().interner.len()
+    h.server.state.fleet.read().interner().len()
 }
 
 /// `count` distinct labels, each as long as Kubernetes allows (253-character prefix, 63-character
@@ -267,7 +267,7 @@ async fn interned_label_strings_return_to_their_baseline_after_the_clusters_are_
     {
         let fleet = h.server.state.fleet.read();
         assert!(
-            fleet.interner.get("prod").is_some(),
+            fleet.interner().get("prod").is_some(),
             "the keeper's labels stay"
         );
     }

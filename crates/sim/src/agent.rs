@@ -15,19 +15,19 @@ use flotilla_api::{
 use flotilla_core::sync::{Backoff, SyncMachine};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::stats::Stats;
+use crate::{stats::Stats, verdicts::Verdict};
 
 /// One simulated agent. Kept small on purpose (a million of these share one process): what is
 /// applied is a snapshot of a desired set shared by every cluster that received the same one,
-/// plus one state byte per bundle.
+/// plus one pointer per bundle to a verdict shared by every cluster that judged alike.
 #[derive(Debug)]
 pub struct SimAgent {
     pub credential: Option<Box<str>>,
     pub machine: SyncMachine,
     /// The desired set as last applied in full (sorted by bundle name, as the server sends it).
     pub applied: Arc<[DesiredBundle]>,
-    /// The state of each bundle of `applied`, by position.
-    pub states: Box<[BundleState]>,
+    /// The verdict on each bundle of `applied`, by position.
+    pub verdicts: Box<[Arc<Verdict>]>,
     /// Syncs left before a flapping cluster goes silent.
     pub flap_countdown: u16,
     pub online: bool,
@@ -47,7 +47,7 @@ impl Default for SimAgent {
             credential: None,
             machine: SyncMachine::default(),
             applied: Arc::from(Vec::new()),
-            states: Box::default(),
+            verdicts: Box::default(),
             flap_countdown: 0,
             online: false,
             backoff: Backoff::new(RETRY_BASE_MILLIS, RETRY_CAP_MILLIS),
@@ -88,19 +88,8 @@ impl SimAgent {
     pub fn reports(&self) -> Vec<BundleReport> {
         self.applied
             .iter()
-            .zip(self.states.iter())
-            .map(|(bundle, state)| BundleReport {
-                bundle: bundle.name.clone(),
-                deployment: bundle.deployment.clone(),
-                state: *state,
-                message: match state {
-                    BundleState::Error => Some("simulated apply failure".into()),
-                    BundleState::NotReady => Some("simulated: not ready".into()),
-                    _ => None,
-                },
-                problems: Vec::new(),
-                more_problems: 0,
-            })
+            .zip(self.verdicts.iter())
+            .map(|(bundle, verdict)| verdict.report(bundle))
             .collect()
     }
 
@@ -134,14 +123,15 @@ impl SimAgent {
         self.machine.plan(&applied).apply
     }
 
-    /// Applies the whole desired set (its content was fetched): each bundle is judged by what its
-    /// manifests' simulate annotations make of it (`simulated`, by digest) and the configured
-    /// rates (decided by a hash, so a cluster answers the same way every time). Returns whether
-    /// anything changed.
+    /// Applies the whole desired set (its content was fetched): each new bundle deployment takes
+    /// the verdict `verdict_of` has on it (the agent's customization and the simulated cluster's
+    /// judgement, see `verdicts`), then the configured rates (decided by a hash, so a cluster
+    /// answers the same way every time). Returns whether anything changed; nothing is applied
+    /// while a new deployment has no verdict yet (its content could not be fetched).
     pub fn apply_desired(
         &mut self,
         name: &str,
-        simulated: &dyn Fn(&str) -> Option<BundleState>,
+        verdict_of: &dyn Fn(&DesiredBundle) -> Option<Arc<Verdict>>,
         outcomes: Outcomes,
         stats: &Stats,
     ) -> bool {
@@ -153,31 +143,34 @@ impl SimAgent {
             self.applied = desired;
             return false;
         }
-        let mut states = Vec::with_capacity(desired.len());
+        let mut verdicts = Vec::with_capacity(desired.len());
         for bundle in desired.iter() {
             let previous = self
                 .applied
                 .iter()
                 .position(|a| a.name == bundle.name && a.deployment == bundle.deployment);
-            let state = match previous {
-                Some(index) => self.states[index],
+            let verdict = match previous {
+                Some(index) => self.verdicts[index].clone(),
                 None => {
-                    let Some(state) = simulated(&bundle.digest) else {
+                    let Some(verdict) = verdict_of(bundle) else {
                         return false;
                     };
-                    judge(name, bundle, state, outcomes)
+                    judge(name, bundle, verdict, outcomes)
                 }
             };
-            states.push(state);
+            verdicts.push(verdict);
         }
-        let count = |states: &[BundleState]| {
+        let count = |verdicts: &[Arc<Verdict>]| {
             (
-                states.len() as i64,
-                states.iter().filter(|s| **s == BundleState::Ready).count() as i64,
+                verdicts.len() as i64,
+                verdicts
+                    .iter()
+                    .filter(|v| v.state == BundleState::Ready)
+                    .count() as i64,
             )
         };
-        let (old_held, old_ready) = count(&self.states);
-        let (new_held, new_ready) = count(&states);
+        let (old_held, old_ready) = count(&self.verdicts);
+        let (new_held, new_ready) = count(&verdicts);
         stats
             .bundles_held
             .fetch_add(new_held - old_held, Ordering::Relaxed);
@@ -185,7 +178,7 @@ impl SimAgent {
             .bundles_ready
             .fetch_add(new_ready - old_ready, Ordering::Relaxed);
         self.applied = desired;
-        self.states = states.into();
+        self.verdicts = verdicts.into();
         true
     }
 
@@ -195,25 +188,25 @@ impl SimAgent {
     }
 }
 
-/// The state of one applied bundle: what its manifests simulate, then the configured rates.
+/// The verdict on one applied bundle: what the agent's customization and the simulated cluster
+/// make of it, then the configured rates for one that would be Ready.
 fn judge(
     name: &str,
     bundle: &DesiredBundle,
-    simulated: BundleState,
+    verdict: Arc<Verdict>,
     outcomes: Outcomes,
-) -> BundleState {
-    let state = simulated;
-    if state != BundleState::Ready {
-        return state;
+) -> Arc<Verdict> {
+    if verdict.state != BundleState::Ready {
+        return verdict;
     }
     let draw =
         (xxh3_64(format!("{name}/{}", bundle.deployment).as_bytes()) % 1_000_000) as f64 / 1e6;
     if draw < outcomes.fail_rate {
-        BundleState::Error
+        Verdict::failed_by_rate()
     } else if draw < outcomes.fail_rate + outcomes.not_ready_rate {
-        BundleState::NotReady
+        Verdict::not_ready_by_rate()
     } else {
-        BundleState::Ready
+        verdict
     }
 }
 

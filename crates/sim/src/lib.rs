@@ -6,6 +6,7 @@
 mod agent;
 pub mod run;
 mod stats;
+mod verdicts;
 pub mod wheel;
 
 pub use run::{SimConfig, SimSummary, Simulator, run};

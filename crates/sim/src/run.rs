@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Context;
 use flotilla_api::{
-    BundleState, ClusterFacts, NodeCounts,
+    ClusterFacts, NodeCounts,
     agent::{
         CONTENT_PATH, DesiredBundle, REGISTER_PATH, RegisterResponse, SYNC_PATH, SyncResponse,
     },
@@ -18,16 +18,17 @@ use flotilla_api::{
 use flotilla_core::{
     digest::verify_content,
     failover::{Failover, Outcome, Step, retry_delay_millis},
+    protocol::{Call, Reply, classify},
     sync::jittered_millis,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use rand::RngExt;
-use serde_json::Value;
 
 use crate::{
     agent::{DesiredSets, Outcomes, SimAgent},
     stats::{Snapshot, Stats},
+    verdicts::{Verdict, Verdicts, verdict_key},
     wheel::TimerWheel,
 };
 
@@ -111,9 +112,9 @@ struct Shared {
     wheel: Mutex<TimerWheel>,
     stats: Arc<Stats>,
     facts: ClusterFacts,
-    /// What each content digest's manifests simulate: each cluster still fetches content over
-    /// HTTP, but it is parsed and judged once.
-    contents: Mutex<HashMap<String, BundleState>>,
+    /// What bundle deployments come to, judged as the agent judges them (customization
+    /// included) once per content and options: each cluster still fetches content over HTTP.
+    verdicts: Verdicts,
     /// Identical desired sets, held once.
     sets: DesiredSets,
     outcomes: Outcomes,
@@ -266,7 +267,7 @@ impl Simulator {
             wheel: Mutex::new(TimerWheel::new(TICK, horizon)),
             stats,
             facts,
-            contents: Mutex::new(HashMap::new()),
+            verdicts: Verdicts::default(),
             sets: DesiredSets::default(),
             outcomes,
             config,
@@ -390,17 +391,19 @@ async fn register(shared: &Shared, ordinal: u32) {
         &shared.labels(ordinal),
         &shared.facts,
     );
-    let called = call(shared, ordinal, |client, server| {
+    let called = call(shared, ordinal, Call::Register, |client, server| {
         client.post(server.register.clone()).json(&request)
     })
     .await;
     let mut retry_after = Duration::ZERO;
     let registered = match called {
-        Called::Answered(response) if response.status().is_success() => {
+        Called::Answered(response, Reply::Success) => {
             response.json::<RegisterResponse>().await.ok()
         }
-        Called::Answered(response) => {
-            tracing::debug!(status = %response.status(), %name, "registration refused");
+        // A real agent stops here (`RegistrationRefused`) and its supervisor starts it again
+        // later: the simulated cluster tries again after its backoff.
+        Called::Answered(response, reply) => {
+            tracing::debug!(status = %response.status(), ?reply, %name, "registration refused");
             None
         }
         Called::Wait { at_least, shed } => {
@@ -445,7 +448,7 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
         .lock()
         .sync_request(&shared.facts);
     let started = Instant::now();
-    let called = call(shared, ordinal, |client, server| {
+    let called = call(shared, ordinal, Call::Sync, |client, server| {
         client
             .post(server.sync.clone())
             .bearer_auth(credential)
@@ -453,16 +456,15 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     })
     .await;
     let mut retry_after = Duration::ZERO;
-    let reply: Result<Option<SyncResponse>, Option<u16>> = match called {
-        Called::Answered(response) if response.status() == reqwest::StatusCode::NO_CONTENT => {
-            Ok(None)
-        }
-        Called::Answered(response) if response.status().is_success() => response
+    // The error is the reply that refused the sync, if one did.
+    let reply: Result<Option<SyncResponse>, Option<Reply>> = match called {
+        Called::Answered(_, Reply::Unchanged) => Ok(None),
+        Called::Answered(response, Reply::Success) => response
             .json::<SyncResponse>()
             .await
             .map(Some)
             .map_err(|_| None),
-        Called::Answered(response) => Err(Some(response.status().as_u16())),
+        Called::Answered(_, reply) => Err(Some(reply)),
         Called::Wait { at_least, .. } => {
             retry_after = at_least;
             Err(None)
@@ -472,11 +474,11 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
     shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
     let mut reply = match reply {
         Ok(reply) => reply,
-        Err(status) => {
+        Err(refusal) => {
             shared.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
             let mut agent = shared.agents[ordinal as usize].lock();
             agent.machine.on_failure();
-            if status == Some(401) {
+            if refusal == Some(Reply::CredentialRejected) {
                 agent.credential = None;
             }
             if agent.online {
@@ -493,18 +495,12 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
             return;
         }
     };
-    // Content that came inside the reply is judged here (once per digest) and not fetched.
+    // Content that came inside the reply is kept (verified once per digest) and not fetched.
     let mut inlined = Vec::new();
     if let Some(reply) = &mut reply {
         for (digest, content) in std::mem::take(&mut reply.contents) {
-            let bundle = reply
-                .bundles
-                .iter()
-                .flatten()
-                .find(|bundle| bundle.digest == digest);
-            if let Some(bundle) = bundle
-                && judge_content(shared, bundle, content.bytes()).is_some()
-            {
+            if shared.verdicts.has_content(&digest) || verify_content(&digest, content.bytes()) {
+                shared.verdicts.keep_content(&digest, content.bytes());
                 inlined.push(digest);
             }
         }
@@ -518,15 +514,16 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
         }
         agent.on_reply(reply, &shared.sets)
     };
-    let mut fetched = HashMap::new();
+    // Verdicts by deployment id: it stands for the content digest and the options.
+    let mut judged = HashMap::new();
     for bundle in &to_fetch {
-        if let Some(state) = content(shared, ordinal, credential, bundle, &inlined).await {
-            fetched.insert(bundle.digest.clone(), state);
+        if let Some(verdict) = verdict(shared, ordinal, credential, bundle, &inlined).await {
+            judged.insert(bundle.deployment.clone(), verdict);
         }
     }
     let changed = {
         let name = shared.name(ordinal);
-        let lookup = |digest: &str| fetched.get(digest).copied();
+        let lookup = |bundle: &DesiredBundle| judged.get(&bundle.deployment).cloned();
         shared.agents[ordinal as usize].lock().apply_desired(
             &name,
             &lookup,
@@ -561,19 +558,22 @@ async fn sync(shared: &Shared, ordinal: u32, credential: &str) {
 
 /// What a call through the replicas came to.
 enum Called {
-    /// A replica answered (any status but 429 and 5xx); it is the cluster's current one now.
-    Answered(reqwest::Response),
+    /// A replica answered (neither busy nor unavailable, see `flotilla_core::protocol`); it is
+    /// the cluster's current one now.
+    Answered(reqwest::Response, Reply),
     /// No answer to use: retry no sooner than `at_least` (a 429, or every replica unavailable).
     /// `shed` when a replica refused to shed load (429, or 503 while its store is away).
     Wait { at_least: Duration, shed: bool },
 }
 
-/// Sends a request built by `build` for a replica's URLs to the cluster's current replica and,
-/// while they are unavailable, to each other one once: the agent's rule
-/// (`flotilla_core::failover`), so a replica dying leaves no cluster behind.
+/// Sends a `call` built by `build` for a replica's URLs to the cluster's current replica and,
+/// while they are unavailable, to each other one once: the agent's rules
+/// (`flotilla_core::protocol` classifies each answer, `flotilla_core::failover` moves between
+/// replicas), so a replica dying leaves no cluster behind.
 async fn call(
     shared: &Shared,
     ordinal: u32,
+    call: Call,
     build: impl Fn(&reqwest::Client, &ServerUrls) -> reqwest::RequestBuilder,
 ) -> Called {
     let start = usize::from(shared.agents[ordinal as usize].lock().replica);
@@ -584,9 +584,11 @@ async fn call(
         let sent = build(shared.client(ordinal), &shared.servers[index])
             .send()
             .await;
-        let outcome = match &sent {
+        let reply = match &sent {
             Ok(response) => {
                 let status = response.status();
+                // Counted as shed: a refusal to serve for now (429, or 503 while its store is
+                // away); what the cluster does about it is the classifier's.
                 if status == reqwest::StatusCode::TOO_MANY_REQUESTS
                     || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
                 {
@@ -597,13 +599,14 @@ async fn call(
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|value| value.to_str().ok());
-                Outcome::from_status(status.as_u16(), retry_after)
+                Some(classify(call, status.as_u16(), retry_after))
             }
             Err(error) => {
                 tracing::debug!(%error, replica = index, "replica unreachable");
-                Outcome::no_answer()
+                None
             }
         };
+        let outcome = reply.map_or_else(Outcome::no_answer, Reply::outcome);
         let current = match walk.on_outcome(outcome) {
             Step::TryNext { .. } => continue,
             Step::Done { current } => current,
@@ -622,10 +625,10 @@ async fn call(
             shared.agents[ordinal as usize].lock().replica = current as u16;
             shared.stats.failovers.fetch_add(1, Ordering::Relaxed);
         }
-        return match sent {
-            Ok(response) => Called::Answered(response),
+        return match (sent, reply) {
+            (Ok(response), Some(reply)) => Called::Answered(response, reply),
             // Never `Done` without an answer; counted as every replica failing.
-            Err(_) => Called::Wait {
+            _ => Called::Wait {
                 at_least: Duration::ZERO,
                 shed,
             },
@@ -633,23 +636,29 @@ async fn call(
     }
 }
 
-/// What the content of `bundle` simulates: fetched over HTTP by this cluster unless it already
-/// holds it, parsed and judged once per digest.
-async fn content(
+/// The verdict on `bundle` for this cluster: its content is fetched over HTTP unless the
+/// cluster already holds it, and judged as the agent judges it once per content and options
+/// (`verdicts`). `None` while the content cannot be had (retried at the next sync).
+async fn verdict(
     shared: &Shared,
     ordinal: u32,
     credential: &str,
     bundle: &DesiredBundle,
     inlined: &[String],
-) -> Option<BundleState> {
+) -> Option<Arc<Verdict>> {
     let digest = bundle.digest.as_str();
+    let key = verdict_key(bundle);
     let held = inlined.iter().any(|d| d == digest)
         || shared.agents[ordinal as usize].lock().has_content(digest);
-    let cached = shared.contents.lock().get(digest).copied();
-    if held && let Some(cached) = cached {
-        return Some(cached);
+    if held {
+        if let Some(verdict) = shared.verdicts.cached(key) {
+            return Some(verdict);
+        }
+        if let Some(content) = shared.verdicts.content(digest) {
+            return Some(shared.verdicts.judge(key, bundle, &content));
+        }
     }
-    let called = call(shared, ordinal, |client, server| {
+    let called = call(shared, ordinal, Call::Content, |client, server| {
         let mut url = server.content_base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().push(digest);
@@ -657,32 +666,26 @@ async fn content(
         client.get(url).bearer_auth(credential)
     })
     .await;
-    let Called::Answered(response) = called else {
+    let Called::Answered(response, reply) = called else {
         return None;
     };
     shared.stats.content_fetches.fetch_add(1, Ordering::Relaxed);
-    if !response.status().is_success() {
+    if reply != Reply::Success {
         return None;
     }
     let bytes = response.bytes().await.ok()?;
-    if let Some(cached) = cached {
-        return Some(cached);
+    // Verified once per digest: the agent verifies every fetch, but the digest is the same.
+    if let Some(verdict) = shared.verdicts.cached(key) {
+        return Some(verdict);
     }
-    judge_content(shared, bundle, &bytes)
-}
-
-/// Verifies content against the bundle's digest and judges what it simulates, once per digest.
-fn judge_content(shared: &Shared, bundle: &DesiredBundle, bytes: &[u8]) -> Option<BundleState> {
-    if let Some(state) = shared.contents.lock().get(&bundle.digest) {
-        return Some(*state);
+    if let Some(content) = shared.verdicts.content(digest) {
+        return Some(shared.verdicts.judge(key, bundle, &content));
     }
-    if !verify_content(&bundle.digest, bytes) {
+    if !verify_content(digest, &bytes) {
         return None;
     }
-    let manifests: Vec<Value> = serde_json::from_slice(bytes).ok()?;
-    let state = flotilla_agent::simulated::simulate(bundle, &manifests).state;
-    shared.contents.lock().insert(bundle.digest.clone(), state);
-    Some(state)
+    shared.verdicts.keep_content(digest, &bytes);
+    Some(shared.verdicts.judge(key, bundle, &bytes))
 }
 
 fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {

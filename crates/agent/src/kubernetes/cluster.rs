@@ -34,7 +34,7 @@ use serde_json::Value;
 pub use super::inventory::{AppliedBundle, ObjectRef};
 use super::{
     drift::{diff, ignored_paths, strip},
-    health::crd_established,
+    health::{crd_established, is_crd},
     inventory::{Inventory, contains, owner, same_object},
     report::{Outcome, outcome_of, summarize},
 };
@@ -748,14 +748,6 @@ impl KubernetesCluster {
         self.inventory.bundles.insert(name.to_string(), applied);
         Some(report)
     }
-}
-
-pub(super) fn is_crd(manifest: &Value) -> bool {
-    manifest.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
-        && manifest
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|v| v.starts_with("apiextensions.k8s.io/"))
 }
 
 /// Apply order: Namespaces, CRDs, then built-in kinds, custom resources last.

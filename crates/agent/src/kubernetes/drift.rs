@@ -34,10 +34,12 @@
 //!
 //! Ignore paths are JSON pointers in which a `*` segment matches any one segment. A path is
 //! ignored when an ignore pointer matches it or one of its prefixes; `""` ignores everything, and
-//! a non-empty pointer without the leading `/` is invalid and matches nothing.
+//! a pointer that RFC 6901 rejects (no leading `/`, or a `~` not followed by `0` or `1`) matches
+//! nothing. Pointers are parsed and written by the `jsonptr` crate.
 
 use flotilla_api::{DriftIgnore, DriftPolicy};
-use serde_json::{Map, Value};
+use jsonptr::{Pointer, PointerBuf, Token, index::Index};
+use serde_json::Value;
 
 /// `metadata` fields the API server owns.
 const SERVER_METADATA: [&str; 7] = [
@@ -97,14 +99,15 @@ pub fn diff(desired: &Value, live: &Value, ignore: &[&str]) -> Vec<String> {
 /// The object's identity (`apiVersion`, `kind`, `metadata.name`, `metadata.namespace`) is always
 /// kept, since apply needs it; `""` (the whole object) removes nothing.
 pub fn strip(manifest: &mut Value, ignore: &[&str]) {
-    let identity: Vec<(&str, Value)> = [
+    let identity: Vec<(&Pointer, Value)> = [
         "/apiVersion",
         "/kind",
         "/metadata/name",
         "/metadata/namespace",
     ]
     .into_iter()
-    .filter_map(|p| manifest.pointer(p).map(|v| (p, v.clone())))
+    .map(Pointer::from_static)
+    .filter_map(|p| p.resolve(manifest).ok().map(|v| (p, v.clone())))
     .collect();
 
     let mut targets: Vec<Vec<Step>> = Vec::new();
@@ -118,11 +121,17 @@ pub fn strip(manifest: &mut Value, ignore: &[&str]) {
     // Reverse order: children before their parents and higher list indices before lower ones,
     // so every removal still finds the element the pointer meant.
     for target in targets.iter().rev() {
-        remove(manifest, target);
+        let tokens = target.iter().map(|step| match step {
+            Step::Key(key) => Token::new(key.as_str()),
+            Step::Index(index) => Token::from(*index),
+        });
+        PointerBuf::from_tokens(tokens).delete(manifest);
     }
 
+    // Put the identity back, creating `metadata` if an ignore path removed it. Assigning a key
+    // into an object cannot fail, and the manifest root is an object.
     for (pointer, value) in identity {
-        restore(manifest, pointer, value);
+        let _replaced = pointer.assign(manifest, value);
     }
 }
 
@@ -171,79 +180,25 @@ fn expand(value: &Value, pattern: &[String], at: &mut Vec<Step>, out: &mut Vec<V
     }
 }
 
-/// An RFC 6901 array index: `0` or digits without a leading zero.
+/// An RFC 6901 array index: `0` or digits without a leading zero (`-`, the index past the end,
+/// names no element).
 fn parse_index(segment: &str) -> Option<usize> {
-    let digits = !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (segment.len() > 1 && segment.starts_with('0')) {
-        return None;
-    }
-    segment.parse().ok()
-}
-
-fn remove(value: &mut Value, path: &[Step]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut current = value;
-    for step in parents {
-        let next = match (current, step) {
-            (Value::Object(map), Step::Key(key)) => map.get_mut(key),
-            (Value::Array(items), Step::Index(index)) => items.get_mut(*index),
-            _ => None,
-        };
-        match next {
-            Some(next) => current = next,
-            None => return,
-        }
-    }
-    match (current, last) {
-        (Value::Object(map), Step::Key(key)) => {
-            map.remove(key);
-        }
-        (Value::Array(items), Step::Index(index)) if *index < items.len() => {
-            items.remove(*index);
-        }
-        _ => {}
+    match Token::new(segment).to_index() {
+        Ok(Index::Num(index)) => Some(index),
+        Ok(Index::Next) | Err(_) => None,
     }
 }
 
-/// Puts `value` back at `pointer` (`/a` or `/a/b`), creating the parent object if it was removed.
-fn restore(manifest: &mut Value, pointer: &str, value: Value) {
-    let Value::Object(root) = manifest else {
-        return;
-    };
-    let keys: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
-    match keys.as_slice() {
-        [key] => {
-            root.insert((*key).to_string(), value);
-        }
-        [parent, key] => {
-            let parent = root
-                .entry((*parent).to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(parent) = parent {
-                parent.insert((*key).to_string(), value);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Unescaped segments of an RFC 6901 pointer; `None` when it is not one.
+/// Unescaped segments of an RFC 6901 pointer; `None` when it is not one (no leading `/`, or a
+/// `~` not followed by `0` or `1`).
 fn parse_pointer(pointer: &str) -> Option<Vec<String>> {
-    if pointer.is_empty() {
-        return Some(Vec::new());
-    }
-    let rest = pointer.strip_prefix('/')?;
+    let pointer = Pointer::parse(pointer).ok()?;
     Some(
-        rest.split('/')
-            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        pointer
+            .tokens()
+            .map(|token| token.decoded().into_owned())
             .collect(),
     )
-}
-
-fn escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
 }
 
 struct Walk {
@@ -284,12 +239,8 @@ impl Walk {
     }
 
     fn report(&mut self) {
-        let pointer: String = self
-            .path
-            .iter()
-            .map(|s| format!("/{}", escape(s)))
-            .collect();
-        self.found.push(pointer);
+        let tokens = self.path.iter().map(|segment| Token::new(segment.as_str()));
+        self.found.push(PointerBuf::from_tokens(tokens).to_string());
     }
 
     fn compare(&mut self, desired: &Value, live: Option<&Value>) {
@@ -955,11 +906,14 @@ mod tests {
             diff(&d, &l, &["/data/a~0b~1c", "/data/~01"]),
             Vec::<String>::new()
         );
-        assert_eq!(escape("a/~b"), "a~1~0b");
         assert_eq!(
             parse_pointer("/a~1~0b/~01"),
             Some(vec!["a/~b".into(), "~1".into()])
         );
+        // RFC 6901: `~` must be followed by `0` or `1`, and a pointer starts with `/`.
+        assert_eq!(parse_pointer("/a~2"), None);
+        assert_eq!(parse_pointer("a"), None);
+        assert_eq!(diff(&d, &l, &["/data/a~2b", "data"]).len(), 2);
     }
 
     #[test]

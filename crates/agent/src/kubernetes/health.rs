@@ -473,6 +473,16 @@ fn ready_condition(o: &Obj) -> Health {
     }
 }
 
+/// Whether a manifest is a CustomResourceDefinition (applied before the kinds it defines, and
+/// judged by `Established`).
+pub(super) fn is_crd(manifest: &Value) -> bool {
+    manifest.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
+        && manifest
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with("apiextensions.k8s.io/"))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

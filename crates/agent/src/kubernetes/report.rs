@@ -8,8 +8,7 @@ use flotilla_api::{
 use serde_json::Value;
 
 use super::{
-    cluster::is_crd,
-    health::{Health, crd_established, judge},
+    health::{Health, crd_established, is_crd, judge},
     inventory::ObjectRef,
 };
 use crate::simulated::MAX_PROBLEMS;

@@ -10,21 +10,20 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use flotilla_api::{
-    ClusterFacts, ClusterState,
+    ClusterState,
     agent::{
         BundleReport, InlineContent, RegisterRequest, RegisterResponse, SyncRequest, SyncResponse,
     },
 };
-use flotilla_core::validate::{MAX_LABELS, shown, validate_dns_label, validate_labels};
+use flotilla_core::validate::shown;
 
 use super::{Path, body::RawBody};
 use crate::{
-    auth::{bearer, hash_secret, new_secret, secret_matches, split_credential},
+    auth::{bearer, secret_matches, split_credential},
     error::{ApiError, ApiResult},
-    fleet::clusters::NewCluster,
     metrics::ResultLabel,
-    records::{self, ClusterRecord, CredentialRecord},
     state::{SharedState, now_seconds},
+    writes,
 };
 
 fn invalid_credential() -> ApiError {
@@ -70,144 +69,8 @@ pub async fn register(State(state): State<SharedState>, body: RawBody) -> ApiRes
 /// Registers a cluster; returns the response and whether the cluster is new.
 async fn register_inner(state: &SharedState, body: RawBody) -> ApiResult<(RegisterResponse, bool)> {
     let request: RegisterRequest = body.json()?;
-    let invalid_token =
-        || ApiError::Unauthorized("invalid registration token; ask an admin for a new one".into());
-    let (token_name, token_secret) = split_credential(&request.token).ok_or_else(invalid_token)?;
-    // A well-formed body that breaks a rule is 422, as the same rules are on the admin API.
-    validate_dns_label(&request.name)
-        .map_err(|e| ApiError::Unprocessable(format!("cluster {e}")))?;
-    if request.client_id.is_empty() || request.client_id.len() > 256 {
-        return Err(ApiError::Unprocessable(
-            "clientId must be 1 to 256 characters identifying the agent installation".into(),
-        ));
-    }
-    validate_labels("labels", &request.labels).map_err(ApiError::Unprocessable)?;
-    validate_facts(&request.facts)?;
-    let secret = new_secret();
-    let credential_hash = hash_secret(&secret);
-    let now = now_seconds();
-    // Check the token and the name, and reserve both, under the lock; commit outside it.
-    let (labels, is_new) = {
-        let mut fleet = state.fleet.write();
-        let token = fleet.tokens.get(token_name).ok_or_else(invalid_token)?;
-        if !secret_matches(token_secret, &token.secret_hash) {
-            return Err(invalid_token());
-        }
-        if token.expires_at.is_some_and(|at| at <= now) {
-            return Err(ApiError::Unauthorized(format!(
-                "registration token {token_name:?} has expired; create a new one with `flotilla token create`"
-            )));
-        }
-        let existing = fleet
-            .cluster_by_name(&request.name)
-            .map(|(_, c)| c.client_id.clone());
-        match existing {
-            Some(client_id) if *client_id == *request.client_id => (None, false),
-            Some(_) => {
-                return Err(ApiError::Conflict(format!(
-                    "cluster name {:?} is registered by another agent; choose another --name, or delete the cluster first",
-                    request.name
-                )));
-            }
-            None => {
-                if fleet.pending_registrations.contains(&request.name) {
-                    return Err(ApiError::Conflict(format!(
-                        "cluster {:?} is being registered by another request; retry",
-                        request.name
-                    )));
-                }
-                let token = fleet.tokens.get_mut(token_name).ok_or_else(invalid_token)?;
-                if token
-                    .spec
-                    .max_uses
-                    .is_some_and(|max| token.uses + token.reserved >= max)
-                {
-                    return Err(ApiError::Unauthorized(format!(
-                        "registration token {token_name:?} is used up; create a new one with `flotilla token create`"
-                    )));
-                }
-                let mut labels = request.labels.clone();
-                labels.extend(token.spec.labels.clone());
-                if labels.len() > MAX_LABELS {
-                    return Err(ApiError::Unprocessable(format!(
-                        "labels: with the registration token's labels the cluster would carry {} labels; a cluster may carry at most {MAX_LABELS}: ask for fewer",
-                        labels.len()
-                    )));
-                }
-                token.reserved += 1;
-                fleet.pending_registrations.insert(request.name.clone());
-                (Some(labels), true)
-            }
-        }
-    };
-    let mut ops = vec![records::put(
-        records::CREDENTIAL,
-        &request.name,
-        &CredentialRecord {
-            client_id: request.client_id.clone(),
-            hash: hex::encode(credential_hash),
-        },
-    )];
-    if let Some(labels) = &labels {
-        ops.push(records::put(
-            records::CLUSTER,
-            &request.name,
-            &ClusterRecord {
-                labels: labels.clone(),
-                generation: 1,
-                created: now,
-            },
-        ));
-        ops.push(flotilla_store::Op::Increment {
-            counter: records::token_uses_counter(token_name),
-            by: 1,
-        });
-    }
-    let started = Instant::now();
-    let committed = state.store.commit(ops).await;
-    state
-        .metrics
-        .store_commit_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let mut fleet = state.fleet.write();
-    if is_new {
-        fleet.pending_registrations.remove(&request.name);
-        if let Some(token) = fleet.tokens.get_mut(token_name) {
-            token.reserved -= 1;
-            if committed.is_ok() {
-                token.uses += 1;
-            }
-        }
-    }
-    let revision = committed?;
-    match labels {
-        Some(labels) => {
-            fleet.insert_cluster(NewCluster {
-                name: request.name.clone(),
-                labels,
-                credential_hash,
-                client_id: request.client_id.clone(),
-                generation: 1,
-                revision,
-                created: now,
-            });
-        }
-        None => {
-            if let Some((ordinal, _)) = fleet.cluster_by_name(&request.name)
-                && let Some(cluster) = fleet.cluster_mut(ordinal)
-            {
-                cluster.credential_hash = credential_hash;
-            }
-        }
-    }
-    tracing::debug!(cluster = %request.name, new = is_new, "cluster registered");
-    Ok((
-        RegisterResponse {
-            name: request.name.clone(),
-            credential: format!("{}.{}", request.name, secret),
-        },
-        is_new,
-    ))
+    let written = writes::clusters::register(state, request).await?;
+    Ok((written.object, written.created))
 }
 
 pub async fn sync(
@@ -313,16 +176,6 @@ fn sync_inner(
     }))
 }
 
-/// Longest text kept in a fact (`agentVersion`, `kubernetesVersion`): Kubernetes versions such
-/// as `v1.31.2+k3s1` or `v1.29.4-eks-036c24b` are under 40 characters.
-const MAX_FACT_CHARS: usize = 128;
-/// Most `capacity` entries in facts: the agent reports `cpu` and `pods`; room for extended
-/// resources (GPUs and the like) a future agent may add.
-const MAX_CAPACITY_ENTRIES: usize = 32;
-/// Longest `capacity` key: a Kubernetes resource name (DNS prefix of 253, `/`, name of 63).
-const MAX_CAPACITY_KEY_CHARS: usize = 317;
-/// Longest `capacity` value: a quantity such as `128974848Ki` or `1500m`.
-const MAX_CAPACITY_VALUE_CHARS: usize = 64;
 /// Longest digest or etag a sync may carry: the agent sends 64 hex digits; the report digest is
 /// stored with the cluster.
 const MAX_DIGEST_CHARS: usize = 128;
@@ -341,47 +194,6 @@ const MAX_MESSAGE_CHARS: usize = 1_024;
 const MAX_PROBLEMS: usize = 10;
 /// Longest kind, namespace and name of a problem object kept (Kubernetes names are at most 253).
 const MAX_OBJECT_FIELD_CHARS: usize = 253;
-
-/// Checks facts against the bounds a real agent never comes near: refused, not cut, so the
-/// cluster never shows facts it did not send.
-fn validate_facts(facts: &ClusterFacts) -> ApiResult<()> {
-    let too_long = |field: &str, text: &str, most: usize| {
-        ApiError::Unprocessable(format!(
-            "facts.{field} {} is {} characters; send at most {most}",
-            shown(text),
-            text.chars().count()
-        ))
-    };
-    for (field, text) in [
-        ("agentVersion", &facts.agent_version),
-        ("kubernetesVersion", &facts.kubernetes_version),
-    ] {
-        if let Some(text) = text
-            && text.chars().count() > MAX_FACT_CHARS
-        {
-            return Err(too_long(field, text, MAX_FACT_CHARS));
-        }
-    }
-    if facts.capacity.len() > MAX_CAPACITY_ENTRIES {
-        return Err(ApiError::Unprocessable(format!(
-            "facts.capacity has {} entries; send at most {MAX_CAPACITY_ENTRIES}",
-            facts.capacity.len()
-        )));
-    }
-    for (key, value) in &facts.capacity {
-        if key.chars().count() > MAX_CAPACITY_KEY_CHARS {
-            return Err(too_long("capacity key", key, MAX_CAPACITY_KEY_CHARS));
-        }
-        if value.chars().count() > MAX_CAPACITY_VALUE_CHARS {
-            return Err(too_long(
-                &format!("capacity.{}", shown(key)),
-                value,
-                MAX_CAPACITY_VALUE_CHARS,
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// `text` cut to `most` characters, ending with a marker saying how much was cut.
 fn truncate_text(text: &mut String, most: usize) {
@@ -419,7 +231,7 @@ fn truncate_report(report: &mut BundleReport) {
 
 /// Bounds a sync request before it reaches the model: identifiers the server matches exactly
 /// (digests, bundle names, deployment ids) and counts are refused with 422 when out of bounds,
-/// free text in reports is cut (see `truncate_report`), facts are checked (`validate_facts`).
+/// free text in reports is cut (see `truncate_report`), facts are checked (`documents::facts`).
 fn bound_sync(request: &mut SyncRequest) -> ApiResult<()> {
     for (field, digest) in [
         ("reportDigest", Some(&request.report_digest)),
@@ -436,7 +248,7 @@ fn bound_sync(request: &mut SyncRequest) -> ApiResult<()> {
         }
     }
     if let Some(facts) = &request.facts {
-        validate_facts(facts)?;
+        flotilla_core::documents::facts(facts)?;
     }
     for (field, count) in [
         ("bundles", request.bundles.len()),
@@ -485,7 +297,7 @@ pub async fn content(
         if !fleet.cluster_may_read(ordinal, &digest) {
             None
         } else {
-            fleet.contents.get(&digest).cloned()
+            fleet.contents().get(&digest).cloned()
         }
     };
     let label = if bytes.is_some() { "served" } else { "refused" };

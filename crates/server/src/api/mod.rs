@@ -6,9 +6,8 @@
 pub mod admin;
 pub mod agent;
 pub mod body;
+pub mod list;
 pub mod openapi;
-pub mod render;
-pub mod sources;
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -46,7 +45,7 @@ pub fn app(state: SharedState) -> Router {
             "/api/v1/webhooks/git",
             post(crate::gitops::webhook::receive),
         )
-        .route("/api/v1/{plural}", get(admin::list).post(admin::create))
+        .route("/api/v1/{plural}", get(list::list).post(admin::create))
         .route(
             "/api/v1/{plural}/{name}",
             get(admin::get).put(admin::replace).delete(admin::delete),

@@ -1,119 +1,416 @@
-//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`: the routes, described here, over
+//! schemas that the `flotilla_api` types derive (utoipa's `ToSchema`, which reads their serde
+//! attributes), so a wire type and its schema cannot drift apart.
 
-use axum::{Json, response::IntoResponse};
-use serde_json::{Value, json};
+use std::sync::LazyLock;
+
+use axum::{http::header, response::IntoResponse};
+use flotilla_api::{
+    API_VERSION, ErrorBody, Kind, List, Object,
+    agent::{
+        CONTENT_PATH, InlineContent, REGISTER_PATH, RegisterRequest, RegisterResponse, SYNC_PATH,
+        SyncRequest, SyncResponse,
+    },
+};
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        ArrayBuilder, ComponentsBuilder, Content, ContentBuilder, Discriminator, HttpMethod,
+        InfoBuilder, ObjectBuilder, OneOfBuilder, OpenApi, OpenApiBuilder, PathItem, Paths,
+        PathsBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Schema, SecurityRequirement,
+        Type,
+        path::{OperationBuilder, Parameter, ParameterBuilder, ParameterIn},
+        request_body::{RequestBody, RequestBodyBuilder},
+        security::{Http, HttpAuthScheme, SecurityScheme},
+    },
+};
+
+/// The document never changes while the server runs (it depends on types and constants only),
+/// so it is built and serialized once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string(&openapi()).expect("an OpenAPI document always serializes")
+});
 
 pub async fn document() -> impl IntoResponse {
-    Json(openapi())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
 }
 
-fn collection_params() -> Value {
-    json!([
-        {"name": "labelSelector", "in": "query", "schema": {"type": "string"},
-         "description": "Kubernetes label selector, e.g. `env=prod,tier in (a,b),!canary`"},
-        {"name": "state", "in": "query", "schema": {"type": "string"},
-         "description": "Clusters: Online, Offline or Pending. Bundles: Ready, NotReady, Modified, Error, Pending or Paused. Tokens: Active, Expired or UsedUp."},
-        {"name": "sort", "in": "query", "schema": {"type": "string", "enum": ["name", "-name"]}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500}},
-        {"name": "continue", "in": "query", "schema": {"type": "string"},
-         "description": "Keyset cursor from the previous page's `continue`"}
-    ])
+/// The name of the bearer security scheme every admin and agent endpoint uses.
+const BEARER: &str = "bearer";
+
+pub fn openapi() -> OpenApi {
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("flotilla")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "GitOps management plane for fleets of Kubernetes clusters. Admin endpoints \
+                     take `Authorization: Bearer <admin token>`; agent endpoints take the cluster \
+                     credential.",
+                ))
+                .build(),
+        )
+        .components(Some(
+            ComponentsBuilder::new()
+                .schemas_from_iter(schemas())
+                .security_scheme(
+                    BEARER,
+                    SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+                )
+                .build(),
+        ))
+        .security(Some([SecurityRequirement::new(
+            BEARER,
+            Vec::<String>::new(),
+        )]))
+        .paths(paths())
+        .build()
 }
 
-fn error_responses() -> Value {
-    let error = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    json!({
-        "400": {"description": "Malformed request; the message says what to fix", "content": error["content"]},
-        "401": {"description": "Missing or invalid token", "content": error["content"]},
-        "404": {"description": "Not found", "content": error["content"]},
-        "409": {"description": "Conflict (exists, or changed since read)", "content": error["content"]},
-        "413": {"description": "Body too large", "content": error["content"]},
-        "422": {"description": "Invalid document; the message names the field", "content": error["content"]}
-    })
-}
+// ---------------------------------------------------------------------------------------------
+// Schemas
 
-pub fn openapi() -> Value {
-    let object = json!({"$ref": "#/components/schemas/Object"});
-    let body = json!({"required": true, "content": {
-        "application/json": {"schema": object},
-        "application/yaml": {"schema": object}
-    }});
-    let ok = |description: &str, schema: Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
-    let mut collection_get = json!({
-        "summary": "List objects, filtered and keyset-paginated",
-        "parameters": collection_params(),
-        "responses": error_responses()
-    });
-    collection_get["responses"]["200"] = ok(
-        "A page of objects",
-        json!({"$ref": "#/components/schemas/List"}),
-    );
-    let mut collection_post =
-        json!({"summary": "Create an object", "requestBody": body, "responses": error_responses()});
-    collection_post["responses"]["201"] = ok("Created", object.clone());
-    let mut item_get = json!({"summary": "Get an object", "responses": error_responses()});
-    item_get["responses"]["200"] = ok("The object", object.clone());
-    let mut item_put = json!({"summary": "Create or replace an object (clusters: labels only)", "requestBody": body, "responses": error_responses()});
-    item_put["responses"]["200"] = ok("Replaced", object.clone());
-    item_put["responses"]["201"] = ok("Created", object.clone());
-    let mut item_delete = json!({"summary": "Delete an object", "responses": error_responses()});
-    item_delete["responses"]["200"] = ok("Deleted", json!({"type": "object"}));
-    let mut apply = json!({"summary": "Create or replace a document of any kind", "requestBody": body, "responses": error_responses()});
-    apply["responses"]["200"] = ok("Replaced", object.clone());
-    apply["responses"]["201"] = ok("Created", object.clone());
-    let plural = json!({"name": "plural", "in": "path", "required": true,
-        "schema": {"type": "string", "enum": ["clusters", "clustergroups", "bundles", "registrationtokens", "gitrepos", "secrets"]}});
-    let name =
-        json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "flotilla",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "GitOps management plane for fleets of Kubernetes clusters. Admin endpoints take `Authorization: Bearer <admin token>`; agent endpoints take the cluster credential."
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["code", "reason", "message"], "properties": {
-                    "code": {"type": "integer"}, "reason": {"type": "string"}, "message": {"type": "string"}}},
-                "Object": {"type": "object", "required": ["apiVersion", "kind", "metadata"], "properties": {
-                    "apiVersion": {"const": flotilla_api::API_VERSION},
-                    "kind": {"enum": ["Cluster", "ClusterGroup", "Bundle", "RegistrationToken", "GitRepo", "Secret"]},
-                    "metadata": {"type": "object", "properties": {
-                        "name": {"type": "string"},
-                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "generation": {"type": "integer", "readOnly": true},
-                        "resourceVersion": {"type": "string", "description": "Send back to replace only if unchanged"},
-                        "creationTimestamp": {"type": "string", "format": "date-time", "readOnly": true}}},
-                    "spec": {"type": "object"},
-                    "status": {"type": "object", "readOnly": true}}},
-                "List": {"type": "object", "required": ["items"], "properties": {
-                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}},
-                    "continue": {"type": "string"},
-                    "total": {"type": "integer"}}}
+/// Every named schema: one per kind (`Cluster`, …) with its spec and status, one list per kind
+/// (`ClusterList`, …), the error body and the agent protocol, with everything they refer to.
+fn schemas() -> Vec<(String, RefOr<Schema>)> {
+    let mut schemas = Vec::new();
+    for kind in Kind::ALL {
+        match kind {
+            Kind::Cluster => add_kind::<flotilla_api::ClusterSpec, flotilla_api::ClusterStatus>(
+                kind,
+                &mut schemas,
+            ),
+            Kind::ClusterGroup => add_kind::<
+                flotilla_api::ClusterGroupSpec,
+                flotilla_api::ClusterGroupStatus,
+            >(kind, &mut schemas),
+            Kind::Bundle => {
+                add_kind::<flotilla_api::BundleSpec, flotilla_api::BundleStatus>(kind, &mut schemas)
             }
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/api/v1/apply": {"post": apply},
-            "/api/v1/{plural}": {"parameters": [plural.clone()], "get": collection_get, "post": collection_post},
-            "/api/v1/{plural}/{name}": {"parameters": [plural, name], "get": item_get, "put": item_put, "delete": item_delete},
-            "/api/v1/webhooks/git": {"post": {"summary": "GitHub or GitLab push event: fetch the GitRepos following that repository and ref now",
-                "description": "Authenticated by X-Hub-Signature-256 (GitHub) or X-Gitlab-Token (GitLab) against the Secret git-webhook (type webhook, keys github / gitlab).",
-                "security": [],
-                "responses": {"202": {"description": "Fetches triggered; lists the GitRepos"}, "200": {"description": "Ping or ignored event"},
-                    "401": {"description": "Signature or token does not match"}, "403": {"description": "Webhooks not configured"}}}},
-            "/agent/v1/register": {"post": {"summary": "Register a cluster with a registration token", "security": [],
-                "responses": {"201": {"description": "Registered"}, "200": {"description": "Re-registered"}}}},
-            "/agent/v1/sync": {"post": {"summary": "Heartbeat, status changes, and the current desired set when the etag differs",
-                "responses": {"204": {"description": "Unchanged"}, "200": {"description": "Desired set or resync request"}}}},
-            "/agent/v1/content/{digest}": {"get": {"summary": "Immutable bundle content by digest",
-                "parameters": [{"name": "digest", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "JSON array of manifests"}, "404": {"description": "Not in this cluster's desired set"}}}},
-            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "Serving"}}}},
-            "/metrics": {"get": {"security": [], "responses": {"200": {"description": "Prometheus metrics"}}}}
+            Kind::RegistrationToken => add_kind::<
+                flotilla_api::RegistrationTokenSpec,
+                flotilla_api::RegistrationTokenStatus,
+            >(kind, &mut schemas),
+            Kind::GitRepo => add_kind::<flotilla_api::GitRepoSpec, flotilla_api::GitRepoStatus>(
+                kind,
+                &mut schemas,
+            ),
+            Kind::Secret => {
+                add_kind::<flotilla_api::SecretSpec, flotilla_api::SecretStatus>(kind, &mut schemas)
+            }
         }
-    })
+    }
+    add::<ErrorBody>(&mut schemas);
+    add::<RegisterRequest>(&mut schemas);
+    add::<RegisterResponse>(&mut schemas);
+    add::<SyncRequest>(&mut schemas);
+    add::<SyncResponse>(&mut schemas);
+    schemas
+}
+
+/// Adds a type's schema under its own name, and the schemas it refers to.
+fn add<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    schemas.push((T::name().into_owned(), T::schema()));
+    T::schemas(schemas);
+}
+
+/// Adds a kind's document (`Object<Spec, Status>` under the kind's name, its `apiVersion` and
+/// `kind` pinned to the values the server sends), its spec and status, and its list.
+fn add_kind<Spec: ToSchema, Status: ToSchema>(
+    kind: Kind,
+    schemas: &mut Vec<(String, RefOr<Schema>)>,
+) {
+    let mut document = Object::<Spec, Status>::schema();
+    for (property, value) in [("apiVersion", API_VERSION), ("kind", kind.as_str())] {
+        object_schema(&mut document).properties.insert(
+            property.to_owned(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([value]))
+                .into(),
+        );
+    }
+    schemas.push((kind.as_str().to_owned(), document));
+    // A generic type's schema is named after the type alone (`Object`, `List`): the type
+    // arguments are added here, and the list's items refer to the kind by its name.
+    Object::<Spec, Status>::schemas(schemas);
+    add::<Spec>(schemas);
+    add::<Status>(schemas);
+    let mut list = List::<Object<Spec, Status>>::schema();
+    object_schema(&mut list).properties.insert(
+        "items".to_owned(),
+        ArrayBuilder::new().items(kind_ref(kind)).into(),
+    );
+    schemas.push((list_name(kind), list));
+}
+
+/// The object schema a struct derives.
+fn object_schema(schema: &mut RefOr<Schema>) -> &mut utoipa::openapi::Object {
+    match schema {
+        RefOr::T(Schema::Object(object)) => object,
+        _ => panic!("a struct with named fields derives an object schema"),
+    }
+}
+
+fn list_name(kind: Kind) -> String {
+    format!("{kind}List")
+}
+
+fn kind_ref(kind: Kind) -> Ref {
+    Ref::from_schema_name(kind.as_str())
+}
+
+/// A document of any kind, told apart by its `kind`.
+fn any_kind() -> RefOr<Schema> {
+    let mut one_of = OneOfBuilder::new();
+    let mut discriminator = Discriminator::new("kind");
+    for kind in Kind::ALL {
+        one_of = one_of.item(kind_ref(kind));
+        discriminator
+            .mapping
+            .insert(kind.as_str().to_owned(), kind_ref(kind).ref_location);
+    }
+    one_of.discriminator(Some(discriminator)).into()
+}
+
+/// A page of documents of any kind (one kind per page: the one the URL names).
+fn any_list() -> RefOr<Schema> {
+    Kind::ALL
+        .into_iter()
+        .fold(OneOfBuilder::new(), |one_of, kind| {
+            one_of.item(Ref::from_schema_name(list_name(kind)))
+        })
+        .into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths
+
+fn paths() -> Paths {
+    let plural = ParameterBuilder::new()
+        .name("plural")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(Kind::ALL.map(Kind::plural))),
+        ))
+        .build();
+    let name = path_parameter("name");
+
+    let apply = admin_operation("Create or replace a document of any kind")
+        .request_body(Some(document_body()))
+        .response("200", json_response("Replaced", any_kind()))
+        .response("201", json_response("Created", any_kind()));
+    let list = admin_operation("List objects, filtered and keyset-paginated")
+        .parameters(Some(collection_parameters()))
+        .response("200", json_response("A page of objects", any_list()));
+    let create = admin_operation("Create an object")
+        .request_body(Some(document_body()))
+        .response("201", json_response("Created", any_kind()));
+    let get =
+        admin_operation("Get an object").response("200", json_response("The object", any_kind()));
+    let replace = admin_operation("Create or replace an object (clusters: labels only)")
+        .request_body(Some(document_body()))
+        .response("200", json_response("Replaced", any_kind()))
+        .response("201", json_response("Created", any_kind()));
+    let delete = admin_operation("Delete an object").response(
+        "200",
+        json_response(
+            "Deleted: a Kubernetes-style `Status` (`kind`, `status`, `message`)",
+            ObjectBuilder::new().schema_type(Type::Object).into(),
+        ),
+    );
+
+    let mut collection = PathItem::new(HttpMethod::Get, list);
+    collection.merge_operations(PathItem::new(HttpMethod::Post, create));
+    collection.parameters = Some(vec![RefOr::T(plural.clone())]);
+    let mut item = PathItem::new(HttpMethod::Get, get);
+    item.merge_operations(PathItem::new(HttpMethod::Put, replace));
+    item.merge_operations(PathItem::new(HttpMethod::Delete, delete));
+    item.parameters = Some(vec![RefOr::T(plural), RefOr::T(name)]);
+
+    let webhook = public_operation(
+        "GitHub or GitLab push event: fetch the GitRepos following that repository and ref now",
+    )
+    .description(Some(
+        "Authenticated by X-Hub-Signature-256 (GitHub) or X-Gitlab-Token (GitLab) against the \
+         Secret git-webhook (type webhook, keys github / gitlab).",
+    ))
+    .response(
+        "202",
+        plain_response("Fetches triggered; lists the GitRepos"),
+    )
+    .response("200", plain_response("Ping or ignored event"))
+    .response("401", plain_response("Signature or token does not match"))
+    .response("403", plain_response("Webhooks not configured"));
+
+    let register = public_operation("Register a cluster with a registration token")
+        .request_body(Some(json_body(schema_ref::<RegisterRequest>())))
+        .response(
+            "201",
+            json_response("Registered", schema_ref::<RegisterResponse>()),
+        )
+        .response(
+            "200",
+            json_response("Re-registered", schema_ref::<RegisterResponse>()),
+        );
+    let sync = OperationBuilder::new()
+        .summary(Some(
+            "Heartbeat, status changes, and the current desired set when the etag differs",
+        ))
+        .request_body(Some(json_body(schema_ref::<SyncRequest>())))
+        .response("204", plain_response("Unchanged"))
+        .response(
+            "200",
+            json_response(
+                "Desired set or resync request",
+                schema_ref::<SyncResponse>(),
+            ),
+        );
+    let content = OperationBuilder::new()
+        .summary(Some("Immutable bundle content by digest"))
+        .parameter(path_parameter("digest"))
+        .response(
+            "200",
+            json_response("JSON array of manifests", schema_ref::<InlineContent>()),
+        )
+        .response("404", plain_response("Not in this cluster's desired set"));
+
+    PathsBuilder::new()
+        .path("/api/v1/apply", PathItem::new(HttpMethod::Post, apply))
+        .path("/api/v1/{plural}", collection)
+        .path("/api/v1/{plural}/{name}", item)
+        .path(
+            "/api/v1/webhooks/git",
+            PathItem::new(HttpMethod::Post, webhook),
+        )
+        .path(REGISTER_PATH, PathItem::new(HttpMethod::Post, register))
+        .path(SYNC_PATH, PathItem::new(HttpMethod::Post, sync))
+        .path(
+            format!("{CONTENT_PATH}/{{digest}}"),
+            PathItem::new(HttpMethod::Get, content),
+        )
+        .path(
+            "/healthz",
+            PathItem::new(
+                HttpMethod::Get,
+                public_operation_without_summary().response("200", plain_response("Serving")),
+            ),
+        )
+        .path(
+            "/metrics",
+            PathItem::new(
+                HttpMethod::Get,
+                public_operation_without_summary()
+                    .response("200", plain_response("Prometheus metrics")),
+            ),
+        )
+        .build()
+}
+
+/// An admin operation, with the error responses every admin endpoint can give.
+fn admin_operation(summary: &str) -> OperationBuilder {
+    [
+        ("400", "Malformed request; the message says what to fix"),
+        ("401", "Missing or invalid token"),
+        ("404", "Not found"),
+        ("409", "Conflict (exists, or changed since read)"),
+        ("413", "Body too large"),
+        ("422", "Invalid document; the message names the field"),
+    ]
+    .into_iter()
+    .fold(
+        OperationBuilder::new().summary(Some(summary)),
+        |operation, (status, description)| {
+            operation.response(
+                status,
+                json_response(description, schema_ref::<ErrorBody>()),
+            )
+        },
+    )
+}
+
+/// An operation that takes no bearer token.
+fn public_operation(summary: &str) -> OperationBuilder {
+    public_operation_without_summary().summary(Some(summary))
+}
+
+fn public_operation_without_summary() -> OperationBuilder {
+    OperationBuilder::new().securities(Some(Vec::<SecurityRequirement>::new()))
+}
+
+/// The list filters and keyset pagination of `GET /api/v1/{plural}`, from the route's own
+/// query type.
+fn collection_parameters() -> Vec<Parameter> {
+    use utoipa::IntoParams;
+    super::list::ListQuery::into_params(|| Some(ParameterIn::Query))
+}
+
+fn path_parameter(name: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+fn schema_ref<T: ToSchema>() -> RefOr<Schema> {
+    Ref::from_schema_name(T::name()).into()
+}
+
+fn json_content(schema: RefOr<Schema>) -> Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+fn json_body(schema: RefOr<Schema>) -> RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content("application/json", json_content(schema))
+        .build()
+}
+
+/// A document of any kind, in JSON or YAML.
+fn document_body() -> RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content("application/json", json_content(any_kind()))
+        .content("application/yaml", json_content(any_kind()))
+        .build()
+}
+
+fn json_response(description: &str, schema: RefOr<Schema>) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", json_content(schema))
+        .build()
+}
+
+fn plain_response(description: &str) -> Response {
+    ResponseBuilder::new().description(description).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parameters_are_the_list_routes_own_query_fields() {
+        let parameters = collection_parameters();
+        let names: Vec<&str> = parameters.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["labelSelector", "state", "sort", "limit", "continue"]
+        );
+        let limit = serde_json::to_value(&parameters[3]).expect("JSON");
+        assert_eq!(limit["in"], "query");
+        assert_eq!(limit["schema"]["maximum"], 5000, "{limit}");
+        assert_eq!(limit["schema"]["default"], 500, "{limit}");
+    }
 }

@@ -10,7 +10,10 @@ use flotilla_api::{Bundle, BundleSpec, BundleTarget, LabelSelector, ObjectMeta};
 use serde_json::json;
 
 use super::{Fleet, clusters::NewCluster};
-use crate::api::admin::{Mode, apply_bundle, prepare_bundle, release_contents};
+use crate::writes::{
+    Mode,
+    bundles::{apply as apply_bundle, prepare as prepare_bundle},
+};
 
 /// Clusters in the benchmark fleet: enough that each bundle targets some, few enough that
 /// building the fleet takes no time next to 20,000 bundles.
@@ -69,7 +72,7 @@ fn fleet_of(bundles: usize) -> Fleet {
         )
         .expect("valid bundle");
         // Set-up skips the release step: it is what is measured below.
-        apply_bundle(&mut fleet, prepared, index as u64 + 1).expect("applies");
+        apply_bundle(&mut fleet, prepared, index as u64 + 1);
     }
     fleet
 }
@@ -100,8 +103,7 @@ fn admin_write_cost() {
             )
             .expect("valid bundle");
             let lock_started = Instant::now();
-            apply_bundle(&mut fleet, prepared, (bundles + apply) as u64 + 1).expect("applies");
-            release_contents(&mut fleet);
+            apply_bundle(&mut fleet, prepared, (bundles + apply) as u64 + 1);
             locked.push(lock_started.elapsed());
             whole.push(started.elapsed());
         }

@@ -10,7 +10,7 @@ use flotilla_api::{
 use flotilla_core::{
     digest::{deployment_hash, deployment_id, desired_etag, is_deployment_id, options_hash},
     selector::Selector,
-    targeting::{ClusterView, Target, compile_targets, deploy_options, first_match, vars_needed},
+    targeting::{ClusterView, Target, deploy_options, first_match},
 };
 use roaring::RoaringBitmap;
 
@@ -22,7 +22,7 @@ use super::{
 impl Fleet {
     /// Creates or replaces a bundle. `live` is the revision to roll out (unchanged while paused);
     /// its epoch is set here.
-    pub fn upsert_bundle(&mut self, mut entry: BundleEntry) -> u32 {
+    pub(super) fn upsert_bundle(&mut self, mut entry: BundleEntry) -> u32 {
         let name = entry.name.clone();
         // The new entry's content references first, so content it shares with the old entry is
         // never released in between.
@@ -100,7 +100,7 @@ impl Fleet {
         }
     }
 
-    pub fn remove_bundle(&mut self, name: &str) {
+    pub(super) fn remove_bundle(&mut self, name: &str) {
         let Some(ordinal) = self.bundle_names.remove(name) else {
             return;
         };
@@ -290,7 +290,7 @@ impl Fleet {
     }
 
     /// Creates or replaces a group and re-targets the bundles that name it.
-    pub fn upsert_group(&mut self, name: &str, metadata: ObjectMeta, selector: Selector) {
+    pub(super) fn upsert_group(&mut self, name: &str, metadata: ObjectMeta, selector: Selector) {
         let members = self.index.select(&selector, &self.interner, &self.all);
         self.groups.insert(
             name.to_string(),
@@ -532,25 +532,6 @@ impl GroupsNamed {
     }
 }
 
-/// Ignore paths are JSON pointers: each names a field, starting at the object's root.
-fn validate_drift(drift: &flotilla_api::DriftPolicy) -> Result<(), String> {
-    for (index, ignore) in drift.ignore.iter().enumerate() {
-        if ignore.paths.is_empty() {
-            return Err(format!(
-                "spec.drift.ignore[{index}].paths: list at least one JSON pointer, e.g. /spec/replicas"
-            ));
-        }
-        for (number, path) in ignore.paths.iter().enumerate() {
-            if !path.starts_with('/') || path.len() < 2 {
-                return Err(format!(
-                    "spec.drift.ignore[{index}].paths[{number}]: {path:?} is not a JSON pointer; write it like /spec/replicas"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Builds the live revision of a bundle spec: validates its targets and finds the placeholders
 /// its resources and patches use.
 pub fn live_revision(
@@ -560,17 +541,15 @@ pub fn live_revision(
     targets: &[flotilla_api::BundleTarget],
     keep_resources: bool,
     drift: &flotilla_api::DriftPolicy,
-) -> Result<LiveRevision, String> {
-    let compiled = compile_targets(targets)?;
-    validate_drift(drift)?;
-    let vars = vars_needed(resources, targets);
+) -> Result<LiveRevision, flotilla_core::documents::FieldError> {
+    let compiled = flotilla_core::documents::revision(resources, targets, drift)?;
     Ok(LiveRevision {
         generation,
         epoch: 0,
         digest,
-        targets: compiled,
+        targets: compiled.targets,
         keep_resources,
         drift: drift.clone(),
-        vars,
+        vars: compiled.vars,
     })
 }

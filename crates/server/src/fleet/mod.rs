@@ -5,6 +5,7 @@
 //! label index, a label change re-targets only its cluster, bundle summaries are counters kept up
 //! to date incrementally, and a content-only bundle change touches no cluster at all.
 
+pub mod apply;
 #[cfg(test)]
 mod bench;
 mod bundles;
@@ -28,7 +29,10 @@ use flotilla_api::{
 use flotilla_core::{selector::Selector, targeting::Target};
 use roaring::RoaringBitmap;
 
+pub use flotilla_core::documents::Dependency;
+
 pub use self::{
+    apply::{NewToken, SoftState, SoftStateApplied},
     bundles::live_revision,
     labels::{Interner, LabelIndex, Labels},
 };
@@ -174,34 +178,6 @@ impl BundleEntry {
     }
 }
 
-/// A compiled `spec.dependsOn` entry.
-#[derive(Debug, Clone)]
-pub enum Dependency {
-    Name(String),
-    Selector(Selector),
-}
-
-/// Compiles `spec.dependsOn`; the error names the entry.
-pub fn compile_dependencies(
-    depends_on: &[flotilla_api::BundleDependency],
-) -> Result<Vec<Dependency>, String> {
-    depends_on
-        .iter()
-        .enumerate()
-        .map(
-            |(index, dependency)| match (&dependency.name, &dependency.selector) {
-                (Some(name), None) if !name.is_empty() => Ok(Dependency::Name(name.clone())),
-                (None, Some(selector)) => Selector::from_api(selector)
-                    .map(Dependency::Selector)
-                    .map_err(|e| format!("spec.dependsOn[{index}].selector: {e}")),
-                _ => Err(format!(
-                    "spec.dependsOn[{index}]: set exactly one of name or selector"
-                )),
-            },
-        )
-        .collect()
-}
-
 #[derive(Debug)]
 pub struct GroupEntry {
     pub metadata: ObjectMeta,
@@ -237,28 +213,28 @@ pub struct SecretEntry {
 /// The whole fleet.
 #[derive(Debug, Default)]
 pub struct Fleet {
-    pub interner: Interner,
-    pub index: LabelIndex,
-    pub clusters: Vec<Option<ClusterEntry>>,
+    interner: Interner,
+    index: LabelIndex,
+    clusters: Vec<Option<ClusterEntry>>,
     free_clusters: Vec<u32>,
     /// Cluster ordinals by name, sorted (listings page through it).
-    pub cluster_names: BTreeMap<Box<str>, u32>,
+    cluster_names: BTreeMap<Box<str>, u32>,
     /// Cluster ordinals by a hash of their name: the lookup every agent call makes to check its
     /// credential (a hash and one comparison, where the sorted map takes twenty comparisons of
     /// names that share long prefixes). Holds ordinals only; names live in `clusters`.
     name_index: hashbrown::HashTable<u32>,
     name_hasher: foldhash::fast::RandomState,
-    pub all: RoaringBitmap,
-    pub online: RoaringBitmap,
-    pub bundles: Vec<Option<BundleEntry>>,
+    all: RoaringBitmap,
+    online: RoaringBitmap,
+    bundles: Vec<Option<BundleEntry>>,
     free_bundles: Vec<u32>,
-    pub bundle_names: BTreeMap<String, u32>,
-    pub groups: BTreeMap<String, GroupEntry>,
-    pub tokens: BTreeMap<String, TokenEntry>,
-    pub gitrepos: BTreeMap<String, GitRepoEntry>,
-    pub secrets: BTreeMap<String, SecretEntry>,
+    bundle_names: BTreeMap<String, u32>,
+    groups: BTreeMap<String, GroupEntry>,
+    tokens: BTreeMap<String, TokenEntry>,
+    gitrepos: BTreeMap<String, GitRepoEntry>,
+    secrets: BTreeMap<String, SecretEntry>,
     /// Content of live and latest bundle specs, by digest, held while a bundle references it.
-    pub contents: contents::Contents,
+    contents: contents::Contents,
     /// Ordinals of the bundles whose live targets name each cluster group, so a group write
     /// re-targets those bundles without a walk over every bundle.
     bundles_by_group: std::collections::HashMap<String, RoaringBitmap>,
@@ -266,9 +242,9 @@ pub struct Fleet {
     /// bundles without a walk over every bundle.
     bundles_by_owner: std::collections::HashMap<String, BTreeSet<String>>,
     /// Names of clusters whose registration is being committed.
-    pub pending_registrations: HashSet<String>,
+    pending_registrations: HashSet<String>,
     /// Clusters by state, indexed by `cluster_state_index`.
-    pub cluster_counts: [u64; 3],
+    cluster_counts: [u64; 3],
 }
 
 pub fn cluster_state_index(state: ClusterState) -> usize {
@@ -294,7 +270,7 @@ impl Fleet {
         self.clusters.get(ordinal as usize).and_then(Option::as_ref)
     }
 
-    pub fn cluster_mut(&mut self, ordinal: u32) -> Option<&mut ClusterEntry> {
+    fn cluster_mut(&mut self, ordinal: u32) -> Option<&mut ClusterEntry> {
         self.clusters
             .get_mut(ordinal as usize)
             .and_then(Option::as_mut)
@@ -326,6 +302,52 @@ impl Fleet {
         if let Ok(entry) = self.name_index.find_entry(hash, |&o| o == ordinal) {
             entry.remove();
         }
+    }
+
+    pub fn interner(&self) -> &Interner {
+        &self.interner
+    }
+
+    pub fn index(&self) -> &LabelIndex {
+        &self.index
+    }
+
+    /// Cluster ordinals by name, sorted (listings page through it).
+    pub fn cluster_names(&self) -> &BTreeMap<Box<str>, u32> {
+        &self.cluster_names
+    }
+
+    /// Every cluster's ordinal.
+    pub fn all(&self) -> &RoaringBitmap {
+        &self.all
+    }
+
+    /// The ordinals of the clusters Online now.
+    pub fn online(&self) -> &RoaringBitmap {
+        &self.online
+    }
+
+    /// Clusters by state, indexed by `cluster_state_index`.
+    pub fn cluster_counts(&self) -> &[u64; 3] {
+        &self.cluster_counts
+    }
+
+    /// Bundle ordinals by name, sorted.
+    pub fn bundle_names(&self) -> &BTreeMap<String, u32> {
+        &self.bundle_names
+    }
+
+    /// Every bundle with its ordinal.
+    pub fn bundles(&self) -> impl Iterator<Item = (u32, &BundleEntry)> {
+        self.bundles
+            .iter()
+            .enumerate()
+            .filter_map(|(ordinal, bundle)| Some((ordinal as u32, bundle.as_ref()?)))
+    }
+
+    /// One past the highest cluster ordinal (ordinals index dense per-cluster vectors).
+    pub fn cluster_slots(&self) -> usize {
+        self.clusters.len()
     }
 
     pub fn bundle(&self, ordinal: u32) -> Option<&BundleEntry> {

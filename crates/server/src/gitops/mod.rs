@@ -15,29 +15,24 @@
 //! - *Repos do not poll in lockstep:* the first poll of each repo is spread over its interval.
 
 pub mod fetch;
+pub mod schedule;
 pub mod webhook;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
-    path::PathBuf,
+    collections::{BTreeMap, BTreeSet, HashSet},
     time::{Duration, Instant},
 };
 
 use flotilla_api::{Bundle, GitRepoBundle, GitRepoSpec, GitRepoStatus, Kind, ObjectMeta};
 use flotilla_core::sync::Backoff;
-use parking_lot::Mutex;
 use rand::RngExt;
-use tokio::sync::Notify;
 
 use crate::{
-    api::{
-        admin::{self, Mode, PreparedBundle},
-        sources,
-    },
-    records::{self, GitRepoStatusRecord},
+    fleet::Fleet,
     state::{SharedState, now_seconds, rfc3339},
+    writes::{self, Mode, bundles::PreparedBundle, sources::Render},
 };
-use fetch::{Credentials, Fetcher, Wanted};
+use fetch::{Credentials, Wanted};
 
 /// Label on every bundle a GitRepo renders, naming the repo.
 pub const REPO_LABEL: &str = "flotilla.dev/gitrepo";
@@ -47,47 +42,6 @@ pub const PATH_ANNOTATION: &str = "flotilla.dev/gitrepo-path";
 const PARALLEL: usize = 4;
 /// Longest wait between retries of a failing repository.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-
-/// Scheduling state of the git source worker, shared with the API (spec writes, webhooks).
-pub struct GitOps {
-    /// When each repository is next due; absent means "schedule its first poll".
-    due: Mutex<HashMap<String, Instant>>,
-    backoff: Mutex<HashMap<String, Backoff>>,
-    running: Mutex<HashSet<String>>,
-    /// Fetches asked for on this replica (spec writes, webhooks): they run here even when
-    /// another replica holds the singleton lease, which only scheduled polls need.
-    requested: Mutex<HashSet<String>>,
-    wake: Notify,
-    fetcher: Fetcher,
-    tools: flotilla_render::Tools,
-}
-
-impl GitOps {
-    pub fn new(cache_dir: PathBuf, tools: flotilla_render::Tools) -> GitOps {
-        GitOps {
-            due: Mutex::new(HashMap::new()),
-            backoff: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashSet::new()),
-            requested: Mutex::new(HashSet::new()),
-            wake: Notify::new(),
-            fetcher: Fetcher::new(cache_dir),
-            tools,
-        }
-    }
-
-    /// Drops a deleted repository's scheduling state.
-    pub fn forget(&self, repo: &str) {
-        self.due.lock().remove(repo);
-        self.backoff.lock().remove(repo);
-    }
-
-    /// Asks for a fetch of `repo` as soon as possible (a spec change, a webhook, a new secret).
-    pub fn fetch_now(&self, repo: &str) {
-        self.due.lock().insert(repo.to_string(), Instant::now());
-        self.requested.lock().insert(repo.to_string());
-        self.wake.notify_one();
-    }
-}
 
 /// The worker: runs due repositories (a few at a time) and sleeps until the next is due or it
 /// is woken.
@@ -106,9 +60,9 @@ pub async fn worker(state: SharedState) {
             let fleet = state.fleet.read();
             let requested = state.gitops.requested.lock();
             let mut due = state.gitops.due.lock();
-            due.retain(|name, _| fleet.gitrepos.contains_key(name));
+            due.retain(|name, _| fleet.gitrepos().contains_key(name));
             let running = state.gitops.running.lock();
-            for (name, repo) in &fleet.gitrepos {
+            for (name, repo) in fleet.gitrepos() {
                 if repo.spec.paused {
                     continue;
                 }
@@ -120,7 +74,7 @@ pub async fn worker(state: SharedState) {
                     {
                         now
                     } else {
-                        let interval = sources::poll_interval(&repo.spec);
+                        let interval = flotilla_core::documents::poll_interval(&repo.spec);
                         now + interval.mul_f64(rand::rng().random_range(0.0..1.0))
                     }
                 });
@@ -189,8 +143,8 @@ enum Outcome {
 fn reschedule(state: &SharedState, name: &str, started: Instant, outcome: Outcome) {
     let interval = {
         let fleet = state.fleet.read();
-        match fleet.gitrepos.get(name) {
-            Some(repo) => sources::poll_interval(&repo.spec),
+        match fleet.gitrepos().get(name) {
+            Some(repo) => flotilla_core::documents::poll_interval(&repo.spec),
             None => return,
         }
     };
@@ -222,9 +176,10 @@ fn reschedule(state: &SharedState, name: &str, started: Instant, outcome: Outcom
         }
     }
     let next_fetch = rfc3339(now_seconds() + wait.as_secs());
-    if let Some(repo) = state.fleet.write().gitrepos.get_mut(name) {
-        repo.status.next_fetch = Some(next_fetch);
-    }
+    state
+        .fleet
+        .write()
+        .edit_gitrepo_schedule(name, |status| status.next_fetch = Some(next_fetch));
     state.gitops.wake.notify_one();
 }
 
@@ -238,10 +193,10 @@ struct Snapshot {
 
 fn snapshot(state: &SharedState, name: &str) -> Option<Snapshot> {
     let fleet = state.fleet.read();
-    let repo = fleet.gitrepos.get(name)?;
+    let repo = fleet.gitrepos().get(name)?;
     let credentials = match &repo.spec.client_secret_name {
         None => Ok(None),
-        Some(secret_name) => match fleet.secrets.get(secret_name) {
+        Some(secret_name) => match fleet.secrets().get(secret_name) {
             None => Err(format!(
                 "Secret {secret_name:?} (spec.clientSecretName) does not exist; create it"
             )),
@@ -344,10 +299,9 @@ async fn sync_repo(state: &SharedState, name: &str) -> Outcome {
                 // The repository is reachable again: clear the fetch error, durably.
                 clear_failure(state, name, &snap).await;
             }
-            let mut fleet = state.fleet.write();
-            if let Some(repo) = fleet.gitrepos.get_mut(name) {
-                repo.status.last_fetched = Some(rfc3339(now_seconds()));
-            }
+            state.fleet.write().edit_gitrepo_schedule(name, |status| {
+                status.last_fetched = Some(rfc3339(now_seconds()));
+            });
             Outcome::Ok
         }
         // A folder that fails to render is the commit's problem, not the repository's: the
@@ -403,36 +357,22 @@ async fn update_status(
     snap: &Snapshot,
     edit: impl FnOnce(&mut GitRepoStatus),
 ) {
-    let _serialized = state.admin_lock.lock().await;
-    let status = {
-        let fleet = state.fleet.read();
-        let Some(repo) = fleet.gitrepos.get(name) else {
-            return;
-        };
+    let written = writes::sources::write_gitrepo_status(state, name, |repo| {
         if repo.spec != snap.spec {
-            return;
+            return None;
         }
         let mut status = repo.status.clone();
         edit(&mut status);
-        status
-    };
-    let record = GitRepoStatusRecord {
-        status: status.clone(),
-    };
-    if admin::commit(
-        state,
-        vec![records::put(records::GITREPO_STATUS, name, &record)],
-    )
-    .await
-    .is_ok()
-        && let Some(repo) = state.fleet.write().gitrepos.get_mut(name)
-    {
-        repo.status = status;
+        Some(status)
+    })
+    .await;
+    if let Err(error) = written {
+        tracing::warn!(repo = %name, %error, "writing the git repo's status failed");
     }
 }
 
-/// Turns the rendered folders into bundle writes and deletes, commits them with the new status
-/// in one commit, and applies them. Returns whether every folder rendered.
+/// Turns the rendered folders into bundle writes and deletes and publishes them with the new
+/// status in one commit. Returns whether every folder rendered.
 async fn publish(
     state: &SharedState,
     name: &str,
@@ -440,197 +380,206 @@ async fn publish(
     commit: String,
     rendered: Vec<Rendered>,
 ) -> anyhow::Result<bool> {
-    let _serialized = state.admin_lock.lock().await;
     let started = Instant::now();
-    let mut prepared: Vec<PreparedBundle> = Vec::new();
-    let mut entries: Vec<GitRepoBundle> = Vec::new();
-    let mut produced: BTreeSet<String> = BTreeSet::new();
-    let mut failed = 0usize;
-    let ops_and_status = {
-        let fleet = state.fleet.read();
-        let Some(repo) = fleet.gitrepos.get(name) else {
-            return Ok(true);
-        };
-        if repo.spec != snap.spec || repo.metadata.generation != snap.generation {
-            // The spec changed (or the repo was deleted and created again) while this run
-            // fetched; the next run (due now) renders the current one.
-            state.gitops.fetch_now(name);
-            return Ok(true);
-        }
-        let previous: BTreeMap<&str, &GitRepoBundle> = repo
-            .status
-            .bundles
-            .iter()
-            .map(|b| (b.path.as_str(), b))
-            .collect();
-        for (folder, result) in rendered {
-            let mut declared_name = None;
-            let result = result.map_err(|failed| {
-                declared_name = failed.declared_name;
-                failed.error
-            });
-            let outcome = result.and_then(|rendered| {
-                let bundle_name =
-                    flotilla_render::bundle_name(name, &folder, rendered.name.as_deref());
-                if produced.contains(&bundle_name) {
-                    return Err(format!(
-                        "bundle name {bundle_name:?} is already used by another folder of this repository; set a distinct fleet.yaml name"
-                    ));
-                }
-                let spec = flotilla_render::bundle_spec(
-                    &rendered,
-                    &snap.spec.targets,
-                    snap.spec.keep_resources,
-                )?;
-                let mut labels = rendered.labels.clone();
-                labels.insert(REPO_LABEL.into(), name.into());
-                let mut annotations = BTreeMap::new();
-                annotations.insert(PATH_ANNOTATION.to_string(), folder.clone());
-                let resource_version = fleet
-                    .bundle_by_name(&bundle_name)
-                    .and_then(|(_, b)| b.metadata.resource_version.clone());
-                let bundle = Bundle {
-                    api_version: flotilla_api::API_VERSION.into(),
-                    kind: Kind::Bundle.as_str().into(),
-                    metadata: ObjectMeta {
-                        name: bundle_name.clone(),
-                        labels,
-                        annotations,
-                        resource_version,
-                        ..ObjectMeta::default()
-                    },
-                    spec,
-                    status: None,
-                };
-                let bundle_write = admin::prepare_bundle(&fleet, bundle, Mode::Upsert, Some(name))
-                    .map_err(|error| error.to_string())?;
-                Ok((bundle_name, bundle_write))
-            });
-            match outcome {
-                Ok((bundle_name, bundle_write)) => {
-                    let digest = bundle_write.spec_digest().to_string();
-                    produced.insert(bundle_name.clone());
-                    entries.push(GitRepoBundle {
-                        name: bundle_name,
-                        path: folder,
-                        digest,
-                        error: None,
-                    });
-                    if bundle_write.changed {
-                        prepared.push(bundle_write);
-                    }
-                }
-                Err(error) => {
-                    failed += 1;
-                    // The folder's previous bundle (if any) keeps serving. A folder that never
-                    // rendered still shows the bundle it would make (no digest: no content yet).
-                    let old = previous
-                        .get(folder.as_str())
-                        .filter(|old| !old.name.is_empty() && !old.digest.is_empty());
-                    if let Some(old) = old {
-                        produced.insert(old.name.clone());
-                    }
-                    let name = match old {
-                        Some(old) => old.name.clone(),
-                        None => {
-                            flotilla_render::bundle_name(name, &folder, declared_name.as_deref())
-                        }
-                    };
-                    entries.push(GitRepoBundle {
-                        name,
-                        path: folder,
-                        digest: old.map(|o| o.digest.clone()).unwrap_or_default(),
-                        error: Some(error),
-                    });
-                }
-            }
-        }
-        // Folders of one render can close a dependsOn cycle among themselves that no single
-        // bundle's check sees (each was checked against the others' old versions): the bundles
-        // on it fail like any folder that fails, and their last good versions keep serving.
-        loop {
-            let candidates: Vec<_> = prepared
-                .iter()
-                .map(PreparedBundle::dependency_candidate)
-                .collect();
-            let Some(cycle) = fleet.dependency_cycle(&candidates) else {
-                break;
-            };
-            drop(candidates);
-            let on_cycle: HashSet<&str> = cycle.iter().map(String::as_str).collect();
-            prepared.retain(|write| !on_cycle.contains(write.name.as_str()));
-            for entry in entries
-                .iter_mut()
-                .filter(|entry| entry.error.is_none() && on_cycle.contains(entry.name.as_str()))
-            {
-                failed += 1;
-                entry.error = Some(admin::dependency_cycle_error(&cycle));
-                // The digest shown is the one still serving, if any.
-                entry.digest = fleet
-                    .bundle_by_name(&entry.name)
-                    .and_then(|(_, bundle)| bundle.live.as_ref())
-                    .map(|live| live.digest.clone())
-                    .unwrap_or_default();
-            }
-        }
-        let removed: Vec<String> = sources::owned_bundles(&fleet, name)
-            .into_iter()
-            .filter(|bundle| !produced.contains(bundle))
-            .collect();
-        let status = GitRepoStatus {
-            observed_generation: snap.generation,
-            commit: Some(commit.clone()),
-            last_fetched: Some(rfc3339(now_seconds())),
-            error: (failed > 0).then(|| {
-                let total = entries.len();
-                format!(
-                    "{failed} of {total} folders failed to render at {}; their last good bundles keep serving (see bundles[].error)",
-                    &commit[..commit.len().min(12)]
-                )
-            }),
-            // Counts failed fetches; this one succeeded (folder errors are listed per folder).
-            failures: 0,
-            next_fetch: repo.status.next_fetch.clone(),
-            bundles: entries,
-        };
-        let mut ops = Vec::new();
-        for write in &prepared {
-            ops.extend(write.ops.iter().cloned());
-        }
-        for bundle in &removed {
-            ops.push(records::delete(records::BUNDLE, bundle));
-        }
-        ops.push(records::put(
-            records::GITREPO_STATUS,
-            name,
-            &GitRepoStatusRecord {
-                status: status.clone(),
-            },
-        ));
-        (ops, status, removed)
+    let published = writes::sources::publish_render(state, name, |fleet| {
+        plan_render(state, fleet, name, snap, &commit, rendered)
+    })
+    .await?;
+    let Some(Planned {
+        written,
+        removed,
+        failed,
+    }) = published
+    else {
+        return Ok(true);
     };
-    let (ops, status, removed) = ops_and_status;
-    let written = prepared.len();
-    let revision = admin::commit(state, ops).await?;
-    let mut fleet = state.fleet.write();
-    for write in prepared {
-        admin::apply_bundle(&mut fleet, write, revision)?;
-    }
-    for bundle in &removed {
-        fleet.remove_bundle(bundle);
-    }
-    admin::release_contents(&mut fleet);
-    if let Some(repo) = fleet.gitrepos.get_mut(name) {
-        repo.status = status;
-    }
     tracing::info!(
         repo = %name,
         commit = %commit,
         written,
-        removed = removed.len(),
+        removed,
         failed,
         publish_ms = started.elapsed().as_millis() as u64,
         "git source rendered"
     );
     Ok(failed == 0)
+}
+
+/// What a published render did, for the log.
+struct Planned {
+    written: usize,
+    removed: usize,
+    failed: usize,
+}
+
+/// Plans one render against the fleet as it is: a bundle per folder that rendered (prepared by
+/// the write service), the bundles no folder produces any more, and the repository's status.
+/// None when the repository changed or went away while this run fetched.
+fn plan_render(
+    state: &SharedState,
+    fleet: &Fleet,
+    name: &str,
+    snap: &Snapshot,
+    commit: &str,
+    rendered: Vec<Rendered>,
+) -> Option<(Render, Planned)> {
+    let mut prepared: Vec<PreparedBundle> = Vec::new();
+    let mut entries: Vec<GitRepoBundle> = Vec::new();
+    let mut produced: BTreeSet<String> = BTreeSet::new();
+    let mut failed = 0usize;
+    let repo = fleet.gitrepos().get(name)?;
+    if repo.spec != snap.spec || repo.metadata.generation != snap.generation {
+        // The spec changed (or the repo was deleted and created again) while this run
+        // fetched; the next run (due now) renders the current one.
+        state.gitops.fetch_now(name);
+        return None;
+    }
+    let previous: BTreeMap<&str, &GitRepoBundle> = repo
+        .status
+        .bundles
+        .iter()
+        .map(|b| (b.path.as_str(), b))
+        .collect();
+    for (folder, result) in rendered {
+        let mut declared_name = None;
+        let result = result.map_err(|failed| {
+            declared_name = failed.declared_name;
+            failed.error
+        });
+        let outcome = result.and_then(|rendered| {
+            let bundle_name =
+                flotilla_render::bundle_name(name, &folder, rendered.name.as_deref());
+            if produced.contains(&bundle_name) {
+                return Err(format!(
+                    "bundle name {bundle_name:?} is already used by another folder of this repository; set a distinct fleet.yaml name"
+                ));
+            }
+            let spec = flotilla_render::bundle_spec(
+                &rendered,
+                &snap.spec.targets,
+                snap.spec.keep_resources,
+            )?;
+            let mut labels = rendered.labels.clone();
+            labels.insert(REPO_LABEL.into(), name.into());
+            let mut annotations = BTreeMap::new();
+            annotations.insert(PATH_ANNOTATION.to_string(), folder.clone());
+            let resource_version = fleet
+                .bundle_by_name(&bundle_name)
+                .and_then(|(_, b)| b.metadata.resource_version.clone());
+            let bundle = Bundle {
+                api_version: flotilla_api::API_VERSION.into(),
+                kind: Kind::Bundle.as_str().into(),
+                metadata: ObjectMeta {
+                    name: bundle_name.clone(),
+                    labels,
+                    annotations,
+                    resource_version,
+                    ..ObjectMeta::default()
+                },
+                spec,
+                status: None,
+            };
+            let bundle_write = writes::bundles::prepare(fleet, bundle, Mode::Upsert, Some(name))
+                .map_err(|error| error.to_string())?;
+            Ok((bundle_name, bundle_write))
+        });
+        match outcome {
+            Ok((bundle_name, bundle_write)) => {
+                let digest = bundle_write.spec_digest().to_string();
+                produced.insert(bundle_name.clone());
+                entries.push(GitRepoBundle {
+                    name: bundle_name,
+                    path: folder,
+                    digest,
+                    error: None,
+                });
+                if bundle_write.changed {
+                    prepared.push(bundle_write);
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                // The folder's previous bundle (if any) keeps serving. A folder that never
+                // rendered still shows the bundle it would make (no digest: no content yet).
+                let old = previous
+                    .get(folder.as_str())
+                    .filter(|old| !old.name.is_empty() && !old.digest.is_empty());
+                if let Some(old) = old {
+                    produced.insert(old.name.clone());
+                }
+                let name = match old {
+                    Some(old) => old.name.clone(),
+                    None => flotilla_render::bundle_name(name, &folder, declared_name.as_deref()),
+                };
+                entries.push(GitRepoBundle {
+                    name,
+                    path: folder,
+                    digest: old.map(|o| o.digest.clone()).unwrap_or_default(),
+                    error: Some(error),
+                });
+            }
+        }
+    }
+    // Folders of one render can close a dependsOn cycle among themselves that no single
+    // bundle's check sees (each was checked against the others' old versions): the bundles
+    // on it fail like any folder that fails, and their last good versions keep serving.
+    loop {
+        let candidates: Vec<_> = prepared
+            .iter()
+            .map(PreparedBundle::dependency_candidate)
+            .collect();
+        let Some(cycle) = fleet.dependency_cycle(&candidates) else {
+            break;
+        };
+        drop(candidates);
+        let on_cycle: HashSet<&str> = cycle.iter().map(String::as_str).collect();
+        prepared.retain(|write| !on_cycle.contains(write.name.as_str()));
+        for entry in entries
+            .iter_mut()
+            .filter(|entry| entry.error.is_none() && on_cycle.contains(entry.name.as_str()))
+        {
+            failed += 1;
+            entry.error = Some(writes::bundles::dependency_cycle_error(&cycle).message);
+            // The digest shown is the one still serving, if any.
+            entry.digest = fleet
+                .bundle_by_name(&entry.name)
+                .and_then(|(_, bundle)| bundle.live.as_ref())
+                .map(|live| live.digest.clone())
+                .unwrap_or_default();
+        }
+    }
+    let removed: Vec<String> = fleet
+        .bundles_owned_by(name)
+        .into_iter()
+        .filter(|bundle| !produced.contains(bundle))
+        .collect();
+    let status = GitRepoStatus {
+        observed_generation: snap.generation,
+        commit: Some(commit.to_string()),
+        last_fetched: Some(rfc3339(now_seconds())),
+        error: (failed > 0).then(|| {
+            let total = entries.len();
+            format!(
+                "{failed} of {total} folders failed to render at {}; their last good bundles keep serving (see bundles[].error)",
+                &commit[..commit.len().min(12)]
+            )
+        }),
+        // Counts failed fetches; this one succeeded (folder errors are listed per folder).
+        failures: 0,
+        next_fetch: repo.status.next_fetch.clone(),
+        bundles: entries,
+    };
+    let planned = Planned {
+        written: prepared.len(),
+        removed: removed.len(),
+        failed,
+    };
+    Some((
+        Render {
+            writes: prepared,
+            removed,
+            status,
+        },
+        planned,
+    ))
 }

@@ -46,7 +46,7 @@ pub async fn receive(
     let (github, gitlab) = {
         let fleet = state.fleet.read();
         let secret = fleet
-            .secrets
+            .secrets()
             .get(WEBHOOK_SECRET)
             .filter(|s| s.spec.secret_type == "webhook");
         let Some(secret) = secret else {
@@ -127,7 +127,7 @@ pub async fn receive(
     let triggered: Vec<String> = {
         let fleet = state.fleet.read();
         fleet
-            .gitrepos
+            .gitrepos()
             .iter()
             .filter(|(_, repo)| !repo.spec.paused && follows(&repo.spec, &push))
             .map(|(name, _)| name.clone())

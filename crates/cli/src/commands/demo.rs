@@ -5,13 +5,12 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
-
-use flotilla_client::AdminClient;
+use flotilla_api::{RegistrationToken, RegistrationTokenSpec};
+use flotilla_client::{AdminClient, Resource};
 
 use crate::documents;
 
-const EXAMPLES: &str = include_str!("../../../examples/demo-fleet.yaml");
+const EXAMPLES: &str = include_str!("../../../../examples/demo-fleet.yaml");
 const REGIONS: [&str; 5] = ["eu-west", "eu-central", "us-east", "us-west", "ap-south"];
 const ENVS: [&str; 3] = ["prod", "staging", "dev"];
 
@@ -58,21 +57,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         admin.apply(&document.value).await?;
     }
     let created = admin
-        .create(
-            flotilla_api::Kind::RegistrationToken,
-            &json!({
-                "apiVersion": flotilla_api::API_VERSION,
-                "kind": "RegistrationToken",
-                "metadata": {"name": ""},
-                "spec": {"labels": {"fleet": "demo"}, "ttl": "24h"},
-            }),
-        )
+        .api::<RegistrationToken>()
+        .create(&RegistrationToken::new(
+            "",
+            RegistrationTokenSpec {
+                labels: BTreeMap::from([("fleet".to_string(), "demo".to_string())]),
+                ttl: Some("24h".into()),
+                ..RegistrationTokenSpec::default()
+            },
+        ))
         .await?;
     let token = created
-        .pointer("/status/token")
-        .and_then(|t| t.as_str())
-        .context("server did not return a registration token")?
-        .to_string();
+        .status
+        .and_then(|status| status.token)
+        .context("server did not return a registration token")?;
     let agents_dir = data_dir.join("agents");
     let mut agents = Vec::new();
     for index in 0..clusters {

@@ -1,9 +1,9 @@
-//! Renders in-memory entries as API documents.
+//! Renders in-memory entries as API documents (what reads return and what writes answer with).
 
 use flotilla_api::{
     API_VERSION, Bundle, BundleState, BundleStatus, Cluster, ClusterBundleStatus, ClusterGroup,
-    ClusterGroupSpec, ClusterGroupStatus, ClusterSpec, ClusterStatus, ObjectMeta, ProblemCluster,
-    RegistrationToken, RegistrationTokenStatus,
+    ClusterGroupSpec, ClusterGroupStatus, ClusterSpec, ClusterStatus, GitRepo, Kind, ObjectMeta,
+    ProblemCluster, RegistrationToken, RegistrationTokenStatus, Secret, SecretSpec, SecretStatus,
 };
 
 use crate::{
@@ -154,7 +154,7 @@ pub fn group(fleet: &Fleet, name: &str, entry: &GroupEntry) -> ClusterGroup {
         },
         status: Some(ClusterGroupStatus {
             cluster_count: entry.members.len(),
-            online_count: entry.members.intersection_len(&fleet.online),
+            online_count: entry.members.intersection_len(fleet.online()),
         }),
     }
 }
@@ -183,4 +183,33 @@ pub fn token(entry: &TokenEntry, now: u64, secret: Option<String>) -> Registrati
             token: secret,
         }),
     }
+}
+
+/// A GitRepo with its status.
+pub fn gitrepo(fleet: &Fleet, name: &str) -> Option<GitRepo> {
+    let entry = fleet.gitrepos().get(name)?;
+    Some(GitRepo {
+        api_version: API_VERSION.into(),
+        kind: Kind::GitRepo.as_str().into(),
+        metadata: entry.metadata.clone(),
+        spec: entry.spec.clone(),
+        status: Some(entry.status.clone()),
+    })
+}
+
+/// A secret as the API shows it: its keys, never its values.
+pub fn secret(fleet: &Fleet, name: &str) -> Option<Secret> {
+    let entry = fleet.secrets().get(name)?;
+    Some(Secret {
+        api_version: API_VERSION.into(),
+        kind: Kind::Secret.as_str().into(),
+        metadata: entry.metadata.clone(),
+        spec: SecretSpec {
+            secret_type: entry.spec.secret_type.clone(),
+            string_data: Default::default(),
+        },
+        status: Some(SecretStatus {
+            keys: entry.spec.string_data.keys().cloned().collect(),
+        }),
+    })
 }

@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::Context;
+use clap::Args;
 use flotilla_api::{BundleTarget, LabelSelector};
 use flotilla_core::{
     customize::{customize, is_cluster_scoped},
@@ -17,18 +18,38 @@ use flotilla_core::{
 };
 use serde_json::Value;
 
-use crate::output::{Format, out, print_json};
+use crate::{
+    args::parse_labels,
+    output::{Format, out, print_json},
+};
 
+#[derive(Args)]
 pub struct RenderArgs {
-    pub path: PathBuf,
-    pub cluster_name: String,
-    pub labels: BTreeMap<String, String>,
-    pub groups: Vec<String>,
-    /// A file holding the GitRepo whose targets (and keepResources) apply, as on the server.
-    pub gitrepo: Option<PathBuf>,
-    /// Hosts the render may download from (the server's `--render-allow-hosts`).
-    pub allow_hosts: Vec<String>,
-    pub output: Format,
+    /// The folder (inside a git work tree, `../` paths in fleet.yaml resolve from its root).
+    path: PathBuf,
+    /// The cluster's name (for clusterName targets and `${cluster.name}`).
+    #[arg(long, default_value = "local")]
+    cluster_name: String,
+    /// The cluster's labels: k=v,k2=v2.
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    labels: BTreeMap<String, String>,
+    /// Cluster groups the cluster belongs to (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// A file with the GitRepo whose targets apply (default: one matching every cluster).
+    #[arg(long)]
+    gitrepo: Option<PathBuf>,
+    /// Hosts the render may download from, as the server's --render-allow-hosts
+    /// (default: none).
+    #[arg(
+        long,
+        env = "FLOTILLA_RENDER_ALLOW_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    render_allow_hosts: Vec<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    output: Format,
 }
 
 /// The GitRepo targets and keepResources: from `--gitrepo`, else one target matching everything.
@@ -90,23 +111,31 @@ fn root_and_folder(path: &Path) -> anyhow::Result<(PathBuf, String)> {
 }
 
 /// The manifests the cluster receives, or `None` when the folder is not deployed to it.
-pub fn manifests_for(args: &RenderArgs) -> anyhow::Result<Option<Vec<Value>>> {
-    let (root, folder) = root_and_folder(&args.path)?;
-    let tools = flotilla_render::Tools::detect().with_allowed_hosts(&args.allow_hosts);
+fn manifests_for(args: &RenderArgs) -> anyhow::Result<Option<Vec<Value>>> {
+    let RenderArgs {
+        path,
+        cluster_name,
+        labels,
+        groups,
+        gitrepo,
+        render_allow_hosts,
+        output: _,
+    } = args;
+    let (root, folder) = root_and_folder(path)?;
+    let tools = flotilla_render::Tools::detect().with_allowed_hosts(render_allow_hosts);
     let rendered = flotilla_render::render_folder(&root, &folder, &tools)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (repo_targets, keep_resources) = gitrepo_targets(args.gitrepo.as_deref())?;
+    let (repo_targets, keep_resources) = gitrepo_targets(gitrepo.as_deref())?;
     let spec = flotilla_render::bundle_spec(&rendered, &repo_targets, keep_resources)
         .map_err(anyhow::Error::msg)?;
     let targets = compile_targets(&spec.targets).map_err(anyhow::Error::msg)?;
-    let labels = &args.labels;
     let view = ClusterView {
-        name: &args.cluster_name,
+        name: cluster_name,
         label: |key: &str| labels.get(key).map(String::as_str),
     };
     // Groups live on the server: the clusters of a named group are those `--group` says.
     let everyone = Selector::everything();
-    let groups = |name: &str| args.groups.iter().any(|g| g == name).then_some(&everyone);
+    let groups = |name: &str| groups.iter().any(|g| g == name).then_some(&everyone);
     let Some(index) = first_match(&targets, &view, &groups) else {
         return Ok(None);
     };

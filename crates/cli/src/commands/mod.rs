@@ -1,0 +1,15 @@
+//! One module per command family: each holds its clap arguments and the `run` that carries
+//! them out. Admin commands talk to the server through `flotilla_client`'s typed API.
+
+pub mod agent;
+pub mod apply;
+pub mod bench;
+pub mod delete;
+pub mod demo;
+pub mod describe;
+pub mod get;
+pub mod label;
+pub mod render;
+pub mod server;
+pub mod sim;
+pub mod token;
