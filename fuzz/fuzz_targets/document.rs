@@ -3,11 +3,9 @@
 #![no_main]
 
 use flotilla_server::{
-    api::{
-        admin::{Mode, prepare_bundle},
-        body::{RawBody, typed},
-    },
+    api::body::{RawBody, typed},
     fleet::Fleet,
+    writes::{Mode, bundles::prepare},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -19,8 +17,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(document) = body.document() else { return };
     if let Ok(bundle) = typed::<flotilla_api::Bundle>(document.clone()) {
-        let _ = prepare_bundle(&Fleet::default(), bundle, Mode::Upsert, None);
+        let _ = prepare(&Fleet::default(), bundle, Mode::Upsert, None);
     }
-    let _ = typed::<flotilla_api::ClusterGroup>(document.clone());
-    let _ = typed::<flotilla_api::RegistrationToken>(document);
+    if let Ok(group) = typed::<flotilla_api::ClusterGroup>(document.clone()) {
+        let _ = flotilla_core::documents::cluster_group(&group);
+    }
+    if let Ok(token) = typed::<flotilla_api::RegistrationToken>(document) {
+        let _ = flotilla_core::documents::registration_token(&token, 0);
+    }
 });

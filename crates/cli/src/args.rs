@@ -55,9 +55,37 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| format!("label {pair:?} has no '='; write key=value"))?;
-        flotilla_core::selector::validate_label_key(key).map_err(|e| e.to_string())?;
-        flotilla_core::selector::validate_label_value(value).map_err(|e| e.to_string())?;
         labels.insert(key.to_string(), value.to_string());
     }
+    // The server's rule and message for the labels of a registration (count and syntax).
+    flotilla_core::documents::labels("labels", &labels).map_err(|error| error.message)?;
     Ok(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_label_is_refused_with_the_message_registration_answers() {
+        let request = flotilla_api::agent::RegisterRequest {
+            token: "t.s".into(),
+            name: "store-1".into(),
+            client_id: "c".into(),
+            labels: BTreeMap::from([("bad key".to_string(), "v".to_string())]),
+            facts: Default::default(),
+        };
+        let server = flotilla_core::documents::registration(&request).unwrap_err();
+        assert_eq!(parse_labels("env=prod,bad key=v"), Err(server.message));
+        let too_many: Vec<String> = (0..=64).map(|i| format!("k{i}=v")).collect();
+        let error = parse_labels(&too_many.join(",")).unwrap_err();
+        assert!(error.contains("at most 64"), "{error}");
+        assert_eq!(
+            parse_labels("env=prod, tier=web"),
+            Ok(BTreeMap::from([
+                ("env".to_string(), "prod".to_string()),
+                ("tier".to_string(), "web".to_string())
+            ]))
+        );
+    }
 }
