@@ -80,6 +80,16 @@ pub fn dependencies(depends_on: &[BundleDependency]) -> Result<Vec<Dependency>, 
         .collect()
 }
 
+/// Checks that `text` is an RFC 6901 JSON pointer to a field (not the whole object): the agent
+/// reads drift ignore paths with `jsonptr`, where a pointer the RFC refuses matches nothing.
+pub fn field_pointer(text: &str) -> Result<(), String> {
+    let pointer = jsonptr::Pointer::parse(text).map_err(|error| error.to_string())?;
+    if pointer.is_root() {
+        return Err("it names the whole object".into());
+    }
+    Ok(())
+}
+
 /// Checks `spec.drift`: every ignore rule lists JSON pointers.
 pub fn drift(drift: &DriftPolicy) -> Result<(), FieldError> {
     for (index, ignore) in drift.ignore.iter().enumerate() {
@@ -91,12 +101,12 @@ pub fn drift(drift: &DriftPolicy) -> Result<(), FieldError> {
             ));
         }
         for (number, path) in ignore.paths.iter().enumerate() {
-            if !path.starts_with('/') || path.len() < 2 {
+            if let Err(error) = field_pointer(path) {
                 let field = format!("spec.drift.ignore[{index}].paths[{number}]");
                 return Err(FieldError::new(
                     field.clone(),
                     format!(
-                        "{field}: {path:?} is not a JSON pointer; write it like /spec/replicas"
+                        "{field}: {path:?} is not a JSON pointer to a field ({error}); write it like /spec/replicas"
                     ),
                 ));
             }
@@ -625,6 +635,24 @@ mod tests {
             registration_token(&token, 100).unwrap_err().field,
             "spec.ttl"
         );
+    }
+
+    #[test]
+    fn drift_ignore_paths_are_rfc_6901_pointers_to_a_field() {
+        assert_eq!(field_pointer("/spec/replicas"), Ok(()));
+        assert_eq!(field_pointer("/metadata/annotations/a~1b"), Ok(()));
+        for bad in ["", "spec/replicas", "/a~2b"] {
+            assert!(field_pointer(bad).is_err(), "{bad:?} accepted");
+        }
+        let policy = DriftPolicy {
+            ignore: vec![flotilla_api::DriftIgnore {
+                paths: vec!["/spec/replicas".into(), "/x~9".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let error = drift(&policy).unwrap_err();
+        assert_eq!(error.field, "spec.drift.ignore[0].paths[1]");
     }
 
     #[test]

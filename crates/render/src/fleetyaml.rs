@@ -400,10 +400,12 @@ fn compare_patch(file: &str, value: Node<'_>, path: &str) -> Result<DriftIgnore,
     }
     paths.extend(fields.string_list("jsonPointers")?);
     for (index, pointer) in paths.iter().enumerate() {
-        if !pointer.starts_with('/') {
+        if let Err(error) = flotilla_core::documents::field_pointer(pointer) {
             return Err(fields.error(
                 path,
-                &format!("path {index} ({pointer:?}) is not a JSON pointer; start it with /"),
+                &format!(
+                    "path {index} ({pointer:?}) is not a JSON pointer to a field ({error}); write it like /spec/replicas"
+                ),
             ));
         }
     }
