@@ -482,6 +482,24 @@ pub struct BundleSummary {
     pub pending: u64,
 }
 
+impl BundleSummary {
+    /// The worst state any targeted cluster is in (Error, Modified, NotReady, Pending), or
+    /// Ready: the rule a bundle's `status.state` follows once it is live.
+    pub fn worst_state(&self) -> &'static str {
+        if self.error > 0 {
+            "Error"
+        } else if self.modified > 0 {
+            "Modified"
+        } else if self.not_ready > 0 {
+            "NotReady"
+        } else if self.pending > 0 {
+            "Pending"
+        } else {
+            "Ready"
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemCluster {

@@ -145,21 +145,11 @@ fn bundle_state(bundle: &Bundle) -> String {
     if !status.state.is_empty() {
         return status.state.clone();
     }
-    let summary = &status.summary;
     if status.digest.is_empty() {
-        "Paused"
-    } else if summary.error > 0 {
-        "Error"
-    } else if summary.modified > 0 {
-        "Modified"
-    } else if summary.not_ready > 0 {
-        "NotReady"
-    } else if summary.pending > 0 {
-        "Pending"
+        "Paused".into()
     } else {
-        "Ready"
+        status.summary.worst_state().into()
     }
-    .into()
 }
 
 impl Printable for Bundle {

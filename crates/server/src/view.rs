@@ -129,16 +129,10 @@ pub fn bundle_state(fleet: &Fleet, entry: &BundleEntry) -> &'static str {
     let summary = fleet.summary(entry);
     if entry.live.is_none() {
         "Paused"
-    } else if summary.error > 0 || fleet.names_missing_group(entry) {
+    } else if fleet.names_missing_group(entry) {
         "Error"
-    } else if summary.modified > 0 {
-        "Modified"
-    } else if summary.not_ready > 0 {
-        "NotReady"
-    } else if summary.pending > 0 {
-        "Pending"
     } else {
-        "Ready"
+        summary.worst_state()
     }
 }
 
