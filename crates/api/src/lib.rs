@@ -10,9 +10,11 @@
 
 pub mod agent;
 pub mod resource;
+pub mod rollout;
 pub mod selector;
 
 pub use resource::*;
+pub use rollout::*;
 pub use selector::{LabelSelector, LabelSelectorRequirement};
 
 /// The `apiVersion` of every flotilla resource.

@@ -308,6 +308,13 @@ pub struct BundleSpec {
     /// Bundles that must be Ready on a cluster before this one is first deployed there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<BundleDependency>,
+    /// How changes reach the fleet: waves, soak, failure budgets and automatic rollback.
+    /// Without it every targeted cluster gets a change at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::RolloutStrategy>,
+    /// Revisions kept after no cluster runs them any more (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<u32>,
 }
 
 /// A bundle this one waits for: by name, or every bundle whose labels match a selector.

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod documents;
 pub mod failover;
 pub mod protocol;
+pub mod rollout;
 pub mod selector;
 pub mod sync;
 pub mod targeting;

@@ -151,6 +151,8 @@ pub(crate) struct FleetYaml {
     pub paused: bool,
     pub depends_on: Vec<DependsOn>,
     pub drift_ignore: Vec<DriftIgnore>,
+    /// `rolloutStrategy`, mapped onto `spec.rollout`.
+    pub rollout: Option<flotilla_api::RolloutStrategy>,
     pub options: Options,
     pub customizations: Vec<CustomizationSpec>,
     pub override_targets: Option<Vec<BundleTarget>>,

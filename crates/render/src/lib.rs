@@ -101,6 +101,9 @@ pub struct RenderedFolder {
     /// fleet.yaml's `diff.comparePatches`, as drift-ignore rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_ignore: Vec<DriftIgnore>,
+    /// fleet.yaml's `rolloutStrategy`, mapped onto the bundle's `spec.rollout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<flotilla_api::RolloutStrategy>,
     /// fleet.yaml's `overrideTargets`: when set, they replace the GitRepo's targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_targets: Option<Vec<BundleTarget>>,

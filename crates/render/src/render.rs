@@ -110,6 +110,7 @@ pub fn render_folder(
         paused: fleet.paused,
         depends_on: fleet.depends_on.clone(),
         drift_ignore: fleet.drift_ignore.clone(),
+        rollout: fleet.rollout.clone(),
         override_targets: fleet.override_targets.clone(),
         resources,
         customizations,

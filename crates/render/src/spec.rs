@@ -90,6 +90,8 @@ pub fn bundle_spec(
             ..DriftPolicy::default()
         },
         depends_on: rendered.depends_on.clone(),
+        rollout: rendered.rollout.clone(),
+        revision_history_limit: None,
     };
     flotilla_core::targeting::compile_targets(&spec.targets)?;
     Ok(spec)

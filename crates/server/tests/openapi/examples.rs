@@ -8,7 +8,8 @@ use flotilla_api::{
     API_VERSION, BundleDependency, BundleSpec, BundleState, BundleStatus, BundleSummary,
     BundleTarget, ClusterBundleStatus, ClusterFacts, ClusterGroupSpec, ClusterGroupStatus,
     ClusterSpec, ClusterState, ClusterStatus, Condition, Customization, DriftIgnore, DriftMode,
-    DriftPolicy, ErrorBody, GitRepoBundle, GitRepoSpec, GitRepoStatus, Kind, LabelSelector,
+    DriftPolicy, ErrorBody, GitRepoBundle, GitRepoSpec, GitRepoStatus, IntOrPercent, Kind,
+    LabelSelector, LateJoiners, OfflinePolicy, OnFailure, RolloutStrategy, RolloutWave,
     LabelSelectorRequirement, NodeCounts, Object, ObjectMeta, Patch, ProblemCluster,
     RegistrationTokenSpec, RegistrationTokenStatus, SecretSpec, SecretStatus,
     agent::{
@@ -151,6 +152,47 @@ fn full_bundle_spec() -> BundleSpec {
             name: Some("base".into()),
             selector: Some(full_selector()),
         }],
+        rollout: Some(full_rollout()),
+        revision_history_limit: Some(5),
+    }
+}
+
+fn full_rollout() -> RolloutStrategy {
+    RolloutStrategy {
+        waves: vec![
+            RolloutWave {
+                name: "canary".into(),
+                clusters: Some(IntOrPercent::Percent("10%".into())),
+                selector: None,
+                sort_by: Some("store".into()),
+                mandatory: true,
+                max_concurrency: Some(IntOrPercent::Int(5)),
+                min_soak: Some("30s".into()),
+                progress_deadline: Some("5m".into()),
+                max_failures: Some(IntOrPercent::Int(0)),
+                pause_after: true,
+            },
+            RolloutWave {
+                name: "europe".into(),
+                clusters: None,
+                selector: Some(full_selector()),
+                sort_by: None,
+                mandatory: false,
+                max_concurrency: Some(IntOrPercent::Percent("25%".into())),
+                min_soak: None,
+                progress_deadline: None,
+                max_failures: Some(IntOrPercent::Percent("1%".into())),
+                pause_after: false,
+            },
+        ],
+        min_soak: Some("10s".into()),
+        progress_deadline: Some("5m".into()),
+        max_concurrency: Some(IntOrPercent::Percent("50%".into())),
+        max_failures: Some(IntOrPercent::Percent("1%".into())),
+        on_failure: OnFailure::Freeze,
+        late_joiners: LateJoiners::LastWave,
+        offline: OfflinePolicy::Wait,
+        seed: Some(7),
     }
 }
 
