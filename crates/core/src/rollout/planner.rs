@@ -540,10 +540,22 @@ impl Run {
     }
 
     /// The cluster's state on the revision it is pinned to changed (an agent's report).
-    pub fn observe(&mut self, cluster: ClusterId, state: BundleState, now: Millis) {
+    /// `on_candidate` says which revision the state is about; a state about the other one than
+    /// the planner pinned the cluster to is ignored (the window between a step and its pins
+    /// being applied, where the cluster still reports the revision it had).
+    pub fn observe(
+        &mut self,
+        cluster: ClusterId,
+        state: BundleState,
+        on_candidate: bool,
+        now: Millis,
+    ) {
         let Some(member) = self.members.get_mut(&cluster) else {
             return;
         };
+        if member.progress.is_some_and(Progress::pinned) != on_candidate {
+            return;
+        }
         member.state = state;
         let online = member.online;
         self.judge(cluster, state, online, now);

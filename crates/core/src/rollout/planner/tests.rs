@@ -159,7 +159,7 @@ impl Fleet {
                 self.ready_on_candidate.insert(cluster);
             }
             self.reports.push((self.now, cluster, on_candidate, state));
-            self.run.observe(cluster, state, self.now);
+            self.run.observe(cluster, state, on_candidate, self.now);
         }
         let step = self.run.step(self.now);
         self.apply(&step);
@@ -173,7 +173,8 @@ impl Fleet {
             self.moves.push((self.now, cluster, true));
             self.waiting.insert(cluster, self.now);
             // The server recounts the deployment on the candidate: nothing reported for it yet.
-            self.run.observe(cluster, BundleState::Pending, self.now);
+            self.run
+                .observe(cluster, BundleState::Pending, true, self.now);
         }
         for &cluster in &step.unpin {
             assert!(
@@ -184,7 +185,8 @@ impl Fleet {
             self.ready_on_candidate.remove(&cluster);
             self.moves.push((self.now, cluster, false));
             self.waiting.insert(cluster, self.now);
-            self.run.observe(cluster, BundleState::Pending, self.now);
+            self.run
+                .observe(cluster, BundleState::Pending, false, self.now);
         }
     }
 
@@ -554,9 +556,9 @@ fn a_soak_is_reset_by_a_break() {
     let mut run = start(strategy, &plain(10));
     let step = run.step(0);
     let canary = step.pin[0];
-    run.observe(canary, BundleState::Ready, 1_000);
-    run.observe(canary, BundleState::NotReady, 8_000);
-    run.observe(canary, BundleState::Ready, 9_000);
+    run.observe(canary, BundleState::Ready, true, 1_000);
+    run.observe(canary, BundleState::NotReady, true, 8_000);
+    run.observe(canary, BundleState::Ready, true, 9_000);
     run.step(12_000);
     assert_eq!(run.counts(0).unwrap().done, 0, "the soak restarted at 9 s");
     run.step(19_000);
@@ -743,7 +745,9 @@ fn offline_policies_skip_wait_or_fail() {
         if policy == OfflinePolicy::Wait {
             // It comes back and reports: the run goes on.
             fleet.run.set_online(canary, true, fleet.now);
-            fleet.run.observe(canary, BundleState::Ready, fleet.now);
+            fleet
+                .run
+                .observe(canary, BundleState::Ready, true, fleet.now);
             fleet.run_until_final(1_000);
             assert_eq!(fleet.run.phase(), Phase::Succeeded);
         }
@@ -791,7 +795,7 @@ fn a_restored_run_resumes_with_no_cluster_skipped_or_started_twice() {
         } else {
             BundleState::Pending
         };
-        restored.observe(cluster, state, fleet.now);
+        restored.observe(cluster, state, true, fleet.now);
     }
     fleet.run = restored;
     fleet.run_until_final(1_000);
@@ -817,7 +821,23 @@ fn steps_cost_only_what_moves() {
         assert!(!step.persist, "an idle step has nothing to save");
     }
     for &cluster in &first.pin {
-        run.observe(cluster, BundleState::Ready, 2_000);
+        run.observe(cluster, BundleState::Ready, true, 2_000);
     }
     assert_eq!(run.step(2_000).pin.len(), 10);
+}
+
+#[test]
+fn a_report_about_the_stable_revision_never_counts_for_a_pinned_cluster() {
+    let mut run = start(canary_then_rest(), &plain(10));
+    let step = run.step(0);
+    let canary = step.pin[0];
+    // Before the pin reaches the fleet the cluster still reports the stable revision Ready.
+    run.observe(canary, BundleState::Ready, false, 500);
+    run.step(60_000);
+    assert_eq!(
+        run.counts(0).unwrap().soaking + run.counts(0).unwrap().done,
+        0
+    );
+    run.observe(canary, BundleState::Ready, true, 61_000);
+    assert_eq!(run.counts(0).unwrap().soaking, 1);
 }
