@@ -11,7 +11,8 @@ mod signals;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    agent, apply, bench, delete, demo, describe, get, label, render, server, sim, token,
+    agent, apply, bench, delete, demo, describe, get, history, label, render, rollout, server, sim,
+    token,
 };
 
 /// The server and the simulator allocate many small, short-lived objects from several threads;
@@ -56,6 +57,13 @@ enum Command {
     /// Render a folder offline as the server would for a GitRepo, and print what one cluster
     /// gets (raw YAML, Kustomize, Helm or fleet.yaml; before the agent's ownership labels).
     Render(render::RenderArgs),
+    /// Read and steer a bundle's rollout: status (--watch), pause, resume, abort, undo.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::RolloutCommand,
+    },
+    /// A bundle's revisions, newest first.
+    History(history::HistoryArgs),
     /// Registration tokens.
     Token {
         #[command(subcommand)]
@@ -102,7 +110,10 @@ fn main() -> std::process::ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            match error.downcast_ref::<rollout::RolloutFailed>() {
+                Some(failed) => std::process::ExitCode::from(failed.exit_code),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -120,6 +131,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Delete(args) => delete::run(args).await,
         Command::Label(args) => label::run(args).await,
         Command::Render(args) => render::run(args),
+        Command::Rollout { command } => rollout::run(command).await,
+        Command::History(args) => history::run(args).await,
         Command::Token { command } => token::run(command).await,
     }
 }

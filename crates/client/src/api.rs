@@ -52,7 +52,7 @@ pub struct Applied<K> {
 
 /// The admin API of one kind, as kube's `Api<K>`: `client.api::<Bundle>().get("web")`.
 pub struct Api<K> {
-    client: AdminClient,
+    pub(crate) client: AdminClient,
     kind: PhantomData<fn() -> K>,
 }
 

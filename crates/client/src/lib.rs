@@ -4,11 +4,13 @@
 //! returns `List<Bundle>`; every call fails with an [`Error`] that carries the server's status and
 //! message. The untyped methods on [`AdminClient`] (`apply`, `get`, … over `serde_json::Value`)
 //! are for documents whose kind is known only at run time, such as `flotilla apply -f` of mixed
-//! files.
+//! files. A bundle's revisions and rollout have their own calls on `Api<Bundle>`: `revisions`,
+//! `rollout_status` and `rollout` (pause, resume, abort, undo as a [`RolloutVerb`]).
 
 mod api;
 mod error;
 mod resource;
+mod rollout;
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub use crate::{
     api::{Api, Applied, ListParams},
     error::{Error, Result},
     resource::Resource,
+    rollout::RolloutVerb,
 };
 
 /// The query options of the untyped list calls (`limit` and `continue_` are given apart there).

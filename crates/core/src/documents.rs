@@ -13,31 +13,15 @@ use flotilla_api::{
     GitRepoSpec, RegistrationToken, Secret, agent::RegisterRequest,
 };
 
+pub use crate::field_error::FieldError;
 use crate::{
     customize::validate_manifests,
     digest::{canonical_content, content_digest},
+    rollout::strategy::{self, Strategy},
     selector::Selector,
     targeting::{Target, check_customizations, compile_targets, vars_needed},
     validate::{MAX_LABELS, shown, validate_dns_label, validate_dns_subdomain, validate_labels},
 };
-
-/// A rule a document breaks: the field path (`spec.targets[2].clusterSelector`) and a message
-/// that says what to fix (it names the field too, so it reads alone).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// Checks a label set under `field` (`metadata.labels`, `spec.labels`, `labels`).
 pub fn labels(
@@ -137,17 +121,40 @@ pub fn revision(
     })
 }
 
-/// A valid bundle: its canonical content and digest, compiled targets and dependencies.
+/// A valid bundle: its canonical content and digest, compiled targets, dependencies and rollout
+/// strategy.
 #[derive(Debug, Clone)]
 pub struct ValidBundle {
     pub content: Vec<u8>,
     pub digest: String,
     pub compiled: CompiledTargets,
     pub dependencies: Vec<Dependency>,
+    /// `spec.rollout`, compiled; `None` when the bundle has none (changes reach every cluster at
+    /// once).
+    pub rollout: Option<Strategy>,
 }
 
-/// Checks a bundle: name, labels, manifests, targets and their customizations, drift policy and
-/// `dependsOn` (a cycle through other bundles needs the fleet: the server checks it).
+/// Most revisions `spec.revisionHistoryLimit` may keep beyond those clusters are pinned to: each
+/// holds its content (and its targets' content) in the store, so a bundle of a few MiB keeping
+/// 100 stays within a few hundred MiB; undo rarely reaches further back than a handful.
+pub const MAX_REVISION_HISTORY_LIMIT: u32 = 100;
+
+/// Checks `spec.revisionHistoryLimit`: 1 to [`MAX_REVISION_HISTORY_LIMIT`].
+pub fn revision_history_limit(limit: Option<u32>) -> Result<(), FieldError> {
+    match limit {
+        Some(limit) if !(1..=MAX_REVISION_HISTORY_LIMIT).contains(&limit) => Err(FieldError::new(
+            "spec.revisionHistoryLimit",
+            format!(
+                "spec.revisionHistoryLimit {limit} is out of range: keep 1 to {MAX_REVISION_HISTORY_LIMIT} revisions, or leave it unset for 10"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a bundle: name, labels, manifests, targets and their customizations, drift policy,
+/// `dependsOn` (a cycle through other bundles needs the fleet: the server checks it), rollout
+/// strategy and revision history limit.
 pub fn bundle(bundle: &Bundle) -> Result<ValidBundle, FieldError> {
     let name = &bundle.metadata.name;
     validate_dns_subdomain(name)
@@ -171,6 +178,11 @@ pub fn bundle(bundle: &Bundle) -> Result<ValidBundle, FieldError> {
     }
     check_customizations(&spec.resources, &spec.targets)
         .map_err(|e| FieldError::new("spec.targets", e))?;
+    let rollout = match &spec.rollout {
+        Some(rollout) => Some(strategy::compile(name, rollout)?),
+        None => None,
+    };
+    revision_history_limit(spec.revision_history_limit)?;
     let content = canonical_content(&spec.resources);
     let digest = content_digest(&content);
     Ok(ValidBundle {
@@ -178,6 +190,7 @@ pub fn bundle(bundle: &Bundle) -> Result<ValidBundle, FieldError> {
         digest,
         compiled,
         dependencies,
+        rollout,
     })
 }
 
@@ -653,6 +666,66 @@ mod tests {
         };
         let error = drift(&policy).unwrap_err();
         assert_eq!(error.field, "spec.drift.ignore[0].paths[1]");
+    }
+
+    fn mk_bundle(spec: flotilla_api::BundleSpec) -> Bundle {
+        Bundle {
+            api_version: flotilla_api::API_VERSION.into(),
+            kind: "Bundle".into(),
+            metadata: ObjectMeta {
+                name: "web".into(),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        }
+    }
+
+    #[test]
+    fn a_bundle_write_compiles_its_rollout_and_refuses_a_bad_one_at_its_field() {
+        let rollout: flotilla_api::RolloutStrategy = serde_json::from_value(serde_json::json!({
+            "waves": [{"name": "canary", "clusters": 1, "mandatory": true}],
+        }))
+        .unwrap();
+        let valid = bundle(&mk_bundle(flotilla_api::BundleSpec {
+            rollout: Some(rollout.clone()),
+            ..Default::default()
+        }))
+        .unwrap();
+        let compiled = valid.rollout.expect("a compiled strategy");
+        assert_eq!(compiled, strategy::compile("web", &rollout).unwrap());
+        assert_eq!(compiled.waves.len(), 2, "canary, then the implicit wave");
+        let none = bundle(&mk_bundle(flotilla_api::BundleSpec::default())).unwrap();
+        assert!(none.rollout.is_none());
+
+        let mut bad = rollout;
+        bad.waves[0].clusters = Some(flotilla_api::IntOrPercent::Percent("150%".into()));
+        let error = bundle(&mk_bundle(flotilla_api::BundleSpec {
+            rollout: Some(bad),
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert_eq!(error.field, "spec.rollout.waves[0].clusters");
+    }
+
+    #[test]
+    fn revision_history_limit_keeps_1_to_100_revisions() {
+        for limit in [None, Some(1), Some(10), Some(MAX_REVISION_HISTORY_LIMIT)] {
+            let spec = flotilla_api::BundleSpec {
+                revision_history_limit: limit,
+                ..Default::default()
+            };
+            assert!(bundle(&mk_bundle(spec)).is_ok(), "{limit:?} refused");
+        }
+        for limit in [0, MAX_REVISION_HISTORY_LIMIT + 1] {
+            let spec = flotilla_api::BundleSpec {
+                revision_history_limit: Some(limit),
+                ..Default::default()
+            };
+            let error = bundle(&mk_bundle(spec)).unwrap_err();
+            assert_eq!(error.field, "spec.revisionHistoryLimit");
+            assert!(error.message.contains("keep 1 to 100 revisions"), "{error}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod customize;
 pub mod digest;
 pub mod documents;
 pub mod failover;
+pub mod field_error;
 pub mod protocol;
 pub mod rollout;
 pub mod selector;

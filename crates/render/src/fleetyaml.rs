@@ -1,16 +1,23 @@
 //! Reading a folder's fleet.yaml (Rancher Fleet's bundle options file).
 //!
 //! Every key Fleet's `FleetYAML` knows is accepted. Keys flotilla acts on are read and checked;
-//! keys that only tune Fleet's own agent (rollout strategy, service account, Helm install flags…)
-//! are accepted and ignored; a key Fleet does not know is an error naming it, so a typo never
-//! silently changes what is deployed.
+//! keys that only tune Fleet's own agent (service account, Helm install flags…) are accepted and
+//! ignored; a key Fleet does not know is an error naming it, so a typo never silently changes what
+//! is deployed.
+//!
+//! `rolloutStrategy` becomes the bundle's `spec.rollout` (the `rollout` child module says how);
+//! what flotilla cannot do the way Fleet does (partitions by cluster name or group, a budget of
+//! unhealthy partitions, partitions of a fixed size) is refused, naming the key.
 
 use std::collections::BTreeMap;
 
-use flotilla_api::{BundleTarget, DriftIgnore, LabelSelector};
+use flotilla_api::{BundleTarget, DriftIgnore, IntOrPercent, LabelSelector};
+use flotilla_core::rollout::strategy::{self, Amount};
 use serde_json::{Map, Value};
 
 use crate::{DependsOn, RenderError};
+
+mod rollout;
 
 /// Top-level keys flotilla reads.
 const TOP_USED: &[&str] = &[
@@ -28,6 +35,7 @@ const TOP_USED: &[&str] = &[
     "targetCustomizations",
     "targets",
     "overrideTargets",
+    "rolloutStrategy",
 ];
 
 /// Top-level keys Fleet knows that only configure Fleet's controller or agent.
@@ -41,7 +49,6 @@ const TOP_IGNORED: &[&str] = &[
     "namespaceAnnotations",
     "deleteCRDResources",
     "deleteNamespace",
-    "rolloutStrategy",
     "imageScans",
     "targetRestrictions",
     "contentsId",
@@ -214,6 +221,9 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<FleetYaml, RenderError> {
                 .customizations
                 .push(customization(file, item, &format!("{key}[{index}]"))?);
         }
+    }
+    if let Some(node) = top.node("rolloutStrategy") {
+        fleet.rollout = Some(rollout::rollout_strategy(file, node)?);
     }
     if top.get("overrideTargets").is_some() {
         let mut targets = Vec::new();
@@ -614,6 +624,33 @@ impl<'a> Fields<'a> {
                 .collect(),
             Some(other) => Err(self.wrong_type(key, "a mapping", other)),
         }
+    }
+
+    /// A count or a percentage (`5`, `"5"`, `10%`, `12.5%`), as Fleet's `IntOrString` limits.
+    fn amount(&self, key: &str) -> Result<Option<Amount>, RenderError> {
+        let value = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::Number(number)) => match number.as_u64() {
+                Some(count) => IntOrPercent::Int(count),
+                None => {
+                    return Err(self.error(
+                        &self.path(key),
+                        &format!(
+                            "is {number}; give a count of 0 or more or a percentage such as 10%"
+                        ),
+                    ));
+                }
+            },
+            // Fleet reads a quoted number as that count.
+            Some(Value::String(text)) => match text.trim().parse::<u64>() {
+                Ok(count) => IntOrPercent::Int(count),
+                Err(_) => IntOrPercent::Percent(text.clone()),
+            },
+            Some(other) => return Err(self.wrong_type(key, "a count or a percentage", other)),
+        };
+        strategy::amount(&value)
+            .map(Some)
+            .map_err(|error| self.error(&format!("{}:", self.path(key)), &error))
     }
 
     /// A label selector, checked with Kubernetes' rules. `{}` selects everything.

@@ -399,9 +399,9 @@ diff:
     - {op: remove, path: /spec/replicas}
     jsonPointers:
     - /spec/template/metadata/annotations
-# Known to Fleet, not used by flotilla: accepted.
 rolloutStrategy:
   maxUnavailable: 10%
+# Known to Fleet, not used by flotilla: accepted.
 correctDrift:
   enabled: true
 namespaceLabels: {a: b}
@@ -425,6 +425,14 @@ helm:
             .unwrap()
             .match_labels["tier"],
         "db"
+    );
+    let rollout = rendered
+        .rollout
+        .as_ref()
+        .expect("rolloutStrategy maps to a rollout");
+    assert_eq!(
+        rollout.max_concurrency,
+        Some(flotilla_api::IntOrPercent::Percent("10%".into()))
     );
     assert_eq!(rendered.drift_ignore.len(), 1);
     let ignore = &rendered.drift_ignore[0];

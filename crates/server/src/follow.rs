@@ -16,14 +16,21 @@
 //!   comes.
 //! - Soft state (cluster state, facts, reports) is applied as written: whichever replica the
 //!   agent synced with last wrote it.
+//! - A bundle revision follows its bundle in a commit (the feed orders a revision's changes by
+//!   kind: `Bundle` before `BundleRevision`); one that arrives before its bundle (the bundle was
+//!   written again later) waits in [`Pending`] too.
 
-use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::atomic::Ordering,
+    time::Duration,
+};
 
 use flotilla_store::{Change, ChangePage, Cursor, StoreError};
 
 use crate::{
     fleet::{Fleet, clusters::NewCluster},
-    records::{self, BundleRecord, ClusterRecord, CredentialRecord, ReportRecord},
+    records::{self, BundleRecord, ClusterRecord, CredentialRecord, ReportRecord, RevisionRecord},
     state::SharedState,
 };
 
@@ -32,12 +39,15 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 /// Changes read per page.
 const PAGE: usize = 4_096;
 
-/// Per-cluster parts that arrived before their cluster, and token use counts before their token.
+/// Per-cluster parts that arrived before their cluster, token use counts before their token,
+/// and bundle revisions before their bundle.
 #[derive(Default)]
 pub struct Pending {
     credentials: HashMap<String, CredentialRecord>,
     reports: HashMap<String, ReportRecord>,
     token_uses: HashMap<String, u64>,
+    /// By bundle name, then number: the record and the store revision that wrote it.
+    revisions: HashMap<String, BTreeMap<u64, (u64, RevisionRecord)>>,
 }
 
 /// Follows the store's change feed from `cursor` for as long as the server runs.
@@ -150,19 +160,23 @@ async fn reload(state: &SharedState) -> anyhow::Result<u64> {
     Ok(revision)
 }
 
-/// Content the page's bundles need that memory does not hold, read before the fleet is locked.
+/// Content the page's bundles and revisions need that memory does not hold, read before the
+/// fleet is locked.
 fn prefetch_contents(
     state: &SharedState,
     bundles: &[(&str, u64, BundleRecord)],
+    revisions: &[(&str, u64, RevisionRecord)],
 ) -> HashMap<String, axum::body::Bytes> {
     let mut wanted: Vec<String> = Vec::new();
     for (_, _, record) in bundles {
         wanted.push(record.spec_digest.clone());
         wanted.extend(record.spec_target_digests.iter().flatten().cloned());
         if let Some(live) = &record.live {
-            wanted.push(live.digest.clone());
-            wanted.extend(live.target_digests.iter().flatten().cloned());
+            wanted.extend(live.digests().map(str::to_string));
         }
+    }
+    for (_, _, record) in revisions {
+        wanted.extend(record.live.digests().map(str::to_string));
     }
     {
         let fleet = state.fleet.read();
@@ -236,8 +250,26 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
             _ => None,
         })
         .collect();
-    let mut contents = prefetch_contents(state, &bundles);
+    let revisions: Vec<(&str, u64, RevisionRecord)> = foreign
+        .iter()
+        .filter_map(|change| match change {
+            Change::Put {
+                kind,
+                name,
+                revision,
+                doc,
+            } if kind == records::BUNDLE_REVISION => {
+                decode(kind, name, doc).map(|record| (name.as_str(), *revision, record))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut contents = prefetch_contents(state, &bundles, &revisions);
     let mut bundles: HashMap<&str, (u64, BundleRecord)> = bundles
+        .into_iter()
+        .map(|(name, revision, record)| (name, (revision, record)))
+        .collect();
+    let mut revisions: HashMap<&str, (u64, RevisionRecord)> = revisions
         .into_iter()
         .map(|(name, revision, record)| (name, (revision, record)))
         .collect();
@@ -259,7 +291,13 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
                     bundles
                         .remove(name.as_str())
                         .is_some_and(|(revision, record)| {
-                            put_bundle(state, &mut fleet, revision, record)
+                            put_bundle(state, &mut fleet, pending, revision, record)
+                        })
+                } else if kind == records::BUNDLE_REVISION {
+                    revisions
+                        .remove(name.as_str())
+                        .is_some_and(|(revision, record)| {
+                            put_revision(state, &mut fleet, pending, name, revision, record)
                         })
                 } else {
                     put(state, &mut fleet, pending, kind, name, *revision, doc)
@@ -281,7 +319,26 @@ pub fn apply_page(state: &SharedState, page: &ChangePage, pending: &mut Pending)
     applied
 }
 
-fn put_bundle(state: &SharedState, fleet: &mut Fleet, revision: u64, record: BundleRecord) -> bool {
+/// Reads followed content memory does not hold from the store.
+fn store_content(
+    state: &SharedState,
+) -> impl FnMut(&str) -> anyhow::Result<axum::body::Bytes> + '_ {
+    |digest: &str| {
+        state
+            .store
+            .content(digest)?
+            .map(axum::body::Bytes::from)
+            .ok_or_else(|| anyhow::anyhow!("content {digest} of a followed bundle is missing"))
+    }
+}
+
+fn put_bundle(
+    state: &SharedState,
+    fleet: &mut Fleet,
+    pending: &mut Pending,
+    revision: u64,
+    record: BundleRecord,
+) -> bool {
     let name = record.metadata.name.clone();
     if holds_newer(
         fleet.bundle_by_name(&name).map(|(_, b)| &b.metadata),
@@ -289,17 +346,51 @@ fn put_bundle(state: &SharedState, fleet: &mut Fleet, revision: u64, record: Bun
     ) {
         return false;
     }
-    let store = &state.store;
-    let mut content = |digest: &str| -> anyhow::Result<axum::body::Bytes> {
-        store
-            .content(digest)?
-            .map(axum::body::Bytes::from)
-            .ok_or_else(|| anyhow::anyhow!("content {digest} of a followed bundle is missing"))
+    if let Err(error) = records::apply_bundle(fleet, record, revision, &mut store_content(state)) {
+        tracing::error!(bundle = %name, %error, "cannot apply a followed bundle; skipped");
+        return false;
+    }
+    // Revisions that arrived before their bundle.
+    for (number, (written, record)) in pending.revisions.remove(&name).unwrap_or_default() {
+        let record_name = records::revision_name(&name, number);
+        put_revision(state, fleet, pending, &record_name, written, record);
+    }
+    true
+}
+
+/// Puts a followed bundle revision, unless memory holds it from the same write or a newer one;
+/// one whose bundle memory does not hold yet waits for it.
+fn put_revision(
+    state: &SharedState,
+    fleet: &mut Fleet,
+    pending: &mut Pending,
+    name: &str,
+    revision: u64,
+    record: RevisionRecord,
+) -> bool {
+    let Some((bundle, number)) = records::parse_revision_name(name) else {
+        tracing::error!(record = %name, "a followed bundle revision has a bad name; skipped");
+        return false;
     };
-    match records::apply_bundle(fleet, record, revision, &mut content) {
-        Ok(_) => true,
+    let Some((_, held)) = fleet.bundle_by_name(bundle) else {
+        pending
+            .revisions
+            .entry(bundle.to_string())
+            .or_default()
+            .insert(number, (revision, record));
+        return true;
+    };
+    if held
+        .revisions
+        .get(&number)
+        .is_some_and(|held| held.written >= revision)
+    {
+        return false;
+    }
+    match records::apply_revision(fleet, name, record, revision, &mut store_content(state)) {
+        Ok(applied) => applied,
         Err(error) => {
-            tracing::error!(bundle = %name, %error, "cannot apply a followed bundle; skipped");
+            tracing::error!(record = %name, %error, "cannot apply a followed bundle revision; skipped");
             false
         }
     }
@@ -422,6 +513,15 @@ fn put(
             };
             fleet.set_gitrepo_status(name, record.status)
         }
+        records::ROLLOUT => {
+            let Some(record) = decode::<crate::fleet::rollouts::RolloutRecord>(kind, name, doc)
+            else {
+                return false;
+            };
+            fleet.follow_rollout_record(name, record, |written| {
+                flotilla_core::rollout::strategy::compile(name, written).ok()
+            })
+        }
         _ => false,
     }
 }
@@ -447,6 +547,7 @@ fn delete(
             }
         }
         records::BUNDLE => {
+            pending.revisions.remove(name);
             let older = holds_older(
                 fleet.bundle_by_name(name).map(|(_, b)| &b.metadata),
                 revision,
@@ -455,6 +556,20 @@ fn delete(
                 fleet.delete_bundle(name);
             }
             older
+        }
+        records::BUNDLE_REVISION => {
+            let Some((bundle, number)) = records::parse_revision_name(name) else {
+                return false;
+            };
+            if let Some(parked) = pending.revisions.get_mut(bundle) {
+                parked.remove(&number);
+            }
+            let older = fleet.bundle_by_name(bundle).is_some_and(|(_, held)| {
+                held.revisions
+                    .get(&number)
+                    .is_some_and(|held| held.written < revision)
+            });
+            older && fleet.remove_revision(bundle, number)
         }
         records::GROUP => {
             let older = holds_older(fleet.groups().get(name).map(|g| &g.metadata), revision);
@@ -479,6 +594,13 @@ fn delete(
             }
             older
         }
+        records::ROLLOUT => match fleet.bundle_by_name(name) {
+            Some((ordinal, _)) => {
+                fleet.end_run(ordinal);
+                true
+            }
+            None => false,
+        },
         _ => false,
     }
 }

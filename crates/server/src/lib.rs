@@ -13,6 +13,7 @@ pub mod gitops;
 pub mod lease;
 pub mod metrics;
 pub mod records;
+pub mod rollouts;
 pub mod serve;
 pub mod state;
 pub mod view;
@@ -238,6 +239,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         tokio::spawn(workers::soft_state_flusher(state.clone())),
         tokio::spawn(gitops::worker(state.clone())),
         tokio::spawn(workers::content_collector(state.clone())),
+        tokio::spawn(rollouts::driver(state.clone())),
     ];
     if config.store.is_shared() {
         workers.push(tokio::spawn(follow::follower(

@@ -90,6 +90,8 @@ pub struct Metrics {
     pub follow_lag_seconds: Histogram,
     pub follow_reloads: Counter,
     pub lease_held: Gauge,
+    pub rollout_steps: Counter,
+    pub rollout_ends: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -263,6 +265,18 @@ impl Default for Metrics {
             "Full reloads of the model because the change feed was compacted past this replica",
             follow_reloads.clone(),
         );
+        let rollout_steps = Counter::default();
+        registry.register(
+            "rollout_steps",
+            "Rollout steps committed (each moves clusters between revisions or records a decision)",
+            rollout_steps.clone(),
+        );
+        let rollout_ends = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "rollout_ends",
+            "Rollout runs that ended, by how (succeeded, rolled_back, halted, frozen)",
+            rollout_ends.clone(),
+        );
         let lease_held = Gauge::default();
         registry.register(
             "singleton_lease_held",
@@ -272,6 +286,8 @@ impl Default for Metrics {
         Metrics {
             registry,
             lease_held,
+            rollout_steps,
+            rollout_ends,
             follow_changes,
             follow_revision,
             follow_lag_seconds,

@@ -11,17 +11,25 @@ use flotilla_core::selector::Selector;
 use flotilla_store::{Op, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{BundleEntry, Fleet, NewToken, SoftState, clusters::NewCluster, live_revision};
+pub use crate::fleet::LiveRecord;
+use crate::fleet::{
+    BundleEntry, Fleet, NewToken, Revision, SoftState, clusters::NewCluster, live_revision,
+};
 
 pub const CLUSTER: &str = "Cluster";
 pub const CREDENTIAL: &str = "ClusterCredential";
 pub const REPORT: &str = "ClusterReport";
 pub const GROUP: &str = "ClusterGroup";
 pub const BUNDLE: &str = "Bundle";
+/// One immutable revision of a bundle, named [`revision_name`]: written in the commit that made
+/// it, deleted in the one that prunes it or deletes its bundle.
+pub const BUNDLE_REVISION: &str = "BundleRevision";
 pub const TOKEN: &str = "RegistrationToken";
 pub const GITREPO: &str = "GitRepo";
 pub const GITREPO_STATUS: &str = "GitRepoStatus";
 pub const SECRET: &str = "Secret";
+/// A bundle's rollout run (`fleet::rollouts::RolloutRecord`), named by the bundle.
+pub const ROLLOUT: &str = "BundleRollout";
 pub const META: &str = "Meta";
 pub const ADMIN_TOKEN: &str = "admin-token";
 
@@ -71,20 +79,65 @@ pub struct BundleRecord {
     /// The GitRepo that renders this bundle; admins cannot change or delete it directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The highest revision number given to the bundle (its `BundleRevision` records may be
+    /// pruned; the number is not reused). 0 in records written before revisions existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_revision: u64,
+    /// The revision a run rolls out (the stored form, as `live`), while the bundle has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<LiveRecord>,
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// A `BundleRevision` record: one revision of a bundle's rolled-out content, immutable once
+/// written. `live` is the live revision in the stored form (as the bundle record's `live`): its
+/// number, the generation that made it, the content digest, the targets as written with their
+/// own resources in the content table (`target_digests`), `keepResources` and `drift`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LiveRecord {
-    pub generation: u64,
-    pub digest: String,
-    pub targets: Vec<BundleTarget>,
-    pub keep_resources: bool,
-    #[serde(default, skip_serializing_if = "flotilla_api::DriftPolicy::is_default")]
-    pub drift: flotilla_api::DriftPolicy,
-    /// Digests of the targets' own `resources`, by target index. In memory `targets` carry their
-    /// resources and this is empty; the stored form moves them to the content table.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_digests: Vec<Option<String>>,
+pub struct RevisionRecord {
+    pub live: LiveRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub author: String,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+impl RevisionRecord {
+    /// The revision as memory holds it, written at store revision `written`.
+    pub fn into_revision(self, written: u64) -> Revision {
+        Revision {
+            live: self.live,
+            commit: self.commit,
+            author: self.author,
+            created: self.created,
+            written,
+        }
+    }
+
+    pub fn of(revision: &Revision) -> RevisionRecord {
+        RevisionRecord {
+            live: revision.live.clone(),
+            commit: revision.commit.clone(),
+            author: revision.author.clone(),
+            created: revision.created,
+        }
+    }
+}
+
+/// The record name of a bundle's revision: `{bundle}/{number}`, the number zero-padded so the
+/// store's name order is number order (bundle names cannot contain `/`).
+pub fn revision_name(bundle: &str, number: u64) -> String {
+    format!("{bundle}/{number:010}")
+}
+
+/// The bundle and number a revision record's name stands for.
+pub fn parse_revision_name(name: &str) -> Option<(&str, u64)> {
+    let (bundle, number) = name.rsplit_once('/')?;
+    Some((bundle, number.parse().ok()?))
 }
 
 impl LiveRecord {
@@ -231,8 +284,19 @@ fn decode<T: for<'de> Deserialize<'de>>(kind: &str, name: &str, doc: &[u8]) -> a
         .map_err(|error| anyhow::anyhow!("decode stored {kind} {name:?}: {error}"))
 }
 
-/// Kinds loaded before clusters: few records each, decoded into memory first.
-const SMALL_KINDS: [&str; 7] = [META, TOKEN, GROUP, SECRET, GITREPO_STATUS, GITREPO, BUNDLE];
+/// Kinds loaded before clusters: few records each, decoded into memory first. Revisions come
+/// after their bundles.
+const SMALL_KINDS: [&str; 9] = [
+    META,
+    TOKEN,
+    GROUP,
+    SECRET,
+    GITREPO_STATUS,
+    GITREPO,
+    BUNDLE,
+    BUNDLE_REVISION,
+    ROLLOUT,
+];
 /// The per-cluster kinds, streamed from the store in this order.
 const CLUSTER_KINDS: [&str; 3] = [CLUSTER, CREDENTIAL, REPORT];
 
@@ -247,6 +311,8 @@ pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
     let mut tokens = Vec::new();
     let mut statuses: BTreeMap<String, GitRepoStatusRecord> = BTreeMap::new();
     let mut bundles = Vec::new();
+    let mut revisions = Vec::new();
+    let mut rollouts = Vec::new();
     let snapshot = store.load_kinds(&SMALL_KINDS, &mut |record| {
         let (kind, name) = (record.kind, record.name);
         match kind {
@@ -285,6 +351,15 @@ pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
                 let stored: BundleRecord = decode(kind, name, record.doc)?;
                 bundles.push((stored, record.revision));
             }
+            BUNDLE_REVISION => {
+                let stored: RevisionRecord = decode(kind, name, record.doc)?;
+                revisions.push((name.to_string(), stored, record.revision));
+            }
+            ROLLOUT => {
+                let stored: crate::fleet::rollouts::RolloutRecord =
+                    decode(kind, name, record.doc)?;
+                rollouts.push((name.to_string(), stored));
+            }
             _ => {}
         }
         Ok(())
@@ -309,15 +384,27 @@ pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
         );
     }
     // Bundles read their content from the store, so they are built after the first read.
+    let mut content = |digest: &str| {
+        store
+            .content(digest)?
+            .ok_or_else(|| anyhow::anyhow!("content {digest} of a stored bundle is missing"))
+            .map(axum::body::Bytes::from)
+    };
     for (stored, revision) in bundles {
-        apply_bundle(&mut fleet, stored, revision, &mut |digest| {
-            store
-                .content(digest)?
-                .ok_or_else(|| anyhow::anyhow!("content {digest} of a stored bundle is missing"))
-                .map(axum::body::Bytes::from)
-        })?;
+        apply_bundle(&mut fleet, stored, revision, &mut content)?;
+    }
+    for (name, stored, revision) in revisions {
+        if !apply_revision(&mut fleet, &name, stored, revision, &mut content)? {
+            tracing::warn!(record = %name, "a stored bundle revision has no bundle; ignored");
+        }
     }
     let online = load_clusters(store, &mut fleet)?;
+    // Runs last: they place and pin the clusters just loaded.
+    for (name, stored) in rollouts {
+        if !apply_rollout(&mut fleet, &name, stored) {
+            tracing::warn!(bundle = %name, "a stored rollout does not match its bundle; ignored");
+        }
+    }
     Ok(Loaded {
         fleet,
         admin_token_hash,
@@ -521,6 +608,48 @@ pub fn apply_bundle(
     Ok(fleet.put_bundle(entry, fetched))
 }
 
+/// Puts a stored rollout run into memory (see `Fleet::apply_rollout_record`).
+pub fn apply_rollout(
+    fleet: &mut Fleet,
+    bundle: &str,
+    stored: crate::fleet::rollouts::RolloutRecord,
+) -> bool {
+    fleet.apply_rollout_record(bundle, stored, |written| {
+        // Valid when written; a strategy that no longer compiles ends the run where it is.
+        flotilla_core::rollout::strategy::compile(bundle, written).ok()
+    })
+}
+
+/// Puts a stored bundle revision into memory, its content read from memory when held, else
+/// from `content`. False when its bundle is not held (a follower parks it until it is).
+pub fn apply_revision(
+    fleet: &mut Fleet,
+    name: &str,
+    stored: RevisionRecord,
+    revision: u64,
+    content: &mut ContentSource<'_>,
+) -> anyhow::Result<bool> {
+    let (bundle, number) = parse_revision_name(name).ok_or_else(|| {
+        anyhow::anyhow!("bundle revision record name {name:?} is not BUNDLE/NUMBER")
+    })?;
+    if fleet.bundle_by_name(bundle).is_none() {
+        return Ok(false);
+    }
+    if stored.live.revision != number {
+        anyhow::bail!(
+            "bundle revision record {name:?} holds revision {}",
+            stored.live.revision
+        );
+    }
+    let mut fetched = Vec::new();
+    for digest in stored.live.digests() {
+        if !fleet.contents().contains_key(digest) && !fetched.iter().any(|(d, _)| d == digest) {
+            fetched.push((digest.to_string(), content(digest)?));
+        }
+    }
+    Ok(fleet.put_revision(bundle, stored.into_revision(revision), fetched))
+}
+
 fn with_revision(mut metadata: ObjectMeta, revision: u64) -> ObjectMeta {
     metadata.resource_version = Some(revision.to_string());
     metadata
@@ -562,16 +691,26 @@ fn bundle_entry(
             } else {
                 serde_json::from_slice(&content(&live.digest)?)?
             };
-            Some(live_revision(
+            let mut compiled = live_revision(
                 live.generation,
                 live.digest,
                 &resources,
                 &live.targets,
                 live.keep_resources,
                 &live.drift,
-            )?)
+            )?;
+            compiled.revision = live.revision;
+            Some(compiled)
         }
         None => None,
+    };
+    let (candidate, candidate_targets) = match stored.candidate {
+        Some(candidate) => {
+            let mut read = |digest: &str| content(digest);
+            let (compiled, targets) = candidate.compile(&mut read)?;
+            (Some(compiled), targets)
+        }
+        None => (None, Vec::new()),
     };
     let dependencies = flotilla_core::documents::dependencies(&spec.depends_on)?;
     Ok(BundleEntry {
@@ -582,6 +721,12 @@ fn bundle_entry(
         spec_target_digests,
         live,
         live_targets,
+        last_revision: stored.last_revision,
+        revisions: Default::default(),
+        candidate,
+        candidate_targets,
+        rollout: None,
+        pinned: Default::default(),
         owner: stored.owner,
         dependencies,
         targeted: Default::default(),

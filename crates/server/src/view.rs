@@ -1,9 +1,12 @@
 //! Renders in-memory entries as API documents (what reads return and what writes answer with).
 
+pub mod rollout;
+
 use flotilla_api::{
-    API_VERSION, Bundle, BundleState, BundleStatus, Cluster, ClusterBundleStatus, ClusterGroup,
-    ClusterGroupSpec, ClusterGroupStatus, ClusterSpec, ClusterStatus, GitRepo, Kind, ObjectMeta,
-    ProblemCluster, RegistrationToken, RegistrationTokenStatus, Secret, SecretSpec, SecretStatus,
+    API_VERSION, Bundle, BundleRevision, BundleState, BundleStatus, Cluster, ClusterBundleStatus,
+    ClusterGroup, ClusterGroupSpec, ClusterGroupStatus, ClusterSpec, ClusterStatus, GitRepo, Kind,
+    ObjectMeta, ProblemCluster, RegistrationToken, RegistrationTokenStatus, Secret, SecretSpec,
+    SecretStatus, TargetDigest,
 };
 
 use crate::{
@@ -101,6 +104,55 @@ pub fn bundle(fleet: &Fleet, entry: &BundleEntry) -> Bundle {
             conditions: bundle_conditions(fleet, entry),
         }),
     }
+}
+
+/// A bundle's retained revisions as `flotilla history bundle` lists them: newest first, the live
+/// one `Stable`.
+pub fn bundle_revisions(entry: &BundleEntry) -> Vec<BundleRevision> {
+    let live = entry.live.as_ref().map(|live| live.revision);
+    let candidate = entry.candidate.as_ref().map(|c| c.revision);
+    // A revision an automatic rollback sent back is held until a person promotes it again.
+    let failed = entry
+        .rollout
+        .as_ref()
+        .filter(|r| r.phase() == Some(flotilla_core::rollout::planner::Phase::RolledBack))
+        .map(|r| r.to);
+    entry
+        .revisions
+        .iter()
+        .rev()
+        .map(|(&number, revision)| BundleRevision {
+            revision: number,
+            generation: revision.live.generation,
+            digest: revision.live.digest.clone(),
+            target_digests: revision
+                .live
+                .targets
+                .iter()
+                .zip(&revision.live.target_digests)
+                .enumerate()
+                .filter_map(|(index, (target, digest))| {
+                    Some(TargetDigest {
+                        target: target.name.clone().unwrap_or_else(|| index.to_string()),
+                        digest: digest.clone()?,
+                    })
+                })
+                .collect(),
+            commit: revision.commit.clone(),
+            author: revision.author.clone(),
+            created: rfc3339(revision.created),
+            phase: if live == Some(number) {
+                "Stable"
+            } else if candidate == Some(number) {
+                "Candidate"
+            } else if failed == Some(number) {
+                "Failed"
+            } else {
+                ""
+            }
+            .to_string(),
+        })
+        .collect()
 }
 
 /// The conditions a bundle does not meet: references in its spec that name nothing.

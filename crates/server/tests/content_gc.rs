@@ -1,6 +1,7 @@
 //! Content no bundle references is deleted from the store after the retention period, and
-//! content a bundle still references (its spec's, or the live revision a paused bundle keeps
-//! deploying) never is: a real server on the embedded store with a short retention.
+//! content a bundle still references (its spec's, the live revision a paused bundle keeps
+//! deploying, or a retained revision's) never is: a real server on the embedded store with a
+//! short retention.
 
 use std::{
     collections::BTreeSet,
@@ -105,6 +106,7 @@ fn bundle(name: &str, value: &str, paused: bool) -> Value {
         "metadata": {"name": name},
         "spec": {
             "paused": paused,
+            "revisionHistoryLimit": 1,
             "resources": [{
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": "default"},
@@ -138,25 +140,32 @@ async fn unreferenced_content_is_deleted_after_retention_and_referenced_content_
     assert_eq!(first.len(), 2, "the spec's content and the edge target's");
     assert_eq!(harness.stored(), first);
 
-    // A new version: v1's content is no longer referenced, and goes.
+    // A new version: v1 is kept as the previous revision (`revisionHistoryLimit: 1`), so its
+    // content stays referenced.
     harness.apply(&bundle("web", "v2", false)).await;
     let second = harness.referenced();
-    assert!(first.is_disjoint(&second));
+    assert!(first.is_subset(&second), "revision 1 is retained");
+    assert_eq!(second.len(), 4);
+    // v3 prunes revision 1: v1's content is no longer referenced, and goes.
+    harness.apply(&bundle("web", "v3", false)).await;
+    let third = harness.referenced();
+    assert!(first.is_disjoint(&third));
     eventually("v1's content is deleted", async || {
-        harness.stored() == second
+        harness.stored() == third
     })
     .await;
     assert_eq!(harness.collected().await, 2);
 
-    // Paused at v3: v2 stays live (agents still deploy it), so v2's content stays as well as
-    // v3's; a deleted bundle's content is collected meanwhile, which shows passes ran.
-    harness.apply(&bundle("web", "v3", true)).await;
+    // Paused at v4: v3 stays live (agents still deploy it) and v2 retained, so their content
+    // stays as well as v4's; a deleted bundle's content is collected meanwhile, which shows
+    // passes ran.
+    harness.apply(&bundle("web", "v4", true)).await;
     let paused = harness.referenced();
-    assert!(second.is_subset(&paused), "a paused bundle keeps v2 live");
+    assert!(third.is_subset(&paused), "a paused bundle keeps v3 live");
     assert_eq!(
         paused.len(),
-        4,
-        "v2's two contents (live) and v3's two (spec)"
+        6,
+        "v3's two contents (live), v2's two (retained) and v4's two (spec)"
     );
     harness.apply(&bundle("gone", "x", false)).await;
     let (status, _) = harness

@@ -33,6 +33,7 @@ fn snapshot(fleet: &Fleet) -> BTreeMap<String, Value> {
         objects.insert(format!("Bundle/{name}"), json!(view::bundle(fleet, bundle)));
         let live = bundle.live.as_ref().map(|live| {
             json!({
+                "revision": live.revision,
                 "generation": live.generation,
                 "epoch": live.epoch,
                 "digests": live.digests().collect::<Vec<_>>(),
@@ -41,6 +42,10 @@ fn snapshot(fleet: &Fleet) -> BTreeMap<String, Value> {
             })
         });
         objects.insert(format!("BundleLive/{name}"), json!(live));
+        objects.insert(
+            format!("BundleRevisions/{name}"),
+            json!([view::bundle_revisions(bundle), bundle.last_revision]),
+        );
     }
     for (name, group) in fleet.groups() {
         let members: Vec<u32> = group.members.iter().collect();

@@ -497,13 +497,20 @@ async fn content_no_bundle_references_is_collected_by_the_lease_holder_alone() {
         http: reqwest::Client::new(),
         admin: one.server.new_admin_token.clone().expect("admin token"),
     };
-    client.apply_ok(&one, &bundle("web", "v1")).await;
+    // One revision kept besides the live one, so the third version prunes the first.
+    let limited = |value: &str| {
+        let mut document = bundle("web", value);
+        document["spec"]["revisionHistoryLimit"] = json!(1);
+        document
+    };
+    client.apply_ok(&one, &limited("v1")).await;
     // Written on the other replica, once it has the first version.
     eventually("the bundle reaches the second replica", || async {
         (client.get(&two, "/api/v1/bundles/web").await.0 == 200).then_some(())
     })
     .await;
-    client.apply_ok(&two, &bundle("web", "v2")).await;
+    client.apply_ok(&two, &limited("v2")).await;
+    client.apply_ok(&two, &limited("v3")).await;
     let referenced = two.server.state.fleet.read().referenced_digests();
     eventually("the first version's content is collected", || async {
         let stored: std::collections::BTreeSet<String> = one

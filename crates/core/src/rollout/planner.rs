@@ -218,6 +218,8 @@ pub struct WaveCounts {
     pub held: u64,
     pub reverting: u64,
     pub reverted: u64,
+    /// Failures seen in this run, kept when failed clusters go back (what status shows).
+    pub failures: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -695,6 +697,57 @@ impl Run {
         step
     }
 
+    /// Moves a run another process steps (a replica following the lease holder's records) to
+    /// the saved state it committed: members its thresholds newly started are pinned, members
+    /// they newly reverted go back. O(members moved).
+    pub fn follow(&mut self, saved: Saved, now: Millis) -> Step {
+        let mut step = Step::default();
+        self.phase = saved.phase;
+        self.current = saved.current.min(self.waves.len().saturating_sub(1));
+        self.late_sequence = saved.late_sequence;
+        for (index, saved_wave) in saved.waves.into_iter().enumerate().take(self.waves.len()) {
+            let wave = &mut self.waves[index];
+            wave.phase = saved_wave.phase;
+            wave.forgiven = saved_wave.forgiven;
+            let started = range_after(
+                &wave.members,
+                &wave.started_through,
+                &saved_wave.started_through,
+            );
+            let reverted = range_after(
+                &wave.members,
+                &wave.reverted_through,
+                &saved_wave.reverted_through,
+            );
+            wave.started_through = saved_wave.started_through;
+            wave.reverted_through = saved_wave.reverted_through;
+            let deadline = now + self.strategy.waves[index].progress_deadline_ms;
+            for cluster in started {
+                let Some(member) = self.members.get(&cluster) else {
+                    continue;
+                };
+                if member.held || member.progress.is_some() {
+                    continue;
+                }
+                step.pin.push(cluster);
+                self.set_progress(cluster, Some(Progress::InFlight { deadline }));
+            }
+            for cluster in reverted {
+                if self
+                    .members
+                    .get(&cluster)
+                    .and_then(|m| m.progress)
+                    .is_some_and(Progress::pinned)
+                {
+                    step.unpin.push(cluster);
+                    self.set_progress(cluster, Some(Progress::Reverted));
+                }
+            }
+        }
+        self.dirty = false;
+        step
+    }
+
     /// When the next timer is due, if any (the caller may sleep until then).
     pub fn next_timer(&self) -> Option<Millis> {
         self.timers.peek().map(|Reverse((at, _))| *at)
@@ -754,6 +807,7 @@ impl Run {
             return;
         }
         self.set_progress(cluster, Some(Progress::Failed(reason)));
+        self.waves[wave].counts.failures += 1;
         let failed = &mut self.waves[wave].failed;
         if failed.len() < FAILED_KEPT {
             failed.push((cluster, reason));
@@ -1050,3 +1104,26 @@ fn late_key(sequence: u64) -> Key {
 
 #[cfg(test)]
 mod tests;
+
+/// Members of a wave whose key is above `from` and at most `to` (a threshold that moved).
+fn range_after(
+    members: &BTreeSet<(Key, ClusterId)>,
+    from: &Option<Key>,
+    to: &Option<Key>,
+) -> Vec<ClusterId> {
+    use std::ops::Bound;
+    let Some(to) = to else {
+        return Vec::new();
+    };
+    if from.as_ref().is_some_and(|from| from >= to) {
+        return Vec::new();
+    }
+    let lower = match from {
+        Some(from) => Bound::Excluded((from.clone(), ClusterId::MAX)),
+        None => Bound::Unbounded,
+    };
+    members
+        .range((lower, Bound::Included((to.clone(), ClusterId::MAX))))
+        .map(|(_, c)| *c)
+        .collect()
+}

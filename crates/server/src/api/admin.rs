@@ -8,7 +8,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use flotilla_api::{API_VERSION, Kind};
+use flotilla_api::{API_VERSION, Kind, List};
 use serde_json::Value;
 
 use super::{
@@ -75,6 +75,26 @@ pub async fn get(
     }
     .map_err(ApiError::internal)?;
     Ok(Json(value).into_response())
+}
+
+/// `GET /api/v1/bundles/{name}/revisions`: the bundle's retained revisions, newest first.
+pub async fn bundle_revisions(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    require_admin(&state, &headers)?;
+    let fleet = state.fleet.read();
+    let (_, bundle) = fleet
+        .bundle_by_name(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("{} {name:?} not found", Kind::Bundle)))?;
+    let items = view::bundle_revisions(bundle);
+    Ok(Json(List {
+        total: Some(items.len() as u64),
+        items,
+        continue_token: None,
+    })
+    .into_response())
 }
 
 pub async fn create(

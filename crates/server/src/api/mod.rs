@@ -8,6 +8,7 @@ pub mod agent;
 pub mod body;
 pub mod list;
 pub mod openapi;
+pub mod rollouts;
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -50,6 +51,12 @@ pub fn app(state: SharedState) -> Router {
             "/api/v1/{plural}/{name}",
             get(admin::get).put(admin::replace).delete(admin::delete),
         )
+        .route(
+            "/api/v1/bundles/{name}/revisions",
+            get(admin::bundle_revisions),
+        )
+        .route("/api/v1/bundles/{name}/rollout", get(rollouts::status))
+        .route("/api/v1/bundles/{name}/rollout/{verb}", post(rollouts::verb))
         .merge(
             Router::new()
                 .route(flotilla_api::agent::REGISTER_PATH, post(agent::register))

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use axum::{http::header, response::IntoResponse};
 use flotilla_api::{
-    API_VERSION, ErrorBody, Kind, List, Object,
+    API_VERSION, BundleRevision, ErrorBody, Kind, List, Object,
     agent::{
         CONTENT_PATH, InlineContent, REGISTER_PATH, RegisterRequest, RegisterResponse, SYNC_PATH,
         SyncRequest, SyncResponse,
@@ -104,6 +104,7 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
             }
         }
     }
+    add_list::<BundleRevision>(&mut schemas);
     add::<ErrorBody>(&mut schemas);
     add::<RegisterRequest>(&mut schemas);
     add::<RegisterResponse>(&mut schemas);
@@ -116,6 +117,19 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
 fn add<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
     schemas.push((T::name().into_owned(), T::schema()));
     T::schemas(schemas);
+}
+
+/// Adds a type's schema and a list of it (`{Type}List`, as list endpoints send it).
+fn add_list<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    add::<T>(schemas);
+    let mut list = List::<T>::schema();
+    object_schema(&mut list).properties.insert(
+        "items".to_owned(),
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name(T::name()))
+            .into(),
+    );
+    schemas.push((format!("{}List", T::name()), list));
 }
 
 /// Adds a kind's document (`Object<Spec, Status>` under the kind's name, its `apiVersion` and
@@ -227,6 +241,16 @@ fn paths() -> Paths {
         ),
     );
 
+    let revisions = admin_operation("List a bundle's retained revisions, newest first")
+        .parameter(path_parameter("name"))
+        .response(
+            "200",
+            json_response(
+                "The bundle's revisions (`flotilla history bundle NAME`)",
+                Ref::from_schema_name(format!("{}List", BundleRevision::name())).into(),
+            ),
+        );
+
     let mut collection = PathItem::new(HttpMethod::Get, list);
     collection.merge_operations(PathItem::new(HttpMethod::Post, create));
     collection.parameters = Some(vec![RefOr::T(plural.clone())]);
@@ -286,6 +310,10 @@ fn paths() -> Paths {
         .path("/api/v1/apply", PathItem::new(HttpMethod::Post, apply))
         .path("/api/v1/{plural}", collection)
         .path("/api/v1/{plural}/{name}", item)
+        .path(
+            "/api/v1/bundles/{name}/revisions",
+            PathItem::new(HttpMethod::Get, revisions),
+        )
         .path(
             "/api/v1/webhooks/git",
             PathItem::new(HttpMethod::Post, webhook),

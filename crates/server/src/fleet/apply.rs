@@ -10,7 +10,9 @@ use axum::body::Bytes;
 use flotilla_api::{GitRepoSpec, GitRepoStatus, ObjectMeta, RegistrationTokenSpec};
 use flotilla_core::selector::Selector;
 
-use super::{BundleEntry, Fleet, GitRepoEntry, GroupEntry, SecretEntry, TokenEntry};
+use super::{
+    BundleEntry, Fleet, GitRepoEntry, GroupEntry, LiveRevision, Revision, SecretEntry, TokenEntry,
+};
 
 /// A token as a write or a record gives it; use counts are memory's.
 #[derive(Debug)]
@@ -52,9 +54,88 @@ impl Fleet {
         for (digest, body) in contents {
             self.contents.entry(digest).or_insert(body);
         }
+        // A run whose stable or candidate revision this entry changes ends first: its clusters
+        // go back to the stable revision before the revisions change under them.
+        if let Some((ordinal, old)) = self.bundle_by_name(&entry.name) {
+            let number = |r: Option<&super::LiveRevision>| r.map(|r| (r.revision, r.digest.clone()));
+            let moved = number(old.live.as_ref()) != number(entry.live.as_ref())
+                || number(old.candidate.as_ref()) != number(entry.candidate.as_ref());
+            if moved && (old.rollout.is_some() || !old.pinned.is_empty()) {
+                self.end_run(ordinal);
+            }
+        }
         let ordinal = self.upsert_bundle(entry);
         self.contents.release_unreferenced();
         ordinal
+    }
+
+    /// Puts a retained revision of a held bundle with the content it references (content
+    /// already held is kept), replacing one held under its number. False (and nothing held)
+    /// when no such bundle is held.
+    pub fn put_revision(
+        &mut self,
+        bundle: &str,
+        revision: Revision,
+        contents: impl IntoIterator<Item = (String, Bytes)>,
+    ) -> bool {
+        for (digest, body) in contents {
+            self.contents.entry(digest).or_insert(body);
+        }
+        let Some(entry) = self
+            .bundle_names
+            .get(bundle)
+            .and_then(|&ordinal| self.bundles[ordinal as usize].as_mut())
+        else {
+            self.contents.release_unreferenced();
+            return false;
+        };
+        // The new references first, so content shared with a replaced revision stays held.
+        for digest in revision.live.digests() {
+            self.contents.reference(digest);
+        }
+        if let Some(old) = entry.revisions.insert(revision.live.revision, revision) {
+            for digest in old.live.digests() {
+                self.contents.unreference(digest);
+            }
+        }
+        self.contents.release_unreferenced();
+        true
+    }
+
+    /// Removes a retained revision (pruned, or followed from another replica); its content goes
+    /// unless something else references it. False when it is not held.
+    pub fn remove_revision(&mut self, bundle: &str, number: u64) -> bool {
+        let Some(old) = self
+            .bundle_names
+            .get(bundle)
+            .and_then(|&ordinal| self.bundles[ordinal as usize].as_mut())
+            .and_then(|entry| entry.revisions.remove(&number))
+        else {
+            return false;
+        };
+        for digest in old.live.digests() {
+            self.contents.unreference(digest);
+        }
+        true
+    }
+
+    /// A retained revision compiled back into the live revision it was (and its targets as
+    /// written), from memory alone: what putting an old revision back live starts from. None
+    /// when the bundle or the revision is not held.
+    pub fn revision_live(
+        &self,
+        bundle: &str,
+        number: u64,
+    ) -> Option<anyhow::Result<(LiveRevision, Vec<flotilla_api::BundleTarget>)>> {
+        let (_, entry) = self.bundle_by_name(bundle)?;
+        let revision = entry.revisions.get(&number)?;
+        Some(revision.live.compile(&mut |digest| {
+            self.contents.get(digest).cloned().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "content {digest} of revision {number} of bundle {bundle:?} is not held"
+                )
+            })
+        }))
     }
 
     /// Holds content a bundle about to be put references (the follower reads it before it takes

@@ -15,36 +15,78 @@ use flotilla_core::{
 use roaring::RoaringBitmap;
 
 use super::{
-    BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, clusters::counted_state,
+    BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, Tally, clusters::counted_state,
+    rollouts::Slot,
     labels::label_value, state_index,
 };
 
 impl Fleet {
     /// Creates or replaces a bundle. `live` is the revision to roll out (unchanged while paused);
     /// its epoch is set here.
+    /// The bundle's retained revisions stay with it: they come and go only through
+    /// `put_revision` and `remove_revision`, so `entry` brings none.
     pub(super) fn upsert_bundle(&mut self, mut entry: BundleEntry) -> u32 {
         let name = entry.name.clone();
+        debug_assert!(
+            entry.revisions.is_empty(),
+            "revisions enter through put_revision"
+        );
+        // Retained revisions hold their own content references; they move from the old entry
+        // to the new one untouched.
+        if let Some(old) = self
+            .bundle_names
+            .get(&name)
+            .and_then(|&ordinal| self.bundles[ordinal as usize].as_mut())
+        {
+            entry.revisions = std::mem::take(&mut old.revisions);
+            // A run and its pins stay with the bundle: the write service ends a run (and sends
+            // its clusters back) before it puts an entry whose candidate differs.
+            entry.rollout = old.rollout.take();
+            entry.pinned = std::mem::take(&mut old.pinned);
+        }
         // The new entry's content references first, so content it shares with the old entry is
         // never released in between.
-        for digest in entry.digests() {
+        for digest in entry.own_digests() {
             self.contents.reference(digest);
         }
         let new_groups = GroupsNamed::of(&entry);
         self.index_owner(&entry, true);
         match self.bundle_names.get(&name).copied() {
             Some(ordinal) => {
-                let old_live = self.bundle(ordinal).and_then(|b| b.live.as_ref());
-                if let Some(live) = entry.live.as_mut() {
-                    live.epoch = match old_live {
-                        Some(old) if old.same_content(live) => old.epoch,
-                        Some(old) => old.epoch + 1,
-                        None => 1,
-                    };
+                let old_entry = self.bundle(ordinal).expect("named bundles exist");
+                // Epochs are never reused within a bundle, so a deployment counted on one
+                // revision never counts for another.
+                let next = old_entry
+                    .live
+                    .iter()
+                    .chain(old_entry.candidate.iter())
+                    .map(|r| r.epoch)
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let same = |new: &LiveRevision, olds: [Option<&LiveRevision>; 2]| {
+                    olds.into_iter()
+                        .flatten()
+                        .find(|old| old.same_content(new))
+                        .map(|old| old.epoch)
+                };
+                let olds = [old_entry.live.as_ref(), old_entry.candidate.as_ref()];
+                let live_epoch = entry.live.as_ref().map(|live| same(live, olds).unwrap_or(next));
+                let candidate_epoch = entry
+                    .candidate
+                    .as_ref()
+                    .map(|candidate| same(candidate, olds).unwrap_or(next + 1));
+                if let (Some(live), Some(epoch)) = (entry.live.as_mut(), live_epoch) {
+                    live.epoch = epoch;
+                }
+                if let (Some(candidate), Some(epoch)) = (entry.candidate.as_mut(), candidate_epoch)
+                {
+                    candidate.epoch = epoch;
                 }
                 let old = self.bundles[ordinal as usize]
                     .replace(entry)
                     .expect("named bundles exist");
-                for digest in old.digests() {
+                for digest in old.own_digests() {
                     self.contents.unreference(digest);
                 }
                 self.index_groups(ordinal, &GroupsNamed::of(&old), false);
@@ -56,7 +98,9 @@ impl Fleet {
                 bundle.targeted = old.targeted;
                 bundle.counts = old.counts;
                 bundle.problems = old.problems;
-                let targeting_changed = match (&old.live, &bundle.live) {
+                let differs = |old: &Option<LiveRevision>, new: &Option<LiveRevision>| match (
+                    old, new,
+                ) {
                     (Some(old), Some(new)) => {
                         old.targets != new.targets
                             || old.keep_resources != new.keep_resources
@@ -66,6 +110,8 @@ impl Fleet {
                     (None, None) => false,
                     _ => true,
                 };
+                let targeting_changed = differs(&old.live, &bundle.live)
+                    || differs(&old.candidate, &bundle.candidate);
                 let epoch_changed =
                     old.live.as_ref().map(|l| l.epoch) != bundle.live.as_ref().map(|l| l.epoch);
                 if epoch_changed {
@@ -83,6 +129,9 @@ impl Fleet {
             None => {
                 if let Some(live) = entry.live.as_mut() {
                     live.epoch = 1;
+                }
+                if let Some(candidate) = entry.candidate.as_mut() {
+                    candidate.epoch = 2;
                 }
                 let ordinal = match self.free_bundles.pop() {
                     Some(ordinal) => ordinal,
@@ -104,6 +153,7 @@ impl Fleet {
         let Some(ordinal) = self.bundle_names.remove(name) else {
             return;
         };
+        self.running.remove(ordinal);
         let targeted = self.bundles[ordinal as usize]
             .as_ref()
             .map(|b| b.targeted.clone())
@@ -124,7 +174,7 @@ impl Fleet {
     }
 
     /// The clusters a target selects, by bitmap algebra.
-    fn select_target(&self, target: &Target) -> RoaringBitmap {
+    pub(super) fn select_target(&self, target: &Target) -> RoaringBitmap {
         let mut selected = match &target.selector {
             Some(selector) => self.index.select(selector, &self.interner, &self.all),
             None => self.all.clone(),
@@ -153,13 +203,16 @@ impl Fleet {
         let Some(bundle) = self.bundle(ordinal) else {
             return;
         };
-        let mut targeted = RoaringBitmap::new();
-        if let Some(live) = &bundle.live {
-            // A cluster only a doNotDeploy target matches gets nothing; one that matches it
-            // before another target is dropped by `place_deployment`.
-            for target in live.targets.iter().filter(|t| !t.do_not_deploy) {
-                targeted |= self.select_target(target);
-            }
+        // A cluster only a doNotDeploy target matches gets nothing; one that matches it before
+        // another target is dropped by `place_deployment`. During a run, clusters pinned to the
+        // candidate are targeted by the candidate's targets, the others by the stable's.
+        let mut targeted = match &bundle.live {
+            Some(live) => self.targeted_by(live),
+            None => RoaringBitmap::new(),
+        };
+        if let Some(candidate) = &bundle.candidate {
+            targeted -= &bundle.pinned;
+            targeted |= &self.targeted_by(candidate) & &bundle.pinned;
         }
         let old = bundle.targeted.clone();
         for cluster in &(&old - &targeted) {
@@ -178,9 +231,9 @@ impl Fleet {
         }
     }
 
-    /// The index of the first target of the bundle's live revision matching the cluster.
-    fn matching_target(&self, cluster: u32, bundle: u32) -> Option<usize> {
-        let live = self.bundle(bundle)?.live.as_ref()?;
+    /// The index of the first target of a revision of the bundle matching the cluster.
+    pub(super) fn matching_target_in(&self, cluster: u32, bundle: u32, slot: Slot) -> Option<usize> {
+        let live = self.revision_in(bundle, slot)?;
         let entry = self.cluster(cluster)?;
         let interner = &self.interner;
         let labels = &entry.labels;
@@ -195,7 +248,18 @@ impl Fleet {
 
     /// The options a cluster receives for a bundle under the given target.
     pub fn options_for(&self, cluster: u32, bundle: u32, target: usize) -> Option<DeployOptions> {
-        let live = self.bundle(bundle)?.live.as_ref()?;
+        self.options_in(cluster, bundle, target, self.slot_of(cluster, bundle))
+    }
+
+    /// The options a cluster receives for a revision of a bundle under the given target.
+    fn options_in(
+        &self,
+        cluster: u32,
+        bundle: u32,
+        target: usize,
+        slot: Slot,
+    ) -> Option<DeployOptions> {
+        let live = self.revision_in(bundle, slot)?;
         let entry = self.cluster(cluster)?;
         let interner = &self.interner;
         let labels = &entry.labels;
@@ -213,39 +277,54 @@ impl Fleet {
         ))
     }
 
-    /// Makes sure the cluster has a deployment of the bundle with current target and options, or
-    /// none if no target of the bundle matches the cluster.
-    fn place_deployment(&mut self, cluster: u32, bundle: u32) {
-        let Some(target) = self.matching_target(cluster, bundle) else {
+    /// Makes sure the cluster has a deployment of the bundle with the current slot, target and
+    /// options, or none if no target of the revision it is sent matches the cluster.
+    pub(super) fn place_deployment(&mut self, cluster: u32, bundle: u32) {
+        let slot = self.slot_of(cluster, bundle);
+        let Some(target) = self.matching_target_in(cluster, bundle, slot) else {
             self.drop_deployment(cluster, bundle);
             return;
         };
-        let Some(options) = self.options_for(cluster, bundle, target) else {
+        let Some(options) = self.options_in(cluster, bundle, target, slot) else {
             return;
         };
         let hash = options_hash(&options);
         let (Some(entry), Some(placed)) = (self.cluster(cluster), self.bundle(bundle)) else {
             return;
         };
-        let Some(live) = placed.live.as_ref() else {
+        let Some(live) = self.revision_in(bundle, slot) else {
             return;
         };
         let existing = entry.deployments.iter().position(|d| d.bundle == bundle);
         match existing {
             Some(position) => {
                 let deployment = &entry.deployments[position];
-                if deployment.target as usize == target && deployment.options_hash == hash {
+                if deployment.target as usize == target
+                    && deployment.options_hash == hash
+                    && deployment.slot == slot
+                {
                     return;
                 }
-                // New options mean a new deployment id: the report counts only if it is for it.
-                let counted =
-                    counted_state(deployment.report.as_deref(), live.digest_for(target), hash);
-                let epoch = live.epoch;
-                self.recount(cluster, position, epoch, counted);
+                // New options (or another revision) mean a new deployment id: the report counts
+                // only if it is for it.
+                let before = deployment.tally();
+                let after = Tally {
+                    bundle,
+                    slot,
+                    epoch: live.epoch,
+                    state: counted_state(deployment.report.as_deref(), live.digest_for(target), hash),
+                };
+                self.uncount(cluster, before);
+                self.count(cluster, after);
                 if let Some(entry) = self.cluster_mut(cluster) {
                     let deployment = &mut entry.deployments[position];
                     deployment.target = target as u16;
                     deployment.options_hash = hash;
+                    deployment.slot = slot;
+                    deployment.set_tally(after);
+                }
+                if before != after {
+                    self.observe_run(cluster, bundle);
                 }
             }
             None => {
@@ -255,6 +334,7 @@ impl Fleet {
                     options_hash: hash,
                     counted_epoch: live.epoch,
                     counted: BundleState::Pending,
+                    slot,
                     report: None,
                 };
                 // Deployments stay sorted by bundle name.
@@ -268,6 +348,7 @@ impl Fleet {
                 if let Some(entry) = self.cluster_mut(cluster) {
                     entry.deployments.insert(position, deployment);
                 }
+                self.observe_run(cluster, bundle);
             }
         }
     }
@@ -423,7 +504,10 @@ impl Fleet {
     ) -> impl Iterator<Item = (&'a Deployment, &'a BundleEntry, &'a LiveRevision)> + 'a {
         entry.deployments.iter().filter_map(move |d| {
             let bundle = self.bundle(d.bundle)?;
-            let live = bundle.live.as_ref()?;
+            let live = match d.slot {
+                Slot::Stable => bundle.live.as_ref()?,
+                Slot::Candidate => bundle.candidate.as_ref()?,
+            };
             (!self.waits_for_dependencies(entry, d, bundle)).then_some((d, bundle, live))
         })
     }
@@ -449,7 +533,7 @@ impl Fleet {
         };
         self.delivered(entry)
             .filter_map(|(d, bundle, live)| {
-                let options = self.options_for(cluster, d.bundle, d.target as usize)?;
+                let options = self.options_in(cluster, d.bundle, d.target as usize, d.slot)?;
                 let digest = live.digest_for(d.target as usize);
                 Some(DesiredBundle {
                     name: bundle.name.clone(),
@@ -524,6 +608,7 @@ impl GroupsNamed {
             entry
                 .live
                 .iter()
+                .chain(entry.candidate.iter())
                 .flat_map(|live| &live.targets)
                 .flat_map(|target| &target.groups)
                 .cloned()
@@ -544,6 +629,7 @@ pub fn live_revision(
 ) -> Result<LiveRevision, flotilla_core::documents::FieldError> {
     let compiled = flotilla_core::documents::revision(resources, targets, drift)?;
     Ok(LiveRevision {
+        revision: 0,
         generation,
         epoch: 0,
         digest,

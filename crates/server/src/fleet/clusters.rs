@@ -86,6 +86,7 @@ impl Fleet {
         self.index_name(ordinal);
         self.cluster_counts[cluster_state_index(ClusterState::Pending)] += 1;
         self.retarget_cluster(ordinal);
+        self.runs_see_membership(ordinal);
         ordinal
     }
 
@@ -114,6 +115,8 @@ impl Fleet {
         self.cluster_counts[cluster_state_index(cluster.state)] -= 1;
         self.cluster_names.remove(&cluster.name);
         self.unindex_name(ordinal, &cluster.name);
+        // Runs let it go (and unpin it), so a reused ordinal starts unpinned.
+        self.runs_see_membership(ordinal);
         self.free_clusters.push(ordinal);
     }
 
@@ -141,6 +144,7 @@ impl Fleet {
         self.release_labels(&old);
         self.update_memberships(ordinal);
         self.retarget_cluster(ordinal);
+        self.runs_see_membership(ordinal);
     }
 
     fn update_memberships(&mut self, ordinal: u32) {
@@ -182,6 +186,7 @@ impl Fleet {
         } else {
             self.online.remove(ordinal);
         }
+        self.runs_see_online(ordinal, state);
         true
     }
 
@@ -202,9 +207,17 @@ impl Fleet {
     fn counted_stale(&self, deployment: &super::Deployment) -> bool {
         deployment.report.is_some()
             && self
-                .bundle(deployment.bundle)
-                .and_then(|b| b.live.as_ref())
+                .revision_in(deployment.bundle, deployment.slot)
                 .is_some_and(|live| live.epoch != deployment.counted_epoch)
+    }
+
+    /// What a deployment counts as now: its counted state while counted in its revision's
+    /// current epoch, otherwise Pending.
+    pub fn effective_state(&self, deployment: &super::Deployment) -> BundleState {
+        match self.revision_in(deployment.bundle, deployment.slot) {
+            Some(live) if live.epoch == deployment.counted_epoch => deployment.counted,
+            _ => BundleState::Pending,
+        }
     }
 
     /// Counts the cluster's stale deployments (see `counted_stale`) in the live epoch: as their
@@ -221,7 +234,7 @@ impl Fleet {
             if !self.counted_stale(deployment) {
                 continue;
             }
-            let Some(live) = self.bundle(deployment.bundle).and_then(|b| b.live.as_ref()) else {
+            let Some(live) = self.revision_in(deployment.bundle, deployment.slot) else {
                 continue;
             };
             let counted = counted_state(
@@ -314,9 +327,6 @@ impl Fleet {
         bundle: u32,
         report: Option<Box<BundleReport>>,
     ) -> bool {
-        let Some(live) = self.bundle(bundle).and_then(|b| b.live.as_ref()) else {
-            return false;
-        };
         let Some(cluster) = self.cluster(ordinal) else {
             return false;
         };
@@ -324,6 +334,9 @@ impl Fleet {
             return false;
         };
         let deployment = &cluster.deployments[position];
+        let Some(live) = self.revision_in(bundle, deployment.slot) else {
+            return false;
+        };
         if deployment.report == report {
             return false;
         }
@@ -379,6 +392,9 @@ impl Fleet {
         if let Some(entry) = self.cluster_mut(cluster) {
             entry.deployments[position].set_tally(after);
         }
+        if before != after {
+            self.observe_run(cluster, before.bundle);
+        }
     }
 
     /// Removes a deployment's contribution from its bundle's counters.
@@ -386,10 +402,11 @@ impl Fleet {
         let Some(bundle) = self.bundles[tally.bundle as usize].as_mut() else {
             return;
         };
-        let current = bundle
-            .live
-            .as_ref()
-            .is_some_and(|live| live.epoch == tally.epoch);
+        let revision = match tally.slot {
+            super::rollouts::Slot::Stable => bundle.live.as_ref(),
+            super::rollouts::Slot::Candidate => bundle.candidate.as_ref(),
+        };
+        let current = revision.is_some_and(|live| live.epoch == tally.epoch);
         let state = if current {
             tally.state
         } else {
@@ -406,10 +423,11 @@ impl Fleet {
         let Some(bundle) = self.bundles[tally.bundle as usize].as_mut() else {
             return;
         };
-        let current = bundle
-            .live
-            .as_ref()
-            .is_some_and(|live| live.epoch == tally.epoch);
+        let revision = match tally.slot {
+            super::rollouts::Slot::Stable => bundle.live.as_ref(),
+            super::rollouts::Slot::Candidate => bundle.candidate.as_ref(),
+        };
+        let current = revision.is_some_and(|live| live.epoch == tally.epoch);
         let state = if current {
             tally.state
         } else {

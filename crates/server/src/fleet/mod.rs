@@ -13,6 +13,7 @@ pub mod clusters;
 pub mod contents;
 pub mod dependencies;
 pub mod labels;
+pub mod rollouts;
 #[cfg(test)]
 mod tests;
 
@@ -23,11 +24,12 @@ use std::{
 };
 
 use flotilla_api::{
-    BundleSpec, BundleState, ClusterFacts, ClusterState, ObjectMeta, RegistrationTokenSpec,
-    agent::BundleReport,
+    BundleSpec, BundleState, BundleTarget, ClusterFacts, ClusterState, ObjectMeta,
+    RegistrationTokenSpec, agent::BundleReport,
 };
 use flotilla_core::{selector::Selector, targeting::Target};
 use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
 
 pub use flotilla_core::documents::Dependency;
 
@@ -74,6 +76,8 @@ pub struct Deployment {
     /// deployment counts as Pending.
     pub counted_epoch: u64,
     pub counted: BundleState,
+    /// Which revision of the bundle the cluster is sent: the stable one, or its run's candidate.
+    pub slot: rollouts::Slot,
     pub report: Option<Box<BundleReport>>,
 }
 
@@ -82,6 +86,8 @@ pub struct Deployment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     pub bundle: u32,
+    /// The revision the epoch is of.
+    pub slot: rollouts::Slot,
     pub epoch: u64,
     pub state: BundleState,
 }
@@ -90,6 +96,7 @@ impl Deployment {
     pub fn tally(&self) -> Tally {
         Tally {
             bundle: self.bundle,
+            slot: self.slot,
             epoch: self.counted_epoch,
             state: self.counted,
         }
@@ -104,6 +111,9 @@ impl Deployment {
 /// The revision of a bundle that is rolled out (differs from the spec while paused).
 #[derive(Debug, Clone)]
 pub struct LiveRevision {
+    /// Its number among the bundle's revisions (`BundleEntry::revisions`); 0 for one rolled out
+    /// before revisions were recorded.
+    pub revision: u64,
     /// The spec generation rolled out.
     pub generation: u64,
     /// Bumped whenever `digest` changes: every deployment id changes with it, so reports counted
@@ -142,6 +152,92 @@ impl LiveRevision {
         std::iter::once(self.digest.as_str())
             .chain(self.targets.iter().filter_map(|t| t.digest.as_deref()))
     }
+
+    /// Whether two revisions send every cluster the same thing: the same content, targets
+    /// (selectors, customizations, `doNotDeploy`), options and placeholders. A write whose new
+    /// live revision is not the same delivery as the old one creates a bundle revision.
+    pub fn same_delivery(&self, other: &LiveRevision) -> bool {
+        self.same_content(other)
+            && self.targets == other.targets
+            && self.keep_resources == other.keep_resources
+            && self.drift == other.drift
+            && self.vars == other.vars
+    }
+}
+
+/// A live revision as written: the stored form of [`LiveRevision`], with its targets as the spec
+/// wrote them (not compiled). In the store (`records`), and in [`Revision`], the targets' own
+/// `resources` are moved to the content table and named by `target_digests`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveRecord {
+    /// Its number among the bundle's revisions (0: rolled out before revisions were recorded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u64,
+    pub generation: u64,
+    pub digest: String,
+    pub targets: Vec<BundleTarget>,
+    pub keep_resources: bool,
+    #[serde(default, skip_serializing_if = "flotilla_api::DriftPolicy::is_default")]
+    pub drift: flotilla_api::DriftPolicy,
+    /// Digests of the targets' own `resources`, by target index. In memory `targets` carry their
+    /// resources and this is empty; the stored form moves them to the content table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_digests: Vec<Option<String>>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl LiveRecord {
+    /// Every digest the stored form names (its resources' and its targets' own).
+    pub fn digests(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.digest.as_str())
+            .chain(self.target_digests.iter().flatten().map(String::as_str))
+    }
+
+    /// Compiles the stored form back into the live revision it was, and its targets as written
+    /// (resources put back), reading content by digest. The epoch is the caller's to set.
+    pub fn compile(
+        &self,
+        content: &mut dyn FnMut(&str) -> anyhow::Result<axum::body::Bytes>,
+    ) -> anyhow::Result<(LiveRevision, Vec<BundleTarget>)> {
+        let resources: Vec<serde_json::Value> = serde_json::from_slice(&content(&self.digest)?)?;
+        let mut targets = self.targets.clone();
+        for (target, digest) in targets.iter_mut().zip(&self.target_digests) {
+            if let Some(digest) = digest {
+                target.resources = Some(serde_json::from_slice(&content(digest)?)?);
+            }
+        }
+        let mut live = live_revision(
+            self.generation,
+            self.digest.clone(),
+            &resources,
+            &targets,
+            self.keep_resources,
+            &self.drift,
+        )?;
+        live.revision = self.revision;
+        Ok((live, targets))
+    }
+}
+
+/// One retained revision of a bundle (a `BundleRevision` record, as memory holds it): what
+/// `flotilla history bundle` shows, and everything needed to roll it out again from memory
+/// ([`Fleet::revision_live`]): its live revision in the stored form, whose content memory holds
+/// (and the store keeps) while the revision is retained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    /// `live.revision` is its number, `live.generation` the spec generation that made it.
+    pub live: LiveRecord,
+    /// The git commit it was rendered from (bundles a GitRepo renders).
+    pub commit: Option<String>,
+    /// `admin` or `gitrepo/NAME`.
+    pub author: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The store revision that wrote its record (a followed record replaces it only when newer).
+    pub written: u64,
 }
 
 /// One bundle with its targeting and incremental summary.
@@ -157,10 +253,24 @@ pub struct BundleEntry {
     pub live: Option<LiveRevision>,
     /// The live revision's targets as written (kept to persist them again while paused).
     pub live_targets: Vec<flotilla_api::BundleTarget>,
+    /// The highest revision number given to this bundle (0: none yet). The next revision is
+    /// one more: numbers are never reused, also after their revisions are pruned.
+    pub last_revision: u64,
+    /// Retained revisions by number. They enter and leave only through `Fleet::put_revision` and
+    /// `Fleet::remove_revision` (one per `BundleRevision` record), and a put of the bundle keeps
+    /// them, so memory holds exactly the records the store holds.
+    pub revisions: BTreeMap<u64, Revision>,
     /// The GitRepo that renders this bundle, if any.
     pub owner: Option<String>,
     /// Bundles that must be Ready on a cluster before this one is first deployed there.
     pub dependencies: Vec<Dependency>,
+    /// The revision a run rolls out (see `rollouts`), with its targets as written.
+    pub candidate: Option<LiveRevision>,
+    pub candidate_targets: Vec<BundleTarget>,
+    /// The bundle's run in progress, or its last one.
+    pub rollout: Option<Box<rollouts::Rollout>>,
+    /// Clusters pinned to the candidate.
+    pub pinned: RoaringBitmap,
     pub targeted: RoaringBitmap,
     /// Counts of targeted clusters by state, indexed by `state_index`.
     pub counts: [u64; 5],
@@ -170,11 +280,30 @@ pub struct BundleEntry {
 
 impl BundleEntry {
     /// Every digest this entry references, once per occurrence (the content references it
-    /// holds: see `contents`).
+    /// holds: see `contents`): its own and its retained revisions'.
     pub fn digests(&self) -> impl Iterator<Item = &str> {
+        self.own_digests()
+            .chain(self.revisions.values().flat_map(|r| r.live.digests()))
+    }
+
+    /// The digests of the spec and the live revision: the references a put of the entry takes
+    /// (retained revisions hold their own, see `Fleet::put_revision`).
+    fn own_digests(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.spec_digest.as_str())
             .chain(self.spec_target_digests.iter().map(String::as_str))
             .chain(self.live.iter().flat_map(LiveRevision::digests))
+            .chain(self.candidate.iter().flat_map(LiveRevision::digests))
+    }
+
+    /// Revisions that clusters may be sent now, which pruning never removes: the live (stable)
+    /// one and a run's candidate.
+    pub fn revisions_in_use(&self) -> BTreeSet<u64> {
+        self.live
+            .iter()
+            .chain(self.candidate.iter())
+            .map(|live| live.revision)
+            .filter(|&number| number > 0)
+            .collect()
     }
 }
 
@@ -245,6 +374,8 @@ pub struct Fleet {
     pending_registrations: HashSet<String>,
     /// Clusters by state, indexed by `cluster_state_index`.
     cluster_counts: [u64; 3],
+    /// Bundles whose run still moves or holds pins.
+    running: RoaringBitmap,
 }
 
 pub fn cluster_state_index(state: ClusterState) -> usize {
@@ -352,6 +483,10 @@ impl Fleet {
 
     pub fn bundle(&self, ordinal: u32) -> Option<&BundleEntry> {
         self.bundles.get(ordinal as usize).and_then(Option::as_ref)
+    }
+
+    fn bundle_mut(&mut self, ordinal: u32) -> Option<&mut BundleEntry> {
+        self.bundles.get_mut(ordinal as usize).and_then(Option::as_mut)
     }
 
     pub fn bundle_by_name(&self, name: &str) -> Option<(u32, &BundleEntry)> {

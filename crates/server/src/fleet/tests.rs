@@ -21,6 +21,8 @@ use serde_json::json;
 
 use super::{BundleEntry, Fleet, clusters::NewCluster, live_revision, state_index};
 
+mod rollouts;
+
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -101,6 +103,12 @@ fn entry(fleet: &Fleet, name: &str, content: &str, targets: Vec<BundleTarget>) -
             .collect(),
         live: Some(live),
         live_targets: targets,
+        last_revision: 0,
+        revisions: Default::default(),
+        candidate: None,
+        candidate_targets: Vec::new(),
+        rollout: None,
+        pinned: Default::default(),
         owner: None,
         dependencies: Vec::new(),
         targeted: Default::default(),
@@ -228,7 +236,8 @@ fn assert_consistent(fleet: &Fleet) {
             }
         }
         for &bundle in fleet.bundle_names.values() {
-            let live = fleet.bundle(bundle).and_then(|b| b.live.as_ref());
+            // A cluster pinned to a run's candidate is targeted by the candidate's targets.
+            let live = fleet.revision_in(bundle, fleet.slot_of(ordinal, bundle));
             let deployed = live.is_some_and(|live| {
                 first_match(&live.targets, &view, &groups)
                     .is_some_and(|index| !live.targets[index].do_not_deploy)
@@ -241,7 +250,16 @@ fn assert_consistent(fleet: &Fleet) {
             let bundle = fleet
                 .bundle(deployment.bundle)
                 .expect("deployed bundle exists");
-            let live = bundle.live.as_ref().expect("only live bundles deploy");
+            assert_eq!(
+                deployment.slot,
+                fleet.slot_of(ordinal, deployment.bundle),
+                "{}'s deployment of {} is in the slot its pin says",
+                cluster.name,
+                bundle.name
+            );
+            let live = fleet
+                .revision_in(deployment.bundle, deployment.slot)
+                .expect("only live bundles deploy");
             let state = if deployment.counted_epoch == live.epoch {
                 deployment.counted
             } else {

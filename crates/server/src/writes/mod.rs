@@ -11,6 +11,7 @@
 pub mod bundles;
 pub mod clusters;
 pub mod groups;
+pub mod rollouts;
 pub mod sources;
 pub mod tokens;
 

@@ -77,7 +77,9 @@ pub async fn delete_gitrepo(state: &AppState, name: &str) -> WriteResult<()> {
             records::delete(records::GITREPO_STATUS, name),
         ];
         for bundle in fleet.bundles_owned_by(name) {
-            ops.push(records::delete(records::BUNDLE, &bundle));
+            if let Some((_, bundle)) = fleet.bundle_by_name(&bundle) {
+                ops.extend(super::bundles::delete_ops(bundle));
+            }
         }
         ops
     };
@@ -197,25 +199,34 @@ pub async fn publish_render<T>(
     plan: impl FnOnce(&Fleet) -> Option<(Render, T)>,
 ) -> WriteResult<Option<T>> {
     let _serialized = state.admin_lock.lock().await;
-    let (render, extra) = {
+    let (render, extra, removed_ops) = {
         let fleet = state.fleet.read();
-        match plan(&fleet) {
-            Some(planned) => planned,
-            None => return Ok(None),
-        }
+        let Some((render, extra)) = plan(&fleet) else {
+            return Ok(None);
+        };
+        // A removed folder's bundle goes with its revisions.
+        let removed_ops: Vec<_> = render
+            .removed
+            .iter()
+            .flat_map(|bundle| match fleet.bundle_by_name(bundle) {
+                Some((_, held)) => super::bundles::delete_ops(held),
+                None => vec![records::delete(records::BUNDLE, bundle)],
+            })
+            .collect();
+        (render, extra, removed_ops)
     };
     let Render {
-        writes,
+        mut writes,
         removed,
         status,
     } = render;
     let mut ops = Vec::new();
-    for write in &writes {
-        ops.extend(write.ops.iter().cloned());
+    for write in &mut writes {
+        // The revisions a render makes name the commit they were rendered from.
+        write.set_source_commit(status.commit.clone());
+        ops.extend(write.ops());
     }
-    for bundle in &removed {
-        ops.push(records::delete(records::BUNDLE, bundle));
-    }
+    ops.extend(removed_ops);
     let record = GitRepoStatusRecord { status };
     ops.push(records::put(records::GITREPO_STATUS, name, &record));
     let revision = commit(state, ops).await?;

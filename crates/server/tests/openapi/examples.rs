@@ -9,9 +9,9 @@ use flotilla_api::{
     BundleTarget, ClusterBundleStatus, ClusterFacts, ClusterGroupSpec, ClusterGroupStatus,
     ClusterSpec, ClusterState, ClusterStatus, Condition, Customization, DriftIgnore, DriftMode,
     DriftPolicy, ErrorBody, GitRepoBundle, GitRepoSpec, GitRepoStatus, IntOrPercent, Kind,
-    LabelSelector, LateJoiners, OfflinePolicy, OnFailure, RolloutStrategy, RolloutWave,
-    LabelSelectorRequirement, NodeCounts, Object, ObjectMeta, Patch, ProblemCluster,
-    RegistrationTokenSpec, RegistrationTokenStatus, SecretSpec, SecretStatus,
+    LabelSelector, LabelSelectorRequirement, LateJoiners, NodeCounts, Object, ObjectMeta,
+    OfflinePolicy, OnFailure, Patch, ProblemCluster, RegistrationTokenSpec,
+    RegistrationTokenStatus, RolloutStrategy, RolloutWave, SecretSpec, SecretStatus,
     agent::{
         BundleReport, DeployOptions, DesiredBundle, InlineContent, ObjectProblem, RegisterRequest,
         RegisterResponse, SyncRequest, SyncResponse,
@@ -275,6 +275,22 @@ fn full_gitrepo_status() -> GitRepoStatus {
             digest: "sha256:00".into(),
             error: Some("render failed".into()),
         }],
+    }
+}
+
+pub fn full_bundle_revision() -> flotilla_api::BundleRevision {
+    flotilla_api::BundleRevision {
+        revision: 3,
+        generation: 7,
+        digest: "sha256:00".into(),
+        target_digests: vec![flotilla_api::TargetDigest {
+            target: "edge".into(),
+            digest: "sha256:01".into(),
+        }],
+        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        author: "gitrepo/fleet".into(),
+        created: "2026-01-02T03:04:05Z".into(),
+        phase: "Stable".into(),
     }
 }
 

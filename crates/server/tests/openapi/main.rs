@@ -24,8 +24,8 @@ use support::{Harness, bundle};
 
 use crate::{
     examples::{
-        full_error, full_example, full_register_request, full_register_response, full_sync_request,
-        full_sync_response, to_json,
+        full_bundle_revision, full_error, full_example, full_register_request,
+        full_register_response, full_sync_request, full_sync_response, to_json,
     },
     schema::{Schemas, collect_refs},
 };
@@ -76,6 +76,14 @@ async fn openapi_agent_protocol_and_error_schemas_are_exactly_the_serialized_key
         ("RegisterResponse", to_json(&full_register_response())),
         ("SyncRequest", to_json(&full_sync_request())),
         ("SyncResponse", to_json(&full_sync_response())),
+        (
+            "BundleRevisionList",
+            to_json(&List {
+                items: vec![full_bundle_revision()],
+                continue_token: Some("cursor".into()),
+                total: Some(1),
+            }),
+        ),
     ];
     for (name, message) in &messages {
         schemas.assert_matches(name, message, &mut covered);
@@ -117,6 +125,19 @@ async fn openapi_kind_schemas_match_what_the_admin_api_serves() {
             assert_eq!(response.status().as_u16(), 200, "get {plural}/{name}");
             let item: Value = response.json().await.expect("object JSON");
             schemas.assert_matches(kind.as_str(), &item, &mut covered);
+            if kind == Kind::Bundle {
+                let response = harness
+                    .admin(
+                        Method::GET,
+                        &format!("/api/v1/bundles/{name}/revisions"),
+                        None,
+                    )
+                    .await;
+                assert_eq!(response.status().as_u16(), 200, "revisions of {name}");
+                let revisions: Value = response.json().await.expect("revisions JSON");
+                assert!(!revisions["items"].as_array().expect("items").is_empty());
+                schemas.assert_matches("BundleRevisionList", &revisions, &mut covered);
+            }
         }
     }
     let response = harness
@@ -162,6 +183,7 @@ async fn openapi_document_parses_as_openapi_3_1_and_lists_every_route() {
         (("/api/v1/{plural}/{name}", "get"), admin(&["200"])),
         (("/api/v1/{plural}/{name}", "put"), admin(&["200", "201"])),
         (("/api/v1/{plural}/{name}", "delete"), admin(&["200"])),
+        (("/api/v1/bundles/{name}/revisions", "get"), admin(&["200"])),
         (
             ("/api/v1/webhooks/git", "post"),
             vec!["200", "202", "401", "403"],

@@ -2,6 +2,8 @@
 //! driven with reqwest as an admin and as agents.
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod agents;
+
 use std::time::Duration;
 
 use flotilla_api::{

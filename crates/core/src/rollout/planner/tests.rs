@@ -841,3 +841,30 @@ fn a_report_about_the_stable_revision_never_counts_for_a_pinned_cluster() {
     run.observe(canary, BundleState::Ready, true, 61_000);
     assert_eq!(run.counts(0).unwrap().soaking, 1);
 }
+
+#[test]
+fn a_follower_pins_exactly_what_the_leader_committed() {
+    let clusters = plain(30);
+    let strategy = canary_then_rest();
+    let mut leader = Fleet::healthy(start(strategy.clone(), &clusters), 30);
+    let mut follower = start(strategy, &clusters);
+    let mut follower_pinned: BTreeSet<ClusterId> = BTreeSet::new();
+    for _ in 0..200 {
+        let step = leader.tick();
+        if step.persist {
+            let moved = follower.follow(leader.run.saved(), leader.now);
+            follower_pinned.extend(&moved.pin);
+            for cluster in &moved.unpin {
+                follower_pinned.remove(cluster);
+            }
+        }
+        let leader_pinned: BTreeSet<ClusterId> = leader
+            .pinned
+            .iter()
+            .filter(|(_, p)| **p)
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(follower_pinned, leader_pinned);
+    }
+    assert_eq!(follower.phase(), Phase::Succeeded);
+}

@@ -1,0 +1,26 @@
+//! The rollout driver: singleton work that steps every bundle's run a few times a second, on
+//! the lease holder only (other replicas follow the run records it commits).
+
+use std::time::Duration;
+
+use crate::{state::SharedState, writes};
+
+/// How often runs are stepped. A decision (advance, fail, roll back) follows the report that
+/// decides it by at most this much plus a commit, well within the 1 s the issue asks for, and an
+/// idle step costs a look at the running set.
+pub const STEP_EVERY: Duration = Duration::from_millis(100);
+
+pub async fn driver(state: SharedState) {
+    let mut tick = tokio::time::interval(STEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        if !state.lease.is_held() {
+            continue;
+        }
+        if let Err(error) = writes::rollouts::step_all(&state).await {
+            // The moves stay with their runs and go with the next commit that succeeds.
+            tracing::warn!(%error, "rollout step not committed; retrying");
+        }
+    }
+}
