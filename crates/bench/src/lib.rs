@@ -10,6 +10,7 @@ pub mod result;
 pub mod sampler;
 mod scenarios;
 mod target;
+mod waves;
 
 use std::{
     collections::BTreeMap,
@@ -41,6 +42,8 @@ pub enum Scenario {
     Rollout,
     Restart,
     Api,
+    /// Not part of `all`: it takes about seven sync intervals and adds a bundle.
+    RolloutWaves,
     All,
 }
 
@@ -52,10 +55,11 @@ impl Scenario {
             "rollout" => Scenario::Rollout,
             "restart" => Scenario::Restart,
             "api" => Scenario::Api,
+            "rollout-waves" => Scenario::RolloutWaves,
             "all" => Scenario::All,
             other => {
                 return Err(format!(
-                    "unknown scenario `{other}`; use register, steady, rollout, restart, api or all"
+                    "unknown scenario `{other}`; use register, steady, rollout, restart, api, rollout-waves or all"
                 ));
             }
         })
@@ -68,12 +72,13 @@ impl Scenario {
             Scenario::Rollout => "rollout",
             Scenario::Restart => "restart",
             Scenario::Api => "api",
+            Scenario::RolloutWaves => "rollout-waves",
             Scenario::All => "all",
         }
     }
 
     fn runs(self, phase: Scenario) -> bool {
-        self == Scenario::All || self == phase
+        self == phase || (self == Scenario::All && phase != Scenario::RolloutWaves)
     }
 }
 
@@ -95,6 +100,8 @@ pub struct BenchConfig {
     pub nodes: u32,
     pub concurrency: usize,
     pub connections: usize,
+    /// The canary's `minSoak` in `rollout-waves`.
+    pub canary_soak: Duration,
     /// Pin the server child to these CPUs (a `taskset` list such as `0`).
     pub server_cpus: Option<String>,
     /// Pin the bench process, and so its simulator, to these CPUs.
@@ -120,6 +127,7 @@ impl Default for BenchConfig {
             nodes: 3,
             concurrency: 512,
             connections: 8,
+            canary_soak: Duration::from_secs(5),
             server_cpus: None,
             sim_cpus: None,
             command: String::new(),
@@ -347,6 +355,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
         rollout: figures.rollout,
         api: figures.api,
         restart: figures.restart,
+        rollout_waves: figures.rollout_waves,
         samples,
     };
     let json_path = config.out.join("result.json");

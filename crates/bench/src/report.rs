@@ -6,7 +6,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use crate::{
-    result::{BenchResult, Phase},
+    result::{BenchResult, Phase, RolloutWavesResult, ServerCpu},
     sampler::Sample,
 };
 
@@ -134,6 +134,111 @@ fn seconds(value: Option<f64>) -> String {
 
 fn optional(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(|| "not sampled".into(), |v| format!("{v:.2} {unit}"))
+}
+
+fn server_cpu(cpu: Option<&ServerCpu>) -> String {
+    match cpu {
+        Some(cpu) => format!(
+            "server {:.1} CPU s ({:.2} cores, busiest second {})",
+            cpu.seconds,
+            cpu.cores,
+            optional(cpu.cores_peak, "cores")
+        ),
+        None => "server CPU not sampled".into(),
+    }
+}
+
+/// The rollout-waves rows of the figures table: the good revision's run and the rollback.
+fn rollout_waves_figures(waves: &RolloutWavesResult) -> Vec<Vec<String>> {
+    let advance = &waves.advance;
+    let mut rows = vec![vec![
+        "rollout-waves: good revision".into(),
+        format!(
+            "{} on {} clusters in {} waves (canary soak {:.0} s): write acknowledged in {:.2} s, Succeeded after {} (last seen {}); {}",
+            waves.bundle,
+            waves.clusters,
+            advance.waves.len(),
+            waves.canary_soak_seconds,
+            advance.write_seconds,
+            seconds(advance.seconds_to_succeeded),
+            advance.final_phase,
+            server_cpu(advance.server_cpu.as_ref()),
+        ),
+    ]];
+    if let Some(rollback) = &waves.rollback {
+        rows.push(vec![
+            "rollout-waves: failing revision".into(),
+            format!(
+                "wave {} failed ({} of {} clusters); first failure seen {}, RollingBack {} (decision {}, at most {}), RolledBack {} (rollback {}), every cluster Ready on the stable revision {} ({} after the failure); later waves: at most {} clusters on the candidate, {} of {} never started; simulator: at most {} deployments not Ready at once; {}",
+                rollback.failed_wave.as_deref().unwrap_or("none"),
+                rollback.failed_wave_failed,
+                rollback.failed_wave_clusters,
+                seconds_2(rollback.seconds_to_first_failure),
+                seconds_2(rollback.seconds_to_decision),
+                seconds_2(rollback.decision_seconds),
+                seconds_2(rollback.decision_seconds_bound),
+                seconds(rollback.seconds_to_rolled_back),
+                seconds(rollback.rollback_seconds),
+                seconds(rollback.seconds_to_stable_ready),
+                seconds(rollback.stable_ready_after_failure_seconds),
+                rollback.later_waves_updated_max,
+                rollback.later_waves_never_started,
+                rollback.later_waves,
+                rollback.sim_not_ready_max,
+                server_cpu(rollback.server_cpu.as_ref()),
+            ),
+        ]);
+    }
+    rows
+}
+
+/// Per wave of the good revision's run.
+fn rollout_waves_table(html: &mut String, waves: &RolloutWavesResult) {
+    let rows: Vec<Vec<String>> = waves
+        .advance
+        .waves
+        .iter()
+        .map(|wave| {
+            vec![
+                wave.name.clone(),
+                wave.clusters.to_string(),
+                format!("{:.0} s", wave.soak_seconds),
+                seconds_2(wave.seconds_to_start),
+                seconds_2(wave.seconds_to_all_ready),
+                seconds_2(wave.seconds_to_done),
+                seconds_2(wave.decision_seconds),
+                seconds_2(wave.decision_seconds_bound),
+            ]
+        })
+        .collect();
+    table(
+        html,
+        &format!(
+            "Rollout waves: the good revision (seconds since the write; status read every {:.0} ms, longest gap {:.0} ms, {} failed reads)",
+            waves.poll_ms, waves.poll_gap_max_ms, waves.read_errors
+        ),
+        &[
+            "wave",
+            "clusters",
+            "soak",
+            "started",
+            "all Ready",
+            "done",
+            "decision",
+            "decision at most",
+        ],
+        &rows,
+    );
+    html.push_str(
+        "<p>Decision: the next wave seen started (or the run seen Succeeded, after the last wave) \
+         minus the time every cluster of the wave was seen Ready plus its soak, first sighting to \
+         first sighting (0 when both showed in the same read). At most: the same from the read \
+         before every cluster was seen Ready (the earliest its last report can have landed).</p>\n",
+    );
+}
+
+fn seconds_2(value: Option<f64>) -> String {
+    value.map_or_else(|| "not seen".into(), |s| format!("{s:.2} s"))
 }
 
 pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
@@ -373,7 +478,13 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
             restart.lost_writes.len(), restart.acknowledged_writes, restart.clusters_before, restart.clusters_after,
         )]);
     }
+    if let Some(waves) = &result.rollout_waves {
+        figures.extend(rollout_waves_figures(waves));
+    }
     table(&mut html, "Figures", &["phase", "result"], &figures);
+    if let Some(waves) = &result.rollout_waves {
+        rollout_waves_table(&mut html, waves);
+    }
     if let Some(api) = &result.api {
         let rows: Vec<Vec<String>> = api
             .operations

@@ -32,6 +32,8 @@ pub struct BenchResult {
     pub api: Option<ApiResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_waves: Option<RolloutWavesResult>,
     pub verdicts: Vec<Verdict>,
     pub samples: Vec<Sample>,
 }
@@ -158,6 +160,118 @@ pub struct RestartResult {
     pub lost_writes: Vec<String>,
     pub clusters_before: u64,
     pub clusters_after: u64,
+}
+
+/// `rollout-waves`: a good revision through five waves behind a canary, then one that fails on
+/// canary clusters and is rolled back. Times are seconds since the write that started the run,
+/// read from the rollout status every `pollMs`: an event happened between the read before the
+/// one that first showed it and that read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutWavesResult {
+    pub bundle: String,
+    /// Clusters the bundle targets.
+    pub clusters: u64,
+    /// The canary's `minSoak`.
+    pub canary_soak_seconds: f64,
+    /// The interval the status was read at, and the longest gap between two reads that answered.
+    pub poll_ms: f64,
+    pub poll_gap_max_ms: f64,
+    /// Status reads that failed (not counted in the figures).
+    pub read_errors: u64,
+    /// The good revision.
+    pub advance: WavesAdvance,
+    /// The failing revision; absent when the good one did not succeed in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<WavesRollback>,
+}
+
+/// A run of a good revision through every wave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WavesAdvance {
+    /// How long the admin write that started the run took to be acknowledged.
+    pub write_seconds: f64,
+    pub waves: Vec<WaveFigures>,
+    /// Until the run was seen Succeeded; absent when it was not before the deadline.
+    pub seconds_to_succeeded: Option<f64>,
+    /// The phase the run was last seen in.
+    pub final_phase: String,
+    pub server_cpu: Option<ServerCpu>,
+}
+
+/// One wave of a run that advanced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveFigures {
+    pub name: String,
+    pub clusters: u64,
+    pub soak_seconds: f64,
+    /// Until a cluster of the wave was first seen on the candidate (`updated > 0`).
+    pub seconds_to_start: Option<f64>,
+    /// Until every cluster of the wave was seen reporting the candidate Ready (or skipped).
+    pub seconds_to_all_ready: Option<f64>,
+    /// Until the wave was seen `Done`.
+    pub seconds_to_done: Option<f64>,
+    /// The next wave seen started (or the run Succeeded, for the last wave) minus the time the
+    /// wave's last report made it decidable (every cluster seen Ready, plus the soak). Read
+    /// first sighting to first sighting, so within a poll gap either way; 0 when the two were
+    /// seen in the same read.
+    pub decision_seconds: Option<f64>,
+    /// The most the decision can have taken: the same, from the read before the one that first
+    /// showed every cluster Ready.
+    pub decision_seconds_bound: Option<f64>,
+}
+
+/// A revision that fails on canary clusters, rolled back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WavesRollback {
+    pub write_seconds: f64,
+    /// The wave whose failure stopped the run (the canary, by design), its size and failures.
+    pub failed_wave: Option<String>,
+    pub failed_wave_clusters: u64,
+    pub failed_wave_failed: u64,
+    /// Until a failed cluster was first seen (the report that decides a mandatory wave).
+    pub seconds_to_first_failure: Option<f64>,
+    /// Until the run was seen RollingBack (the decision).
+    pub seconds_to_decision: Option<f64>,
+    /// Decision minus first failure seen, and its bound (from the read before the failure was
+    /// seen).
+    pub decision_seconds: Option<f64>,
+    pub decision_seconds_bound: Option<f64>,
+    /// Until the run was seen RolledBack: every touched cluster reported the stable revision
+    /// (Ready or Error) or passed its deadline.
+    pub seconds_to_rolled_back: Option<f64>,
+    /// RolledBack seen minus RollingBack seen: the rollback itself.
+    pub rollback_seconds: Option<f64>,
+    /// Until RolledBack with the bundle's summary counting every targeted cluster Ready.
+    pub seconds_to_stable_ready: Option<f64>,
+    /// The same, counted from the read before the first failure was seen (the target's clock).
+    pub stable_ready_after_failure_seconds: Option<f64>,
+    /// The phase the run was last seen in.
+    pub final_phase: String,
+    /// Over every status read: the most clusters of waves after the failed one seen on the
+    /// candidate (pinned to it).
+    pub later_waves_updated_max: u64,
+    /// Waves after the failed one, and how many of them the final status shows never started
+    /// (`Waiting`; a wave that started ends `RolledBack`).
+    pub later_waves: u64,
+    pub later_waves_never_started: u64,
+    /// Cross-check from the simulator: the most simulated deployments not Ready at one time
+    /// during the phase (its clusters fail only where the candidate was applied).
+    pub sim_not_ready_max: i64,
+    pub server_cpu: Option<ServerCpu>,
+}
+
+/// The server's CPU over a phase, from /proc.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerCpu {
+    pub seconds: f64,
+    /// Average over the phase, and the busiest one-second sample.
+    pub cores: f64,
+    pub cores_peak: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

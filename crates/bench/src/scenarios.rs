@@ -1,5 +1,6 @@
 //! The scenarios: register, converge (always, before the steady-state ones), steady, rollout,
-//! api and restart, and the verdicts against the one-million-cluster targets.
+//! api, restart and rollout-waves (in `waves`), and the verdicts against the one-million-cluster
+//! targets.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -26,7 +27,7 @@ use crate::{
     BenchConfig, Run, Scenario,
     result::{
         ApiOperation, ApiResult, ConvergeResult, RegisterResult, RestartResult, RolloutResult,
-        SteadyResult, Verdict,
+        RolloutWavesResult, SteadyResult, Verdict,
     },
     target::Target,
 };
@@ -40,12 +41,17 @@ pub struct Figures {
     pub rollout: Option<RolloutResult>,
     pub api: Option<ApiResult>,
     pub restart: Option<RestartResult>,
+    pub rollout_waves: Option<RolloutWavesResult>,
 }
 
 const POLL: Duration = Duration::from_millis(250);
 
 /// Polls `check` until it yields a value or `deadline` passes.
-async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
+pub(crate) async fn wait_until<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -85,6 +91,9 @@ pub async fn drive(run: &mut Run, sim_config: SimConfig) -> anyhow::Result<Figur
         } else {
             run.say("bench: restart skipped: the server is not ours to kill (--server)");
         }
+    }
+    if scenario.runs(Scenario::RolloutWaves) {
+        figures.rollout_waves = Some(crate::waves::rollout_waves(run).await?);
     }
     Ok(figures)
 }
@@ -742,6 +751,9 @@ pub fn verdicts(config: &BenchConfig, figures: &Figures) -> Vec<Verdict> {
             met: Some(worst <= 100.0 && errors == 0),
             note: scale_note,
         });
+    }
+    if let Some(waves) = &figures.rollout_waves {
+        verdicts.extend(crate::waves::verdicts(config, waves));
     }
     verdicts
 }

@@ -10,7 +10,8 @@ use crate::{output, shutdown_signal};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// register, steady, rollout, restart, api, or all (each in turn, into one report).
+    /// register, steady, rollout, restart, api, or all (each in turn, into one report); or
+    /// rollout-waves (not part of all).
     #[arg(value_parser = flotilla_bench::Scenario::parse)]
     scenario: flotilla_bench::Scenario,
     #[arg(long, default_value_t = 10_000)]
@@ -50,6 +51,9 @@ pub struct BenchArgs {
     /// Simulator HTTP/2 connections.
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// The canary wave's minSoak in rollout-waves.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    canary_soak: Duration,
     /// Pin the server the bench starts to these CPUs (a taskset list, e.g. 0), to read each
     /// side's cost apart.
     #[arg(long, value_name = "LIST")]
@@ -77,6 +81,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         nodes,
         concurrency,
         connections,
+        canary_soak,
         server_cpus,
         sim_cpus,
         no_progress,
@@ -104,6 +109,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         nodes,
         concurrency,
         connections,
+        canary_soak,
         server_cpus,
         sim_cpus,
         command: std::env::args().collect::<Vec<_>>().join(" "),

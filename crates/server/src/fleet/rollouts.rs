@@ -407,18 +407,26 @@ impl Fleet {
         !unapplied.is_empty()
     }
 
-    /// Applies the moves of the bundle's run once their record is committed.
-    pub fn apply_run_moves(&mut self, bundle: u32, now: Millis) {
+    /// Applies up to `budget` of the moves of the bundle's run once their record is committed;
+    /// returns whether some are left (the caller releases the fleet lock between batches, so
+    /// a wave of a million clusters never stalls agents' syncs).
+    pub fn apply_run_moves(&mut self, bundle: u32, now: Millis, budget: usize) -> bool {
         let Some(rollout) = self.bundle_mut(bundle).and_then(|b| b.rollout.as_mut()) else {
-            return;
+            return false;
         };
-        let moves = std::mem::take(&mut rollout.unapplied);
-        for cluster in moves.pin {
+        let moves = &mut rollout.unapplied;
+        let pins = moves.pin.split_off(moves.pin.len().saturating_sub(budget));
+        let left = budget - pins.len();
+        let unpins = moves.unpin.split_off(moves.unpin.len().saturating_sub(left));
+        moves.persist = false;
+        let more = !moves.pin.is_empty() || !moves.unpin.is_empty();
+        for cluster in pins {
             self.reslot(cluster, bundle, Slot::Candidate, Some(now));
         }
-        for cluster in moves.unpin {
+        for cluster in unpins {
             self.reslot(cluster, bundle, Slot::Stable, Some(now));
         }
+        more
     }
 
     /// The record of the bundle's run as it stands (for the driver to commit).

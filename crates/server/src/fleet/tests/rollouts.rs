@@ -76,7 +76,7 @@ fn start_candidate(
 /// One driver step without a store: step, then apply the moves.
 fn step(fleet: &mut Fleet, bundle: u32, now: u64) {
     fleet.step_run(bundle, now);
-    fleet.apply_run_moves(bundle, now);
+    while fleet.apply_run_moves(bundle, now, 1) {}
     assert_consistent(fleet);
 }
 
