@@ -274,7 +274,7 @@ impl Default for Metrics {
         let rollout_ends = Family::<ResultLabel, Counter>::default();
         registry.register(
             "rollout_ends",
-            "Rollout runs that ended, by how (succeeded, rolled_back, halted, frozen)",
+            "Rollout runs that ended, by how (succeeded, rolled_back)",
             rollout_ends.clone(),
         );
         let lease_held = Gauge::default();

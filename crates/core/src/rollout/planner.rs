@@ -456,8 +456,29 @@ impl Run {
                 continue;
             }
             let wave_index = member.wave as usize;
+            let online = member.online;
             if reverted {
                 self.set_progress(cluster, Some(Progress::Reverted));
+            } else if !online {
+                // Offline as when it started: its wave's offline policy, not a deadline.
+                match self.strategy.offline {
+                    OfflinePolicy::Skip => self.set_progress(cluster, Some(Progress::Skipped)),
+                    OfflinePolicy::Wait => self.set_progress(
+                        cluster,
+                        Some(Progress::InFlight {
+                            deadline: Millis::MAX,
+                        }),
+                    ),
+                    OfflinePolicy::Fail => {
+                        self.set_progress(
+                            cluster,
+                            Some(Progress::InFlight {
+                                deadline: Millis::MAX,
+                            }),
+                        );
+                        self.fail(cluster, FailReason::Offline);
+                    }
+                }
             } else {
                 let deadline = now + self.strategy.waves[wave_index].progress_deadline_ms;
                 self.set_progress(cluster, Some(Progress::InFlight { deadline }));

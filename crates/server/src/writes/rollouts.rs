@@ -73,9 +73,20 @@ pub async fn step_all(state: &AppState) -> WriteResult<()> {
             }
             tokio::task::yield_now().await;
         }
-        let mut fleet = state.fleet.write();
-        if fleet.bundle(bundle).is_some_and(|b| b.name == name) {
-            finish_if_over(&mut fleet, bundle);
+        let ended = {
+            let mut fleet = state.fleet.write();
+            if fleet.bundle(bundle).is_some_and(|b| b.name == name) {
+                finish_if_over(&mut fleet, bundle)
+            } else {
+                None
+            }
+        };
+        if let Some(result) = ended {
+            state
+                .metrics
+                .rollout_ends
+                .get_or_create(&crate::metrics::ResultLabel { result })
+                .inc();
         }
     }
     state.metrics.rollout_steps.inc();
@@ -84,10 +95,8 @@ pub async fn step_all(state: &AppState) -> WriteResult<()> {
 
 /// Ends a run whose phase says it is over: a success promotes the candidate to stable, a
 /// rollback drops it. Halted and frozen runs keep their planner (and pins) for a person.
-fn finish_if_over(fleet: &mut Fleet, bundle: u32) {
-    let Some(run) = fleet.run(bundle) else {
-        return;
-    };
+fn finish_if_over(fleet: &mut Fleet, bundle: u32) -> Option<&'static str> {
+    let run = fleet.run(bundle)?;
     let phase = run.phase();
     let ended = Ended {
         phase,
@@ -98,13 +107,15 @@ fn finish_if_over(fleet: &mut Fleet, bundle: u32) {
             fleet.promote_candidate(bundle);
             fleet.finish_run(bundle, ended);
             tracing::info!(bundle = %bundle_name(fleet, bundle), "rollout succeeded");
+            Some("succeeded")
         }
         Phase::RolledBack => {
             fleet.drop_candidate(bundle);
             fleet.finish_run(bundle, ended);
             tracing::warn!(bundle = %bundle_name(fleet, bundle), "rollout rolled back");
+            Some("rolled_back")
         }
-        _ => {}
+        _ => None,
     }
 }
 
@@ -317,14 +328,30 @@ fn undo_document(
             }
             _ => {}
         }
+        // The stable revision before the current one: the one the last successful run started
+        // from; else the newest older revision no run left behind (a rolled-back or aborted
+        // candidate was never stable).
+        let last = entry.rollout.as_ref();
+        let previous = match last {
+            Some(run) if run.phase() == Some(Phase::Succeeded) && run.to == stable => {
+                Some(run.from).filter(|&from| from > 0 && entry.revisions.contains_key(&from))
+            }
+            _ => None,
+        };
+        let never_stable = last
+            .filter(|run| run.phase() != Some(Phase::Succeeded))
+            .map(|run| run.to);
         let target = match to {
             Some(number) => number,
-            None => entry
-                .revisions
-                .keys()
-                .rev()
-                .copied()
-                .find(|&number| number < stable)
+            None => previous
+                .or_else(|| {
+                    entry
+                        .revisions
+                        .keys()
+                        .rev()
+                        .copied()
+                        .find(|&number| number < stable && Some(number) != never_stable)
+                })
                 .ok_or_else(|| {
                     WriteError::Conflict(format!(
                         "bundle {name:?} keeps no revision older than its stable revision {stable}; name one with --to-revision (see `flotilla history bundle {name}`)"
