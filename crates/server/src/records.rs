@@ -356,8 +356,7 @@ pub fn load(store: &dyn Store) -> anyhow::Result<Loaded> {
                 revisions.push((name.to_string(), stored, record.revision));
             }
             ROLLOUT => {
-                let stored: crate::fleet::rollouts::RolloutRecord =
-                    decode(kind, name, record.doc)?;
+                let stored: crate::fleet::rollouts::RolloutRecord = decode(kind, name, record.doc)?;
                 rollouts.push((name.to_string(), stored));
             }
             _ => {}

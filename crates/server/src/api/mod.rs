@@ -56,7 +56,10 @@ pub fn app(state: SharedState) -> Router {
             get(admin::bundle_revisions),
         )
         .route("/api/v1/bundles/{name}/rollout", get(rollouts::status))
-        .route("/api/v1/bundles/{name}/rollout/{verb}", post(rollouts::verb))
+        .route(
+            "/api/v1/bundles/{name}/rollout/{verb}",
+            post(rollouts::verb),
+        )
         .merge(
             Router::new()
                 .route(flotilla_api::agent::REGISTER_PATH, post(agent::register))

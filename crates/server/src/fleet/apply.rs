@@ -57,7 +57,8 @@ impl Fleet {
         // A run whose stable or candidate revision this entry changes ends first: its clusters
         // go back to the stable revision before the revisions change under them.
         if let Some((ordinal, old)) = self.bundle_by_name(&entry.name) {
-            let number = |r: Option<&super::LiveRevision>| r.map(|r| (r.revision, r.digest.clone()));
+            let number =
+                |r: Option<&super::LiveRevision>| r.map(|r| (r.revision, r.digest.clone()));
             let moved = number(old.live.as_ref()) != number(entry.live.as_ref())
                 || number(old.candidate.as_ref()) != number(entry.candidate.as_ref());
             if moved && (old.rollout.is_some() || !old.pinned.is_empty()) {

@@ -16,8 +16,7 @@ use roaring::RoaringBitmap;
 
 use super::{
     BundleEntry, Deployment, Fleet, GroupEntry, LiveRevision, Tally, clusters::counted_state,
-    rollouts::Slot,
-    labels::label_value, state_index,
+    labels::label_value, rollouts::Slot, state_index,
 };
 
 impl Fleet {
@@ -71,7 +70,10 @@ impl Fleet {
                         .map(|old| old.epoch)
                 };
                 let olds = [old_entry.live.as_ref(), old_entry.candidate.as_ref()];
-                let live_epoch = entry.live.as_ref().map(|live| same(live, olds).unwrap_or(next));
+                let live_epoch = entry
+                    .live
+                    .as_ref()
+                    .map(|live| same(live, olds).unwrap_or(next));
                 let candidate_epoch = entry
                     .candidate
                     .as_ref()
@@ -98,20 +100,19 @@ impl Fleet {
                 bundle.targeted = old.targeted;
                 bundle.counts = old.counts;
                 bundle.problems = old.problems;
-                let differs = |old: &Option<LiveRevision>, new: &Option<LiveRevision>| match (
-                    old, new,
-                ) {
-                    (Some(old), Some(new)) => {
-                        old.targets != new.targets
-                            || old.keep_resources != new.keep_resources
-                            || old.drift != new.drift
-                            || old.vars != new.vars
-                    }
-                    (None, None) => false,
-                    _ => true,
-                };
-                let targeting_changed = differs(&old.live, &bundle.live)
-                    || differs(&old.candidate, &bundle.candidate);
+                let differs =
+                    |old: &Option<LiveRevision>, new: &Option<LiveRevision>| match (old, new) {
+                        (Some(old), Some(new)) => {
+                            old.targets != new.targets
+                                || old.keep_resources != new.keep_resources
+                                || old.drift != new.drift
+                                || old.vars != new.vars
+                        }
+                        (None, None) => false,
+                        _ => true,
+                    };
+                let targeting_changed =
+                    differs(&old.live, &bundle.live) || differs(&old.candidate, &bundle.candidate);
                 let epoch_changed =
                     old.live.as_ref().map(|l| l.epoch) != bundle.live.as_ref().map(|l| l.epoch);
                 if epoch_changed {
@@ -232,7 +233,12 @@ impl Fleet {
     }
 
     /// The index of the first target of a revision of the bundle matching the cluster.
-    pub(super) fn matching_target_in(&self, cluster: u32, bundle: u32, slot: Slot) -> Option<usize> {
+    pub(super) fn matching_target_in(
+        &self,
+        cluster: u32,
+        bundle: u32,
+        slot: Slot,
+    ) -> Option<usize> {
         let live = self.revision_in(bundle, slot)?;
         let entry = self.cluster(cluster)?;
         let interner = &self.interner;
@@ -312,7 +318,11 @@ impl Fleet {
                     bundle,
                     slot,
                     epoch: live.epoch,
-                    state: counted_state(deployment.report.as_deref(), live.digest_for(target), hash),
+                    state: counted_state(
+                        deployment.report.as_deref(),
+                        live.digest_for(target),
+                        hash,
+                    ),
                 };
                 self.uncount(cluster, before);
                 self.count(cluster, after);

@@ -486,7 +486,9 @@ impl Fleet {
     }
 
     fn bundle_mut(&mut self, ordinal: u32) -> Option<&mut BundleEntry> {
-        self.bundles.get_mut(ordinal as usize).and_then(Option::as_mut)
+        self.bundles
+            .get_mut(ordinal as usize)
+            .and_then(Option::as_mut)
     }
 
     pub fn bundle_by_name(&self, name: &str) -> Option<(u32, &BundleEntry)> {

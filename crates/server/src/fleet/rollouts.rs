@@ -417,7 +417,9 @@ impl Fleet {
         let moves = &mut rollout.unapplied;
         let pins = moves.pin.split_off(moves.pin.len().saturating_sub(budget));
         let left = budget - pins.len();
-        let unpins = moves.unpin.split_off(moves.unpin.len().saturating_sub(left));
+        let unpins = moves
+            .unpin
+            .split_off(moves.unpin.len().saturating_sub(left));
         moves.persist = false;
         let more = !moves.pin.is_empty() || !moves.unpin.is_empty();
         for cluster in pins {

@@ -14,12 +14,13 @@ use flotilla_api::{BundleSpec, BundleTarget};
 use flotilla_core::rollout::{planner::Phase, strategy::Strategy};
 
 use crate::{
+    fleet::rollouts::RolloutRecord,
     fleet::{
-        BundleEntry, Fleet, LiveRevision, Revision, dependencies::CandidateBundle,
+        BundleEntry, Fleet, LiveRevision, Revision,
+        dependencies::CandidateBundle,
         rollouts::{Rollout, now_millis},
     },
     records::{self, BundleRecord, LiveRecord, RevisionRecord},
-    fleet::rollouts::RolloutRecord,
     state::{AppState, now_seconds},
     view,
 };
@@ -402,11 +403,7 @@ struct RunInputs<'a> {
     now: u64,
 }
 
-type Planned = (
-    Option<LiveRevision>,
-    Vec<BundleTarget>,
-    Option<LiveRecord>,
-);
+type Planned = (Option<LiveRevision>, Vec<BundleTarget>, Option<LiveRecord>);
 
 /// A candidate revision with its targets as written and its stored record.
 type Candidate = (LiveRevision, Vec<BundleTarget>, LiveRecord);
@@ -433,7 +430,11 @@ fn plan_run(
     (live, live_targets, live_record): Planned,
     ops: &mut Vec<Op>,
 ) -> WriteResult<PlannedRun> {
-    let old_candidate = old.and_then(|o| o.candidate.clone().map(|c| (c, o.candidate_targets.clone())));
+    let old_candidate = old.and_then(|o| {
+        o.candidate
+            .clone()
+            .map(|c| (c, o.candidate_targets.clone()))
+    });
     let had_run = old.is_some_and(|o| o.rollout.is_some());
     let kept_candidate = |ops: &mut Vec<Op>| -> WriteResult<Option<Candidate>> {
         match &old_candidate {
@@ -449,12 +450,20 @@ fn plan_run(
         return Ok((live, live_targets, live_record, candidate, RunChange::Keep));
     }
     let (Some(strategy), Some(old), Some(new)) = (inputs.strategy, old, live.as_ref()) else {
-        let change = if had_run { RunChange::End } else { RunChange::Keep };
+        let change = if had_run {
+            RunChange::End
+        } else {
+            RunChange::Keep
+        };
         return Ok((live, live_targets, live_record, None, change));
     };
     let Some(stable) = old.live.as_ref() else {
         // Nothing rolled out yet: the first revision goes everywhere at once.
-        let change = if had_run { RunChange::End } else { RunChange::Keep };
+        let change = if had_run {
+            RunChange::End
+        } else {
+            RunChange::Keep
+        };
         return Ok((live, live_targets, live_record, None, change));
     };
     let stable_record = stored_again(fleet, inputs.name, stable, &old.live_targets, ops)?;
@@ -469,7 +478,11 @@ fn plan_run(
     };
     if stable.same_delivery(new) {
         // Back to what every cluster outside the run has: a run in progress ends.
-        let change = if old.candidate.is_some() { RunChange::End } else { RunChange::Keep };
+        let change = if old.candidate.is_some() {
+            RunChange::End
+        } else {
+            RunChange::Keep
+        };
         return stay_stable(None, change);
     }
     if let Some((candidate, _)) = &old_candidate
