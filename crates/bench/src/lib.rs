@@ -10,6 +10,7 @@ pub mod result;
 pub mod sampler;
 mod scenarios;
 mod target;
+mod wait;
 mod waves;
 
 use std::{

@@ -30,6 +30,7 @@ use crate::{
         RolloutWavesResult, SteadyResult, Verdict,
     },
     target::Target,
+    wait::wait_until,
 };
 
 /// The figures of the phases that ran.
@@ -45,28 +46,6 @@ pub struct Figures {
 }
 
 const POLL: Duration = Duration::from_millis(250);
-
-/// Polls `check` until it yields a value or `deadline` passes.
-pub(crate) async fn wait_until<T, F, Fut>(
-    what: &str,
-    deadline: Duration,
-    mut check: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        if Instant::now() > until {
-            bail!("gave up after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
 
 pub async fn drive(run: &mut Run, sim_config: SimConfig) -> anyhow::Result<Figures> {
     let mut figures = Figures::default();

@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::{
     BenchConfig, Run,
     result::{RolloutWavesResult, ServerCpu, Verdict, WavesAdvance},
-    scenarios::wait_until,
+    wait::wait_until,
 };
 
 use self::figures::{

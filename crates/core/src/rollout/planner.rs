@@ -1033,11 +1033,21 @@ impl Run {
                 Some(t) => std::ops::Bound::Excluded((t.clone(), ClusterId::MAX)),
                 None => std::ops::Bound::Unbounded,
             };
-            run.members
-                .range((lower, std::ops::Bound::Included((through, ClusterId::MAX))))
-                .take(room as usize)
-                .cloned()
-                .collect()
+            let mut left = run
+                .members
+                .range((
+                    lower,
+                    std::ops::Bound::Included((through.clone(), ClusterId::MAX)),
+                ))
+                .peekable();
+            if left.peek().is_none() {
+                // Nothing started is left to send back (the last ones may have left the run):
+                // the wave is all sent.
+                self.waves[wave].reverted_through = Some(through);
+                Vec::new()
+            } else {
+                left.take(room as usize).cloned().collect()
+            }
         };
         let deadline_after = self.strategy.waves[wave].progress_deadline_ms;
         for (key, cluster) in next {

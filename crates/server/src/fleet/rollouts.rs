@@ -97,6 +97,24 @@ pub struct RolloutRecord {
     pub ended: Option<Ended>,
 }
 
+impl RolloutRecord {
+    /// The record with `ended` set when its saved phase says the run is over: the driver ends
+    /// a run in memory right after committing the step that decided it, without writing the
+    /// record again, so a restart or a follower ends it here the same way.
+    pub fn ended_by_phase(mut self) -> RolloutRecord {
+        if self.ended.is_none()
+            && let Some(saved) = &self.saved
+            && matches!(saved.phase, Phase::Succeeded | Phase::RolledBack)
+        {
+            self.ended = Some(Ended {
+                phase: saved.phase,
+                waves: Vec::new(),
+            });
+        }
+        self
+    }
+}
+
 /// Late joiners kept by name with a run; beyond this many, joiners are placed by their labels
 /// like original members (a restart could then start a held one early). 100,000 names keep the
 /// run's record within a few megabytes.
@@ -422,11 +440,19 @@ impl Fleet {
             .split_off(moves.unpin.len().saturating_sub(left));
         moves.persist = false;
         let more = !moves.pin.is_empty() || !moves.unpin.is_empty();
+        // Only what the planner still says: a queued move whose cluster left the run (or whose
+        // ordinal a new cluster took) since the step is dropped.
+        let pinned_now =
+            |fleet: &Fleet, cluster| fleet.run(bundle).is_some_and(|r| r.pinned(cluster));
         for cluster in pins {
-            self.reslot(cluster, bundle, Slot::Candidate, Some(now));
+            if pinned_now(self, cluster) {
+                self.reslot(cluster, bundle, Slot::Candidate, Some(now));
+            }
         }
         for cluster in unpins {
-            self.reslot(cluster, bundle, Slot::Stable, Some(now));
+            if !pinned_now(self, cluster) {
+                self.reslot(cluster, bundle, Slot::Stable, Some(now));
+            }
         }
         more
     }
@@ -556,6 +582,7 @@ impl Fleet {
         record: RolloutRecord,
         compile: impl FnOnce(&RolloutStrategy) -> Option<Strategy>,
     ) -> bool {
+        let record = record.ended_by_phase();
         let Some((ordinal, entry)) = self.bundle_by_name(bundle) else {
             return false;
         };
@@ -616,6 +643,7 @@ impl Fleet {
         record: RolloutRecord,
         compile: impl FnOnce(&RolloutStrategy) -> Option<Strategy>,
     ) -> bool {
+        let record = record.ended_by_phase();
         let Some((ordinal, entry)) = self.bundle_by_name(bundle) else {
             return false;
         };

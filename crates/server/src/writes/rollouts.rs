@@ -238,6 +238,13 @@ pub fn status(state: &AppState, name: &str) -> WriteResult<RolloutStatus> {
 /// Pauses, resumes or aborts a bundle's run; the change is committed with the step that
 /// follows at once (the moves it causes are committed before they are applied).
 pub async fn apply_verb(state: &AppState, name: &str, verb: Verb) -> WriteResult<RolloutStatus> {
+    if !state.lease.is_held() {
+        // Runs are stepped by the lease holder alone; a verb here would race its steps.
+        return Err(WriteError::Conflict(format!(
+            "this replica does not step rollouts; send `{}` to the replica holding the singleton lease (flotilla_singleton_lease_held 1)",
+            verb.as_str()
+        )));
+    }
     {
         let _serialized = state.admin_lock.lock().await;
         let mut fleet = state.fleet.write();

@@ -868,3 +868,19 @@ fn a_follower_pins_exactly_what_the_leader_committed() {
     }
     assert_eq!(follower.phase(), Phase::Succeeded);
 }
+
+#[test]
+fn a_rollback_finishes_when_the_last_started_cluster_left_the_run() {
+    let mut run = start(canary_then_rest(), &plain(20));
+    let step = run.step(0);
+    assert_eq!(step.pin.len(), 2);
+    let last = run.waves[0].members.iter().next_back().unwrap().1;
+    let other = *step.pin.iter().find(|&&c| c != last).unwrap();
+    run.leave(last);
+    run.observe(other, BundleState::Error, true, 1_000);
+    let back = run.step(1_000);
+    assert_eq!(back.unpin, vec![other]);
+    run.observe(other, BundleState::Ready, false, 2_000);
+    run.step(2_000);
+    assert_eq!(run.phase(), Phase::RolledBack);
+}
