@@ -455,37 +455,11 @@ impl Run {
             if !started {
                 continue;
             }
-            let wave_index = member.wave as usize;
             let online = member.online;
             if reverted {
                 self.set_progress(cluster, Some(Progress::Reverted));
-            } else if !online {
-                // Offline as when it started: its wave's offline policy, not a deadline.
-                match self.strategy.offline {
-                    OfflinePolicy::Skip => self.set_progress(cluster, Some(Progress::Skipped)),
-                    OfflinePolicy::Wait => self.set_progress(
-                        cluster,
-                        Some(Progress::InFlight {
-                            deadline: Millis::MAX,
-                        }),
-                    ),
-                    OfflinePolicy::Fail => {
-                        self.set_progress(
-                            cluster,
-                            Some(Progress::InFlight {
-                                deadline: Millis::MAX,
-                            }),
-                        );
-                        self.fail(cluster, FailReason::Offline);
-                    }
-                }
             } else {
-                let deadline = now + self.strategy.waves[wave_index].progress_deadline_ms;
-                self.set_progress(cluster, Some(Progress::InFlight { deadline }));
-                self.timers.push(Reverse((deadline, cluster)));
-                if let Some(member) = self.members.get_mut(&cluster) {
-                    member.state = BundleState::Pending;
-                }
+                self.start_member(cluster, online, now);
             }
         }
         self.dirty = false;
@@ -956,8 +930,6 @@ impl Run {
             }
             next
         };
-        let policy = self.strategy.offline;
-        let deadline_after = self.strategy.waves[wave].progress_deadline_ms;
         for (key, cluster) in next {
             self.waves[wave].started_through = Some(key);
             self.dirty = true;
@@ -967,33 +939,42 @@ impl Run {
             }
             let online = member.online;
             step.pin.push(cluster);
-            // Its state on the candidate is unknown until the caller observes it after the pin.
-            if let Some(member) = self.members.get_mut(&cluster) {
-                member.state = BundleState::Pending;
-            }
-            if online {
-                let deadline = now + deadline_after;
-                self.set_progress(cluster, Some(Progress::InFlight { deadline }));
-                self.timers.push(Reverse((deadline, cluster)));
-            } else {
-                match policy {
-                    OfflinePolicy::Skip => self.set_progress(cluster, Some(Progress::Skipped)),
-                    OfflinePolicy::Wait => self.set_progress(
-                        cluster,
-                        Some(Progress::InFlight {
-                            deadline: Millis::MAX,
-                        }),
-                    ),
-                    OfflinePolicy::Fail => {
-                        self.set_progress(
-                            cluster,
-                            Some(Progress::InFlight {
-                                deadline: Millis::MAX,
-                            }),
-                        );
-                        self.fail(cluster, FailReason::Offline);
-                    }
-                }
+            self.start_member(cluster, online, now);
+        }
+    }
+
+    /// Puts a member just started (or restored as started) in flight: online, with its wave's
+    /// progress deadline; offline, under the `offline` policy instead of a deadline.
+    fn start_member(&mut self, cluster: ClusterId, online: bool, now: Millis) {
+        let Some(member) = self.members.get_mut(&cluster) else {
+            return;
+        };
+        // Its state on the candidate is unknown until the caller observes it after the pin.
+        member.state = BundleState::Pending;
+        let wave = member.wave as usize;
+        if online {
+            let deadline = now + self.strategy.waves[wave].progress_deadline_ms;
+            self.set_progress(cluster, Some(Progress::InFlight { deadline }));
+            self.timers.push(Reverse((deadline, cluster)));
+            return;
+        }
+        match self.strategy.offline {
+            OfflinePolicy::Skip => self.set_progress(cluster, Some(Progress::Skipped)),
+            // Waited for: no deadline runs while it is away (armed when it returns).
+            OfflinePolicy::Wait => self.set_progress(
+                cluster,
+                Some(Progress::InFlight {
+                    deadline: Millis::MAX,
+                }),
+            ),
+            OfflinePolicy::Fail => {
+                self.set_progress(
+                    cluster,
+                    Some(Progress::InFlight {
+                        deadline: Millis::MAX,
+                    }),
+                );
+                self.fail(cluster, FailReason::Offline);
             }
         }
     }
