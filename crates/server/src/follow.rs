@@ -18,7 +18,8 @@
 //!   agent synced with last wrote it.
 //! - A bundle revision follows its bundle in a commit (the feed orders a revision's changes by
 //!   kind: `Bundle` before `BundleRevision`); one that arrives before its bundle (the bundle was
-//!   written again later) waits in [`Pending`] too.
+//!   written again later) waits in [`Pending`] too, and so does a run record that names a
+//!   candidate its bundle's record (a later change in the feed) has not brought yet.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -26,10 +27,11 @@ use std::{
     time::Duration,
 };
 
+use flotilla_core::rollout::planner::Phase;
 use flotilla_store::{Change, ChangePage, Cursor, StoreError};
 
 use crate::{
-    fleet::{Fleet, clusters::NewCluster},
+    fleet::{Fleet, clusters::NewCluster, rollouts::RolloutRecord},
     records::{self, BundleRecord, ClusterRecord, CredentialRecord, ReportRecord, RevisionRecord},
     state::SharedState,
 };
@@ -40,7 +42,7 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 const PAGE: usize = 4_096;
 
 /// Per-cluster parts that arrived before their cluster, token use counts before their token,
-/// and bundle revisions before their bundle.
+/// bundle revisions and run records before their bundle.
 #[derive(Default)]
 pub struct Pending {
     credentials: HashMap<String, CredentialRecord>,
@@ -48,6 +50,8 @@ pub struct Pending {
     token_uses: HashMap<String, u64>,
     /// By bundle name, then number: the record and the store revision that wrote it.
     revisions: HashMap<String, BTreeMap<u64, (u64, RevisionRecord)>>,
+    /// By bundle name: a run record whose bundle (or candidate) memory does not hold yet.
+    rollouts: HashMap<String, RolloutRecord>,
 }
 
 /// Follows the store's change feed from `cursor` for as long as the server runs.
@@ -171,7 +175,7 @@ fn prefetch_contents(
     for (_, _, record) in bundles {
         wanted.push(record.spec_digest.clone());
         wanted.extend(record.spec_target_digests.iter().flatten().cloned());
-        if let Some(live) = &record.live {
+        for live in record.live.iter().chain(record.candidate.iter()) {
             wanted.extend(live.digests().map(str::to_string));
         }
     }
@@ -355,7 +359,34 @@ fn put_bundle(
         let record_name = records::revision_name(&name, number);
         put_revision(state, fleet, pending, &record_name, written, record);
     }
+    // A run record that arrived before the bundle record naming its candidate.
+    if let Some(record) = pending.rollouts.remove(&name) {
+        if run_record_fits(fleet, &name, &record) {
+            follow_run(fleet, &name, record);
+        } else {
+            pending.rollouts.insert(name, record);
+        }
+    }
     true
+}
+
+/// Whether memory holds what a followed run record is about: its bundle and, for a run still
+/// going, the candidate it rolls out.
+fn run_record_fits(fleet: &Fleet, bundle: &str, record: &RolloutRecord) -> bool {
+    fleet.bundle_by_name(bundle).is_some_and(|(_, entry)| {
+        let ended = record.ended.is_some()
+            || record
+                .saved
+                .as_ref()
+                .is_some_and(|saved| matches!(saved.phase, Phase::Succeeded | Phase::RolledBack));
+        ended || entry.candidate.as_ref().map(|c| c.revision) == Some(record.to)
+    })
+}
+
+fn follow_run(fleet: &mut Fleet, bundle: &str, record: RolloutRecord) -> bool {
+    fleet.follow_rollout_record(bundle, record, |written| {
+        flotilla_core::rollout::strategy::compile(bundle, written).ok()
+    })
 }
 
 /// Puts a followed bundle revision, unless memory holds it from the same write or a newer one;
@@ -514,13 +545,15 @@ fn put(
             fleet.set_gitrepo_status(name, record.status)
         }
         records::ROLLOUT => {
-            let Some(record) = decode::<crate::fleet::rollouts::RolloutRecord>(kind, name, doc)
-            else {
+            let Some(record) = decode::<RolloutRecord>(kind, name, doc) else {
                 return false;
             };
-            fleet.follow_rollout_record(name, record, |written| {
-                flotilla_core::rollout::strategy::compile(name, written).ok()
-            })
+            if !run_record_fits(fleet, name, &record) {
+                pending.rollouts.insert(name.to_string(), record);
+                return true;
+            }
+            pending.rollouts.remove(name);
+            follow_run(fleet, name, record)
         }
         _ => false,
     }
@@ -548,6 +581,7 @@ fn delete(
         }
         records::BUNDLE => {
             pending.revisions.remove(name);
+            pending.rollouts.remove(name);
             let older = holds_older(
                 fleet.bundle_by_name(name).map(|(_, b)| &b.metadata),
                 revision,
@@ -594,7 +628,10 @@ fn delete(
             }
             older
         }
-        records::ROLLOUT => match fleet.bundle_by_name(name) {
+        records::ROLLOUT => match fleet.bundle_by_name(name).filter(|_| {
+            pending.rollouts.remove(name);
+            true
+        }) {
             Some((ordinal, _)) => {
                 fleet.end_run(ordinal);
                 true

@@ -105,13 +105,16 @@ pub enum Stop {
     Aborted,
 }
 
-/// A cluster that joined a run (registered or started matching) after it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A cluster placed other than by its labels: it joined a run (registered or started matching)
+/// after it started, or was relabelled after it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Override {
     /// Keeps the stable revision until the run ends (`lateJoiners: stable`, its place passed).
     Held,
     /// Placed at the end of the last wave (`lateJoiners: lastWave`), by order of joining.
     Late(u64),
+    /// Keeps the place it had when it was started, whatever its labels say now.
+    At { wave: u16, key: Key },
 }
 
 /// What a run must persist to resume exactly where it was.
@@ -350,14 +353,21 @@ impl Run {
         (concurrency, failures)
     }
 
-    /// Milliseconds until the latest soak in `wave` ends, if any cluster is soaking. O(timers).
+    /// Milliseconds until the latest soak in `wave` ends, if any cluster is soaking. O(timers):
+    /// every soak has its timer, and timers are about started clusters only.
     pub fn soak_remaining(&self, wave: usize, now: Millis) -> Option<Millis> {
-        self.members
-            .values()
-            .filter(|m| m.wave as usize == wave)
-            .filter_map(|m| match m.progress {
-                Some(Progress::Soaking { until, .. }) => Some(until.saturating_sub(now)),
-                _ => None,
+        self.timers
+            .iter()
+            .filter_map(|Reverse((at, cluster))| {
+                let member = self.members.get(cluster)?;
+                match member.progress {
+                    Some(Progress::Soaking { until, .. })
+                        if until == *at && member.wave as usize == wave =>
+                    {
+                        Some(until.saturating_sub(now))
+                    }
+                    _ => None,
+                }
             })
             .max()
     }
@@ -385,7 +395,17 @@ impl Run {
 
     /// The late joiners to persist with the run (by cluster; the caller maps them to names).
     pub fn overrides(&self) -> impl Iterator<Item = (ClusterId, Override)> + '_ {
-        self.overrides.iter().map(|(&c, &o)| (c, o))
+        self.overrides.iter().map(|(&c, o)| (c, o.clone()))
+    }
+
+    /// How many late joiners the run holds. O(1).
+    pub fn overrides_len(&self) -> usize {
+        self.overrides.len()
+    }
+
+    /// The cluster's late-joiner override, if it has one.
+    pub fn override_of(&self, cluster: ClusterId) -> Option<Override> {
+        self.overrides.get(&cluster).cloned()
     }
 
     /// The persisted part of the run.
@@ -419,10 +439,13 @@ impl Run {
         state: BundleState,
         online: bool,
     ) {
-        let (wave, key, held) = match override_ {
-            Some(Override::Late(sequence)) => (self.last_wave(), late_key(sequence), false),
+        let (wave, key, held) = match &override_ {
+            Some(Override::Late(sequence)) => (self.last_wave(), late_key(*sequence), false),
             Some(Override::Held) => (wave, key, true),
-            None => (wave, key, false),
+            Some(Override::At { wave, key }) if (*wave as usize) < self.waves.len() => {
+                (*wave as usize, key.clone(), false)
+            }
+            Some(Override::At { .. }) | None => (wave, key, false),
         };
         if let Some(o) = override_ {
             self.overrides.insert(cluster, o);
@@ -458,6 +481,11 @@ impl Run {
             let online = member.online;
             if reverted {
                 self.set_progress(cluster, Some(Progress::Reverted));
+            } else if wave.phase == WavePhase::Done {
+                // Judged done before the restart, and its wave with it: neither its soak nor the
+                // offline policy applies again (a done canary that is offline now is not a
+                // failure of a wave that already passed).
+                self.set_progress(cluster, Some(Progress::Done));
             } else {
                 self.start_member(cluster, online, now);
             }
@@ -514,6 +542,34 @@ impl Run {
         } else {
             self.add_member(cluster, wave, key, false, state, online);
         }
+    }
+
+    /// A member's labels place it elsewhere now (a relabel that keeps it targeted). One the run
+    /// has not started moves to its new place, joining there by `lateJoiners`; one it started
+    /// keeps its place, kept as an override so a restart places it where it is (and neither
+    /// starts it twice nor skips it).
+    pub fn relabel(&mut self, cluster: ClusterId, wave: usize, key: Key) {
+        let Some(member) = self.members.get(&cluster) else {
+            return;
+        };
+        if (member.wave as usize == wave && member.key == key)
+            || self.overrides.contains_key(&cluster)
+            || wave >= self.waves.len()
+        {
+            return;
+        }
+        if member.progress.is_none() && !member.held {
+            let (state, online) = (member.state, member.online);
+            self.leave(cluster);
+            self.join(cluster, wave, key, state, online);
+            return;
+        }
+        let at = Override::At {
+            wave: member.wave,
+            key: member.key.clone(),
+        };
+        self.overrides.insert(cluster, at);
+        self.dirty = true;
     }
 
     /// A cluster stopped being targeted (deleted, or relabelled out of the bundle's targets).

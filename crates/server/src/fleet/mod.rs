@@ -190,6 +190,16 @@ fn is_zero(value: &u64) -> bool {
 }
 
 impl LiveRecord {
+    /// Whether two stored revisions deliver the same thing: content, targets as written, the
+    /// targets' own resources (by digest) and options. Number and generation aside.
+    pub fn same_stored_delivery(&self, other: &LiveRecord) -> bool {
+        self.digest == other.digest
+            && self.targets == other.targets
+            && self.target_digests == other.target_digests
+            && self.keep_resources == other.keep_resources
+            && self.drift == other.drift
+    }
+
     /// Every digest the stored form names (its resources' and its targets' own).
     pub fn digests(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.digest.as_str())

@@ -57,6 +57,9 @@ pub struct Rollout {
     pub ended: Option<Ended>,
     /// Moves a step decided whose commit has not yet succeeded; applied after it.
     pub unapplied: Step,
+    /// Built or moved by another replica's records: its planner has no timers and judged no
+    /// offline cluster, so a replica that takes the lease rebuilds it (`take_over_runs`).
+    pub followed: bool,
 }
 
 /// A finished run, as shown after its planner is gone.
@@ -115,8 +118,9 @@ impl RolloutRecord {
     }
 }
 
-/// Late joiners kept by name with a run; beyond this many, joiners are placed by their labels
-/// like original members (a restart could then start a held one early). 100,000 names keep the
+/// Overrides (late joiners, relabelled started clusters) a run's record keeps by name; memory
+/// keeps them all, but past this many a restart places the rest by their labels like original
+/// members (a held one could then start early; none stalls a wave). 100,000 names keep the
 /// run's record within a few megabytes.
 pub const MAX_OVERRIDES: usize = 100_000;
 
@@ -260,7 +264,7 @@ impl Fleet {
                             ordinal,
                             wave,
                             key,
-                            overrides.get(&ordinal).copied(),
+                            overrides.get(&ordinal).cloned(),
                             BundleState::Pending,
                             online.contains(ordinal),
                         );
@@ -324,6 +328,10 @@ impl Fleet {
         self.bundle_mut(bundle)?.rollout.as_deref_mut()
     }
 
+    pub fn rollout(&self, bundle: u32) -> Option<&Rollout> {
+        self.bundle(bundle)?.rollout.as_deref()
+    }
+
     pub fn run_mut(&mut self, bundle: u32) -> Option<&mut Run> {
         self.bundle_mut(bundle)?
             .rollout
@@ -385,13 +393,18 @@ impl Fleet {
                 let boundaries = run.boundaries().to_vec();
                 let placed = self.place_in_run(cluster, &strategy, &boundaries);
                 let online = self.online.contains(cluster);
-                let overrides = self.run(bundle).map_or(0, |r| r.overrides().count());
                 if let (Some((wave, key)), Some(run)) = (placed, self.run_mut(bundle)) {
-                    if overrides < MAX_OVERRIDES {
-                        run.join(cluster, wave, key, BundleState::Pending, online);
-                    } else {
-                        run.insert(cluster, wave, key, None, BundleState::Pending, online);
-                    }
+                    run.join(cluster, wave, key, BundleState::Pending, online);
+                }
+            } else if member && contains {
+                // Relabelled, still targeted: a started cluster keeps its place.
+                let strategy = run.strategy().clone();
+                let boundaries = run.boundaries().to_vec();
+                if let (Some((wave, key)), Some(run)) = (
+                    self.place_in_run(cluster, &strategy, &boundaries),
+                    self.run_mut(bundle),
+                ) {
+                    run.relabel(cluster, wave, key);
                 }
             } else if !member && contains {
                 if let Some(run) = self.run_mut(bundle) {
@@ -466,6 +479,7 @@ impl Fleet {
             .map(|run| {
                 run.overrides()
                     .filter_map(|(ordinal, o)| Some((self.cluster(ordinal)?.name.to_string(), o)))
+                    .take(MAX_OVERRIDES)
                     .collect()
             })
             .unwrap_or_default();
@@ -597,6 +611,7 @@ impl Fleet {
             run: None,
             ended: record.ended.clone(),
             unapplied: Step::default(),
+            followed: false,
         };
         if let Some(ended) = &record.ended {
             match ended.phase {
@@ -649,9 +664,12 @@ impl Fleet {
         };
         let same_run = entry.rollout.as_ref().is_some_and(|r| {
             r.from == record.from && r.to == record.to && r.started == record.started
-        }) && self.run(ordinal).is_some();
+        }) && self
+            .run(ordinal)
+            .is_some_and(|run| self.placed_as(run, &record));
         if !same_run || record.ended.is_some() {
-            // A new run, or the end of this one: the start-up path applies it.
+            // A new run, the end of this one, or one this replica placed otherwise (a late
+            // joiner it saw in another order): the start-up path applies it as recorded.
             self.running.remove(ordinal);
             if let Some(entry) = self.bundle_mut(ordinal) {
                 entry.rollout = None;
@@ -659,7 +677,11 @@ impl Fleet {
             if record.ended.is_none() {
                 self.unpin_all(ordinal);
             }
-            return self.apply_rollout_record(bundle, record, compile);
+            let applied = self.apply_rollout_record(bundle, record, compile);
+            if let Some(rollout) = self.rollout_mut(ordinal) {
+                rollout.followed = true;
+            }
+            return applied;
         }
         let now = now_millis();
         if let Some(rollout) = self.rollout_mut(ordinal) {
@@ -680,5 +702,66 @@ impl Fleet {
             self.reslot(cluster, ordinal, Slot::Stable, Some(now));
         }
         true
+    }
+}
+
+impl Fleet {
+    /// Whether a run places its clusters as a record says: the same share boundaries and the
+    /// same late joiners. O(late joiners).
+    fn placed_as(&self, run: &Run, record: &RolloutRecord) -> bool {
+        if record
+            .saved
+            .as_ref()
+            .is_some_and(|saved| saved.boundaries.as_slice() != run.boundaries())
+        {
+            return false;
+        }
+        // Joiners this replica does not hold (yet, or any more) cannot be placed here at all.
+        let mut held = 0;
+        for (name, recorded) in &record.overrides {
+            let Some((ordinal, _)) = self.cluster_by_name(name) else {
+                continue;
+            };
+            if run.override_of(ordinal).as_ref() != Some(recorded) {
+                return false;
+            }
+            held += 1;
+        }
+        held == run.overrides_len()
+    }
+
+    /// Rebuilds the runs this replica followed, from their records as memory holds them, once it
+    /// holds the lease: restored at their thresholds and settled, their deadlines, soaks and
+    /// offline policy run from now (as after a restart). Returns how many were rebuilt.
+    pub fn take_over_runs(
+        &mut self,
+        mut compile: impl FnMut(&str, &RolloutStrategy) -> Option<Strategy>,
+    ) -> usize {
+        let followed: Vec<u32> = self
+            .running
+            .iter()
+            .filter(|&bundle| {
+                self.bundle(bundle)
+                    .and_then(|b| b.rollout.as_ref())
+                    .is_some_and(|r| r.followed)
+            })
+            .collect();
+        let mut rebuilt = 0;
+        for bundle in followed {
+            let (Some(record), Some(name)) = (
+                self.rollout_record(bundle),
+                self.bundle(bundle).map(|b| b.name.clone()),
+            ) else {
+                continue;
+            };
+            self.running.remove(bundle);
+            if let Some(entry) = self.bundle_mut(bundle) {
+                entry.rollout = None;
+            }
+            if self.apply_rollout_record(&name, record, |written| compile(&name, written)) {
+                rebuilt += 1;
+            }
+        }
+        rebuilt
     }
 }

@@ -497,10 +497,9 @@ fn plan_run(
         .filter(|r| r.phase() == Some(Phase::RolledBack))
         .and_then(|r| old.revisions.get(&r.to))
         .filter(|revision| {
-            revision.live.digest == new.digest
-                && revision.live.keep_resources == new.keep_resources
-                && revision.live.drift == new.drift
-                && same_targets(&revision.live.targets, inputs.spec)
+            live_record
+                .as_ref()
+                .is_some_and(|record| revision.live.same_stored_delivery(record))
         });
     if held.is_some() && !inputs.promote {
         // An automatic rollback holds this revision: written again, it is not tried again.
@@ -519,24 +518,12 @@ fn plan_run(
         run: None,
         ended: None,
         unapplied: Default::default(),
+        followed: false,
     };
     stay_stable(
         Some((candidate, live_targets, candidate_record)),
         RunChange::Start(Box::new((strategy, rollout))),
     )
-}
-
-/// Whether a revision's stored targets are the spec's (their own resources aside, which the
-/// stored form moves out).
-fn same_targets(stored: &[BundleTarget], spec: &BundleSpec) -> bool {
-    stored.len() == spec.targets.len()
-        && stored.iter().zip(&spec.targets).all(|(a, b)| {
-            let mut b = b.clone();
-            b.resources = None;
-            let mut a = a.clone();
-            a.resources = None;
-            a == b
-        })
 }
 
 /// The stored record of a revision memory holds, with its content put again (every write puts

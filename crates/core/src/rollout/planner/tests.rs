@@ -884,3 +884,109 @@ fn a_rollback_finishes_when_the_last_started_cluster_left_the_run() {
     run.step(2_000);
     assert_eq!(run.phase(), Phase::RolledBack);
 }
+
+#[test]
+fn a_restart_never_judges_a_passed_wave_again() {
+    // A canary that soaked and passed goes offline; the server restarts under `offline: fail`.
+    let clusters = plain(20);
+    let mut strategy = canary_then_rest();
+    strategy.offline = OfflinePolicy::Fail;
+    let mut fleet = Fleet::healthy(start(strategy.clone(), &clusters), 20);
+    for _ in 0..200 {
+        if fleet.run.current_wave() == 1 {
+            break;
+        }
+        fleet.tick();
+    }
+    assert_eq!(fleet.run.wave_phase(0), Some(WavePhase::Done));
+    let canary: Vec<ClusterId> = fleet.wave_members(0).into_iter().collect();
+    let saved = fleet.run.saved();
+    let mut restored = Run::restore(strategy.clone(), saved.clone());
+    for (&cluster, labels) in &clusters {
+        let n = name(cluster);
+        let view = ClusterLabels {
+            name: &n,
+            label: |k: &str| labels.get(k).map(String::as_str),
+        };
+        let (wave, key) = place(&strategy, &saved.boundaries, &view).unwrap();
+        let online = !canary.contains(&cluster);
+        restored.insert(cluster, wave, key, None, BundleState::Ready, online);
+    }
+    restored.settle(fleet.now);
+    assert_eq!(restored.counts(0).unwrap().failures, 0);
+    assert_eq!(restored.counts(0).unwrap().done, canary.len() as u64);
+    let step = restored.step(fleet.now);
+    assert!(step.unpin.is_empty(), "no rollback: {step:?}");
+    assert_eq!(restored.phase(), Phase::Progressing);
+}
+
+#[test]
+fn a_started_cluster_relabelled_keeps_its_place_across_a_restart() {
+    let mut rest = wave(
+        "rest",
+        Members::Share {
+            amount: Amount::BasisPoints(10_000),
+            sort_by: Some("order".into()),
+        },
+    );
+    rest.max_concurrency = Amount::Count(2);
+    let strategy = strategy(vec![rest]);
+    let mut clusters: BTreeMap<ClusterId, BTreeMap<String, String>> = (0..10)
+        .map(|c| {
+            (
+                c,
+                BTreeMap::from([("order".to_string(), format!("{c:02}"))]),
+            )
+        })
+        .collect();
+    let mut run = start(strategy.clone(), &clusters);
+    let first = run.step(0);
+    assert_eq!(first.pin, vec![0, 1]);
+    let boundaries = run.boundaries().to_vec();
+    let placed = |clusters: &BTreeMap<ClusterId, BTreeMap<String, String>>, c: ClusterId| {
+        let n = name(c);
+        let labels = &clusters[&c];
+        let view = ClusterLabels {
+            name: &n,
+            label: |k: &str| labels.get(k).map(String::as_str),
+        };
+        place(&strategy, &boundaries, &view).unwrap()
+    };
+    // Cluster 0 (started) now sorts last; cluster 7 (not started) now sorts first.
+    clusters
+        .get_mut(&0)
+        .unwrap()
+        .insert("order".into(), "99".into());
+    clusters
+        .get_mut(&7)
+        .unwrap()
+        .insert("order".into(), "-1".into());
+    for c in [0, 7] {
+        let (wave, key) = placed(&clusters, c);
+        run.relabel(c, wave, key);
+    }
+    assert!(matches!(run.override_of(0), Some(Override::At { .. })));
+    assert!(!run.pinned(7), "a passed place is not started mid-wave");
+    // kill -9: the restored run, placed by today's labels and the saved overrides.
+    let saved = run.saved();
+    let overrides: BTreeMap<ClusterId, Override> = run.overrides().collect();
+    let mut restored = Run::restore(strategy.clone(), saved);
+    for &c in clusters.keys() {
+        let (wave, key) = placed(&clusters, c);
+        restored.insert(
+            c,
+            wave,
+            key,
+            overrides.get(&c).cloned(),
+            BundleState::Pending,
+            true,
+        );
+    }
+    restored.settle(0);
+    let pinned: Vec<ClusterId> = (0..10).filter(|&c| restored.pinned(c)).collect();
+    assert_eq!(
+        pinned,
+        vec![0, 1],
+        "the same clusters, none started twice or skipped"
+    );
+}

@@ -4,12 +4,12 @@
 
 use flotilla_api::{BundleState, LateJoiners, OfflinePolicy, OnFailure, RolloutStrategy};
 use flotilla_core::rollout::{
-    planner::{Phase, Step},
+    planner::{Override, Phase, Step},
     strategy::{Amount, Members, Strategy, Wave},
 };
 
 use super::*;
-use crate::fleet::rollouts::{Rollout, Slot};
+use crate::fleet::rollouts::{Rollout, Slot, now_millis};
 
 const SECOND: u64 = 1_000;
 
@@ -47,16 +47,7 @@ fn start_candidate(
     strategy: Strategy,
     now: u64,
 ) -> u32 {
-    let old = fleet
-        .bundle_by_name(name)
-        .map(|(_, b)| b)
-        .expect("bundle exists");
-    let (stable, stable_targets) = (old.live.clone(), old.live_targets.clone());
-    let mut new = entry(fleet, name, content, old.live_targets.clone());
-    new.candidate = new.live.take();
-    new.candidate_targets = std::mem::replace(&mut new.live_targets, stable_targets);
-    new.live = stable;
-    let ordinal = fleet.upsert_bundle(new);
+    let ordinal = put_candidate(fleet, name, content);
     let rollout = Rollout {
         spec: RolloutStrategy::default(),
         from: 1,
@@ -67,8 +58,28 @@ fn start_candidate(
         run: None,
         ended: None,
         unapplied: Step::default(),
+        followed: false,
     };
     fleet.start_run(ordinal, strategy, rollout, None, now);
+    assert_consistent(fleet);
+    ordinal
+}
+
+/// Puts `content` as the bundle's candidate (revision 2; the stable revision stays), no run.
+fn put_candidate(fleet: &mut Fleet, name: &str, content: &str) -> u32 {
+    let old = fleet
+        .bundle_by_name(name)
+        .map(|(_, b)| b)
+        .expect("bundle exists");
+    let (stable, stable_targets) = (old.live.clone(), old.live_targets.clone());
+    let mut new = entry(fleet, name, content, old.live_targets.clone());
+    new.candidate = new.live.take();
+    new.candidate_targets = std::mem::replace(&mut new.live_targets, stable_targets);
+    new.live = stable;
+    if let Some(candidate) = new.candidate.as_mut() {
+        candidate.revision = 2;
+    }
+    let ordinal = fleet.upsert_bundle(new);
     assert_consistent(fleet);
     ordinal
 }
@@ -225,4 +236,63 @@ fn a_cluster_registering_mid_run_gets_the_stable_revision() {
         !fleet.bundle(bundle).unwrap().pinned.contains(canary[0]),
         "{name} unpinned"
     );
+}
+
+/// A replica follows another's run records into the same pins.
+fn follow(leader: &Fleet, bundle: u32, follower: &mut Fleet, strategy: &Strategy) {
+    let record = leader.rollout_record(bundle).expect("a run");
+    assert!(follower.follow_rollout_record("web", record, |_| Some(strategy.clone())));
+    assert_consistent(follower);
+}
+
+#[test]
+fn a_replica_that_takes_over_a_followed_run_keeps_its_deadlines() {
+    let strategy = canary_then_rest(0);
+    let (mut leader, clusters) = fleet_of(20);
+    let bundle = start_candidate(&mut leader, "web", "v2", strategy.clone(), 0);
+    let (mut follower, _) = fleet_of(20);
+    let followed = put_candidate(&mut follower, "web", "v2");
+    step(&mut leader, bundle, 0);
+    follow(&leader, bundle, &mut follower, &strategy);
+    let canary = pinned(&leader, bundle, &clusters);
+    for &cluster in &canary {
+        report(&mut leader, cluster, "web", BundleState::Ready);
+        report(&mut follower, cluster, "web", BundleState::Ready);
+    }
+    step(&mut leader, bundle, 1_000);
+    follow(&leader, bundle, &mut follower, &strategy);
+    assert_eq!(pinned(&follower, followed, &clusters).len(), 20);
+    assert!(follower.rollout(followed).unwrap().followed);
+    // The rest never report; the leader dies and the follower takes the lease.
+    assert_eq!(follower.take_over_runs(|_, _| Some(strategy.clone())), 1);
+    assert_consistent(&follower);
+    assert_eq!(pinned(&follower, followed, &clusters).len(), 20);
+    let run = follower.run(followed).unwrap();
+    assert_eq!(run.counts(0).unwrap().done, canary.len() as u64);
+    // Past the rest wave's progress deadline: the stuck clusters fail it.
+    step(&mut follower, followed, now_millis() + 601 * SECOND);
+    assert_eq!(follower.run(followed).unwrap().phase(), Phase::RollingBack);
+}
+
+#[test]
+fn a_follower_places_late_joiners_as_the_record_says() {
+    let strategy = canary_then_rest(60 * SECOND);
+    let (mut leader, clusters) = fleet_of(20);
+    let bundle = start_candidate(&mut leader, "web", "v2", strategy.clone(), 0);
+    let (mut follower, _) = fleet_of(20);
+    let followed = put_candidate(&mut follower, "web", "v2");
+    step(&mut leader, bundle, 0);
+    follow(&leader, bundle, &mut follower, &strategy);
+    // The leader's record holds a rest-wave cluster on stable (as a late joiner it saw);
+    // this replica did not see it join that way.
+    let canary = pinned(&leader, bundle, &clusters);
+    let held = *clusters.iter().find(|c| !canary.contains(c)).unwrap();
+    let held_name = leader.cluster(held).unwrap().name.to_string();
+    let mut record = leader.rollout_record(bundle).unwrap();
+    record.overrides.push((held_name, Override::Held));
+    assert!(follower.follow_rollout_record("web", record, |_| Some(strategy.clone())));
+    assert_consistent(&follower);
+    let run = follower.run(followed).unwrap();
+    assert_eq!(run.override_of(held), Some(Override::Held));
+    assert_eq!(pinned(&follower, followed, &clusters), canary);
 }
