@@ -586,7 +586,14 @@ impl Run {
                 counts.held -= 1;
             }
         }
-        self.waves[wave].members.remove(&(key, cluster));
+        let run = &mut self.waves[wave];
+        run.members.remove(&(key, cluster));
+        // Failures a resume forgave that left with their clusters are no longer forgiven:
+        // the budget counts the failed clusters still in the wave.
+        if run.forgiven > run.counts.failed {
+            run.forgiven = run.counts.failed;
+            self.dirty = true;
+        }
         if self.overrides.remove(&cluster).is_some() {
             self.dirty = true;
         }

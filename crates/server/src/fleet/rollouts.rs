@@ -423,13 +423,23 @@ impl Fleet {
 
     /// Steps the bundle's run to `now` and keeps its moves until they are committed. Returns
     /// whether there is something to commit.
+    ///
+    /// A bundle whose spec is `paused` holds its run where it is: no step, so no cluster starts
+    /// or goes back and no timer fires until it is unpaused (reports still reach the planner).
     pub fn step_run(&mut self, bundle: u32, now: Millis) -> bool {
-        let Some(rollout) = self.bundle_mut(bundle).and_then(|b| b.rollout.as_mut()) else {
+        let Some(entry) = self.bundle_mut(bundle) else {
+            return false;
+        };
+        let paused = entry.spec.paused;
+        let Some(rollout) = entry.rollout.as_mut() else {
             return false;
         };
         let Some(run) = rollout.run.as_mut() else {
             return false;
         };
+        if paused {
+            return !rollout.unapplied.is_empty();
+        }
         let step = run.step(now);
         let unapplied = &mut rollout.unapplied;
         unapplied.pin.extend(step.pin);

@@ -990,3 +990,25 @@ fn a_started_cluster_relabelled_keeps_its_place_across_a_restart() {
         "the same clusters, none started twice or skipped"
     );
 }
+
+#[test]
+fn a_forgiven_failure_that_left_forgives_no_later_one() {
+    let mut rest = wave("rest", share(100));
+    rest.max_concurrency = Amount::Count(2);
+    let mut strategy = strategy(vec![rest]);
+    strategy.on_failure = OnFailure::Halt;
+    let mut run = start(strategy, &plain(10));
+    let first = run.step(0);
+    run.observe(first.pin[0], BundleState::Error, true, 1_000);
+    run.step(1_000);
+    assert_eq!(run.phase(), Phase::Halted);
+    assert!(run.resume(), "a person accepts the failure");
+    run.leave(first.pin[0]);
+    run.observe(first.pin[1], BundleState::Error, true, 2_000);
+    run.step(2_000);
+    assert_eq!(
+        run.phase(),
+        Phase::Halted,
+        "the forgiven failure left: this one is over the budget"
+    );
+}

@@ -296,3 +296,28 @@ fn a_follower_places_late_joiners_as_the_record_says() {
     assert_eq!(run.override_of(held), Some(Override::Held));
     assert_eq!(pinned(&follower, followed, &clusters), canary);
 }
+
+#[test]
+fn a_paused_bundle_holds_its_run_where_it_is() {
+    let (mut fleet, clusters) = fleet_of(20);
+    let bundle = start_candidate(&mut fleet, "web", "v2", canary_then_rest(0), 0);
+    step(&mut fleet, bundle, 0);
+    let canary = pinned(&fleet, bundle, &clusters);
+    for &cluster in &canary {
+        report(&mut fleet, cluster, "web", BundleState::Ready);
+    }
+    fleet.bundle_mut(bundle).unwrap().spec.paused = true;
+    step(&mut fleet, bundle, 1_000);
+    assert_eq!(
+        pinned(&fleet, bundle, &clusters),
+        canary,
+        "no wave starts while paused"
+    );
+    fleet.bundle_mut(bundle).unwrap().spec.paused = false;
+    step(&mut fleet, bundle, 2_000);
+    assert_eq!(
+        pinned(&fleet, bundle, &clusters).len(),
+        20,
+        "unpaused, it goes on"
+    );
+}
