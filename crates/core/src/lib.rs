@@ -4,6 +4,8 @@
 //! Invariant: this crate does no IO and knows no async runtime or clock; time and randomness are
 //! passed in.
 
+pub mod access;
+pub mod audit;
 pub mod customize;
 pub mod digest;
 pub mod documents;
