@@ -12,10 +12,12 @@ pub mod agent;
 pub mod resource;
 pub mod rollout;
 pub mod selector;
+pub mod version;
 
 pub use resource::*;
 pub use rollout::*;
 pub use selector::{LabelSelector, LabelSelectorRequirement};
+pub use version::{ServerVersion, StoreKind};
 
 /// The `apiVersion` of every flotilla resource.
 pub const API_VERSION: &str = "flotilla.dev/v1alpha1";

@@ -12,10 +12,13 @@ use crate::selector::LabelSelector;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
+    /// The object's name, unique within its kind.
     #[serde(default)]
     pub name: String,
+    /// Key-value pairs that selectors match (cluster groups, bundle targets, `-l`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Key-value notes for people and tools; never used for selection.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// Incremented by the server on every change of `spec` (or labels, for clusters).
@@ -39,11 +42,18 @@ fn is_zero(value: &u64) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Object<Spec, Status> {
+    /// The schema version of the document: `flotilla.dev/v1alpha1`.
     pub api_version: String,
+    /// The kind of object: `Cluster`, `ClusterGroup`, `Bundle`, `RegistrationToken`,
+    /// `GitRepo` or `Secret`.
     pub kind: String,
+    /// Name and labels, and the server's bookkeeping: generation, resourceVersion and
+    /// creation time.
     pub metadata: ObjectMeta,
+    /// What the object should be, as its owner wrote it.
     #[serde(default)]
     pub spec: Spec,
+    /// What the server observed; set by the server and ignored on writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(read_only)]
     pub status: Option<Status>,
@@ -123,7 +133,8 @@ impl std::fmt::Display for Kind {
 // ---------------------------------------------------------------------------------------------
 // Cluster
 
-/// Clusters are created by agent registration; admins edit only their labels.
+/// A Kubernetes cluster that runs a flotilla agent. Clusters are created by agent registration;
+/// admins edit only their labels.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSpec {}
@@ -156,9 +167,11 @@ impl ClusterState {
     }
 }
 
+/// What the server knows of a cluster: its state, its agent's reports and each bundle's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
+    /// `Pending` (registered, never synced), `Online`, or `Offline` (missed its syncs).
     pub state: ClusterState,
     /// RFC 3339 time of the last sync the server saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,12 +192,16 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterFacts {
+    /// The version of the flotilla agent on the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// The Kubernetes version the cluster's API server reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<String>,
+    /// How many nodes the cluster has, and how many are Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<NodeCounts>,
+    /// Capacity the agent reports, by resource name (e.g. `cpu`, `memory`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capacity: BTreeMap<String, String>,
     /// The agent's sync interval in seconds; the server uses it to decide when a cluster is Offline.
@@ -192,10 +209,13 @@ pub struct ClusterFacts {
     pub sync_interval_seconds: Option<u32>,
 }
 
+/// How many nodes a cluster has, and how many are Ready.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeCounts {
+    /// Nodes in the cluster.
     pub total: u32,
+    /// Nodes whose Ready condition is True.
     pub ready: u32,
 }
 
@@ -203,8 +223,11 @@ pub struct NodeCounts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterBundleStatus {
+    /// The bundle's name.
     pub bundle: String,
+    /// The bundle's state on this cluster.
     pub state: BundleState,
+    /// What the agent reported, when the bundle is not Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -267,6 +290,7 @@ impl BundleState {
 // ---------------------------------------------------------------------------------------------
 // ClusterGroup
 
+/// A named set of clusters chosen by their labels, for bundles to target by `clusterGroup`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterGroupSpec {
@@ -275,16 +299,21 @@ pub struct ClusterGroupSpec {
     pub selector: LabelSelector,
 }
 
+/// How many clusters the group holds now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterGroupStatus {
+    /// Clusters whose labels match the selector.
     pub cluster_count: u64,
+    /// Of those, the clusters that are Online.
     pub online_count: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Bundle
 
+/// Kubernetes manifests and the clusters they go to, with per-target customization, drift
+/// handling and a rollout strategy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleSpec {
@@ -321,8 +350,10 @@ pub struct BundleSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleDependency {
+    /// The bundle waited for, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Every bundle whose labels match is waited for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
 }
@@ -359,12 +390,16 @@ pub enum DriftMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriftIgnore {
+    /// Only objects of this apiVersion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// Only objects of this kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Only objects of this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// JSON pointers of the ignored fields, e.g. `/spec/replicas`.
     pub paths: Vec<String>,
 }
 
@@ -378,18 +413,23 @@ fn is_false(value: &bool) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleTarget {
+    /// The target's name, shown in messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Clusters whose labels match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_selector: Option<LabelSelector>,
+    /// Clusters in this cluster group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_group: Option<String>,
     /// More groups a cluster must also belong to (all of them), e.g. a GitRepo target's group
     /// combined with a fleet.yaml targetCustomization's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cluster_groups: Vec<String>,
+    /// The one cluster of this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
+    /// Changes made to the manifests for the clusters this target matches first.
     #[serde(default, skip_serializing_if = "Customization::is_empty")]
     pub customization: Customization,
     /// Clusters this target matches first get nothing: the bundle is not deployed there (Fleet's
@@ -431,10 +471,13 @@ impl Customization {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Patch {
+    /// Only objects of this apiVersion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// Only objects of this kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Only objects of this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The merge patch: a JSON object (any other value would replace the whole manifest).
@@ -442,6 +485,7 @@ pub struct Patch {
     pub patch: Value,
 }
 
+/// How the bundle's current revision stands on the clusters it targets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleStatus {
@@ -449,6 +493,7 @@ pub struct BundleStatus {
     pub observed_generation: u64,
     /// Content digest of the rolled-out resources.
     pub digest: String,
+    /// The targeted clusters, counted by the bundle's state on them.
     pub summary: BundleSummary,
     /// Up to a few clusters in a problem state, to start looking from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -467,6 +512,7 @@ pub struct BundleStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// What the condition is about, a CamelCase name.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
@@ -481,11 +527,17 @@ pub struct Condition {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleSummary {
+    /// Clusters the bundle targets.
     pub desired: u64,
+    /// Clusters where every object of the current revision is applied and ready.
     pub ready: u64,
+    /// Clusters where the revision is applied but not ready yet.
     pub not_ready: u64,
+    /// Clusters whose live objects drifted from the bundle.
     pub modified: u64,
+    /// Clusters where applying failed.
     pub error: u64,
+    /// Clusters that have not reported the current revision yet.
     pub pending: u64,
 }
 
@@ -507,11 +559,15 @@ impl BundleSummary {
     }
 }
 
+/// A cluster where the bundle is in a problem state (NotReady, Modified or Error).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemCluster {
+    /// The cluster's name.
     pub name: String,
+    /// The bundle's state on it.
     pub state: BundleState,
+    /// What the agent reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -519,6 +575,8 @@ pub struct ProblemCluster {
 // ---------------------------------------------------------------------------------------------
 // RegistrationToken
 
+/// A token an agent presents once to register its cluster: it may expire, be limited in uses,
+/// and stamp labels on the clusters it registers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistrationTokenSpec {
@@ -537,9 +595,11 @@ pub struct RegistrationTokenSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+/// How much the token has been used, and whether it still registers clusters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationTokenStatus {
+    /// Clusters registered with the token so far.
     pub uses: u64,
     /// `Active`, `Expired` or `UsedUp`.
     pub state: String,
@@ -587,6 +647,7 @@ pub struct GitRepoSpec {
     pub keep_resources: bool,
 }
 
+/// What the server last fetched and rendered from the repository.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitRepoStatus {
@@ -614,9 +675,11 @@ pub struct GitRepoStatus {
     pub bundles: Vec<GitRepoBundle>,
 }
 
+/// A bundle rendered from one folder of the repository.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitRepoBundle {
+    /// The bundle's name.
     pub name: String,
     /// The folder, relative to the repository root (`.` for the root).
     pub path: String,
@@ -649,6 +712,7 @@ pub struct SecretSpec {
     pub string_data: BTreeMap<String, String>,
 }
 
+/// What the secret holds, without the values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretStatus {

@@ -4,11 +4,14 @@
 //! The server is a child process on a fresh data dir (so /proc tells its CPU and memory, and
 //! `kill -9` is real), or a server given with `--server`. The simulator runs in this process.
 
+mod chart;
+mod estimate;
 mod machine;
 mod report;
 pub mod result;
 pub mod sampler;
 mod scenarios;
+mod summary;
 mod target;
 mod wait;
 mod waves;
@@ -33,7 +36,11 @@ use crate::{
     target::{ChildServer, Target},
 };
 
-pub use crate::report::render_html;
+pub use crate::{
+    estimate::{about, expected_duration},
+    report::render_html,
+    summary::{colour_wanted, summary_table},
+};
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,13 +223,18 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchResult> {
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("create {}", config.out.display()))?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    // The checkout as it is when the run starts (the binary was built from it).
-    let commit = machine::commit(&config.exe);
+    let commit = machine::commit().to_string();
     if config.server.is_some() && config.server_cpus.is_some() {
         anyhow::bail!(
             "--server-cpus pins the server the bench starts; with --server, pin your own"
         );
     }
+    eprintln!(
+        "bench: {} on {} clusters, expected to take {}",
+        config.scenario.as_str(),
+        config.clusters,
+        about(expected_duration(&config))
+    );
     let started = Instant::now();
     let target = match &config.server {
         Some((base, admin_token)) => Target::External {

@@ -68,32 +68,12 @@ pub fn pin_self(cpus: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The git commit of the checkout the `flotilla` binary was built in (with `-dirty` when it has
-/// uncommitted changes), or the package version when it was not built from a checkout.
-pub fn commit(exe: &std::path::Path) -> String {
-    let folder = exe.parent().unwrap_or(std::path::Path::new("."));
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(folder)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(commit) if !commit.is_empty() => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|status| !status.is_empty());
-            if dirty {
-                format!("{commit}-dirty")
-            } else {
-                commit
-            }
-        }
-        _ => format!("v{}", env!("CARGO_PKG_VERSION")),
-    }
+/// The commit this binary was built from, embedded by `build.rs`: 40 hex digits (with `-dirty`
+/// when tracked files differed from it), else the `FLOTILLA_COMMIT` the build was given, else
+/// `unknown`. The bench starts the server from this same binary, so it is the server's commit
+/// too (for `--server`, the bench's own).
+pub fn commit() -> &'static str {
+    env!("FLOTILLA_BUILD_COMMIT")
 }
 
 #[cfg(test)]
@@ -118,5 +98,18 @@ mod tests {
             })
             .unwrap();
         assert_eq!(own, expected);
+    }
+
+    #[test]
+    fn the_recorded_commit_is_a_full_hash_the_given_commit_or_unknown() {
+        let commit = commit();
+        let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
+        let full_hash = hash.len() == 40 && hash.bytes().all(|byte| byte.is_ascii_hexdigit());
+        let given = option_env!("FLOTILLA_COMMIT").is_some_and(|given| given.trim() == commit);
+        assert!(
+            full_hash || given || commit == "unknown",
+            "commit {commit:?} is none of a 40-hex hash, FLOTILLA_COMMIT, unknown"
+        );
+        assert!(!commit.starts_with('v'), "{commit:?} looks like a version");
     }
 }

@@ -1,105 +1,12 @@
 //! `report.html`: one self-contained page with the run's figures, its verdicts, and SVG plots
-//! (drawn with plotters) of each series over time, phases marked.
+//! of each series over time (drawn in `chart`), phases marked.
 
 use std::fmt::Write;
 
-use plotters::prelude::*;
-
 use crate::{
-    result::{BenchResult, Phase, RolloutWavesResult, ServerCpu},
-    sampler::Sample,
+    chart::{Axis, BLUE_LINE, ChartSpec, GREEN_LINE, Line, ORANGE_LINE, chart},
+    result::{BenchResult, RolloutWavesResult, ServerCpu},
 };
-
-/// One line on a chart.
-struct Line<'a> {
-    label: &'a str,
-    color: RGBColor,
-    value: fn(&Sample) -> Option<f64>,
-}
-
-const BLUE_LINE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE_LINE: RGBColor = RGBColor(255, 127, 14);
-const GREEN_LINE: RGBColor = RGBColor(44, 160, 44);
-const PHASE_LINE: RGBColor = RGBColor(150, 150, 150);
-
-fn chart(
-    title: &str,
-    unit: &str,
-    samples: &[Sample],
-    phases: &[Phase],
-    lines: &[Line],
-) -> anyhow::Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_error)?;
-        let x_max = samples.last().map_or(1.0, |sample| sample.t).max(1.0);
-        let y_max = samples
-            .iter()
-            .flat_map(|sample| lines.iter().filter_map(|line| (line.value)(sample)))
-            .fold(0.0_f64, f64::max);
-        let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since start")
-            .y_desc(unit)
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(plot_error)?;
-        for phase in phases {
-            chart
-                .draw_series(LineSeries::new(
-                    [(phase.start, 0.0), (phase.start, y_max)],
-                    PHASE_LINE.stroke_width(1),
-                ))
-                .map_err(plot_error)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    phase.name.clone(),
-                    (phase.start, y_max * 0.97),
-                    ("sans-serif", 12).into_font().color(&PHASE_LINE),
-                )))
-                .map_err(plot_error)?;
-        }
-        for line in lines {
-            let points: Vec<(f64, f64)> = samples
-                .iter()
-                .filter_map(|sample| Some((sample.t, (line.value)(sample)?)))
-                .collect();
-            if points.is_empty() {
-                continue;
-            }
-            let color = line.color;
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(line.label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(plot_error)?;
-        root.present().map_err(plot_error)?;
-    }
-    Ok(svg)
-}
-
-fn plot_error<E: std::fmt::Debug>(error: E) -> anyhow::Error {
-    anyhow::anyhow!("draw a chart: {error:?}")
-}
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -246,117 +153,141 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
     let phases = &result.phases;
     let charts = [
         chart(
-            "Clusters",
-            "clusters",
+            &ChartSpec {
+                title: "Clusters",
+                unit: "clusters",
+                axis: Axis::Count,
+                spike_phase: None,
+                lines: &[
+                    Line {
+                        label: "registered",
+                        color: BLUE_LINE,
+                        value: |s| Some(s.registered as f64),
+                    },
+                    Line {
+                        label: "online (simulator)",
+                        color: ORANGE_LINE,
+                        value: |s| Some(s.online.max(0) as f64),
+                    },
+                    Line {
+                        label: "online (server)",
+                        color: GREEN_LINE,
+                        value: |s| s.server_online.map(|v| v as f64),
+                    },
+                ],
+            },
             samples,
             phases,
-            &[
-                Line {
-                    label: "registered",
-                    color: BLUE_LINE,
-                    value: |s| Some(s.registered as f64),
-                },
-                Line {
-                    label: "online (simulator)",
-                    color: ORANGE_LINE,
-                    value: |s| Some(s.online.max(0) as f64),
-                },
-                Line {
-                    label: "online (server)",
-                    color: GREEN_LINE,
-                    value: |s| s.server_online.map(|v| v as f64),
-                },
-            ],
         )?,
         chart(
-            "Requests per second",
-            "per second",
+            &ChartSpec {
+                title: "Requests per second",
+                unit: "per second",
+                axis: Axis::Measure,
+                spike_phase: Some("register"),
+                lines: &[
+                    Line {
+                        label: "syncs/s",
+                        color: BLUE_LINE,
+                        value: |s| Some(s.syncs_per_second),
+                    },
+                    Line {
+                        label: "registrations/s",
+                        color: ORANGE_LINE,
+                        value: |s| Some(s.registrations_per_second),
+                    },
+                ],
+            },
             samples,
             phases,
-            &[
-                Line {
-                    label: "syncs/s",
-                    color: BLUE_LINE,
-                    value: |s| Some(s.syncs_per_second),
-                },
-                Line {
-                    label: "registrations/s",
-                    color: ORANGE_LINE,
-                    value: |s| Some(s.registrations_per_second),
-                },
-            ],
         )?,
         chart(
-            "Sync latency seen by agents",
-            "milliseconds",
+            &ChartSpec {
+                title: "Sync latency seen by agents",
+                unit: "milliseconds",
+                axis: Axis::Measure,
+                spike_phase: None,
+                lines: &[
+                    Line {
+                        label: "p50",
+                        color: BLUE_LINE,
+                        value: |s| Some(s.sync_p50_ms),
+                    },
+                    Line {
+                        label: "p99",
+                        color: ORANGE_LINE,
+                        value: |s| Some(s.sync_p99_ms),
+                    },
+                ],
+            },
             samples,
             phases,
-            &[
-                Line {
-                    label: "p50",
-                    color: BLUE_LINE,
-                    value: |s| Some(s.sync_p50_ms),
-                },
-                Line {
-                    label: "p99",
-                    color: ORANGE_LINE,
-                    value: |s| Some(s.sync_p99_ms),
-                },
-            ],
         )?,
         chart(
-            "CPU",
-            "cores",
+            &ChartSpec {
+                title: "CPU",
+                unit: "cores",
+                axis: Axis::Measure,
+                spike_phase: None,
+                lines: &[
+                    Line {
+                        label: "server",
+                        color: BLUE_LINE,
+                        value: |s| s.server_cpu_cores,
+                    },
+                    Line {
+                        label: "simulator",
+                        color: ORANGE_LINE,
+                        value: |s| s.sim_cpu_cores,
+                    },
+                ],
+            },
             samples,
             phases,
-            &[
-                Line {
-                    label: "server",
-                    color: BLUE_LINE,
-                    value: |s| s.server_cpu_cores,
-                },
-                Line {
-                    label: "simulator",
-                    color: ORANGE_LINE,
-                    value: |s| s.sim_cpu_cores,
-                },
-            ],
         )?,
         chart(
-            "Resident memory",
-            "MiB",
+            &ChartSpec {
+                title: "Resident memory",
+                unit: "MiB",
+                axis: Axis::Measure,
+                spike_phase: None,
+                lines: &[
+                    Line {
+                        label: "server",
+                        color: BLUE_LINE,
+                        value: |s| s.server_rss_mib,
+                    },
+                    Line {
+                        label: "simulator",
+                        color: ORANGE_LINE,
+                        value: |s| s.sim_rss_mib,
+                    },
+                ],
+            },
             samples,
             phases,
-            &[
-                Line {
-                    label: "server",
-                    color: BLUE_LINE,
-                    value: |s| s.server_rss_mib,
-                },
-                Line {
-                    label: "simulator",
-                    color: ORANGE_LINE,
-                    value: |s| s.sim_rss_mib,
-                },
-            ],
         )?,
         chart(
-            "Bundle deployments",
-            "deployments",
+            &ChartSpec {
+                title: "Bundle deployments",
+                unit: "deployments",
+                axis: Axis::Count,
+                spike_phase: None,
+                lines: &[
+                    Line {
+                        label: "desired",
+                        color: BLUE_LINE,
+                        value: |s| s.bundles_desired.map(|v| v as f64),
+                    },
+                    Line {
+                        label: "ready",
+                        color: GREEN_LINE,
+                        value: |s| s.bundles_ready.map(|v| v as f64),
+                    },
+                ],
+            },
             samples,
             phases,
-            &[
-                Line {
-                    label: "desired",
-                    color: BLUE_LINE,
-                    value: |s| s.bundles_desired.map(|v| v as f64),
-                },
-                Line {
-                    label: "ready",
-                    color: GREEN_LINE,
-                    value: |s| s.bundles_ready.map(|v| v as f64),
-                },
-            ],
         )?,
     ];
     let mut html = String::new();
@@ -368,7 +299,7 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
          table{{border-collapse:collapse;margin-bottom:1em}}\
          td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}\
          th{{background:#f3f3f3}}\
-         .charts{{display:flex;flex-wrap:wrap;gap:12px}}\
+         .charts>div{{width:100%;margin-bottom:16px}}\
          .met{{color:#1a7f37;font-weight:bold}}.missed{{color:#cf222e;font-weight:bold}}\
          code{{background:#f3f3f3;padding:2px 4px}}\
          </style></head><body>\n<h1>flotilla bench: {scenario}, {clusters} clusters</h1>\n\
@@ -406,8 +337,8 @@ pub fn render_html(result: &BenchResult) -> anyhow::Result<String> {
         html.push_str("<h2>Targets</h2>\n<table><tr><th>id</th><th>measure</th><th>target</th><th>measured</th><th>verdict</th><th>note</th></tr>\n");
         for verdict in &result.verdicts {
             let (class, word) = match verdict.met {
-                Some(true) => ("met", "met"),
-                Some(false) => ("missed", "missed"),
+                Some(true) => ("met", "pass"),
+                Some(false) => ("missed", "FAIL"),
                 None => ("", "not judged"),
             };
             let _ = writeln!(

@@ -283,6 +283,6 @@ pub struct Verdict {
     pub measured: String,
     /// Met or not; absent when this run cannot judge (e.g. not at the target's scale).
     pub met: Option<bool>,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }

@@ -1,9 +1,8 @@
-//! Arguments several commands share: the admin connection (`--server`, `--token`), kinds and
-//! `k=v` label lists.
+//! Arguments several commands share: the admin connection (`--server`, `--token`), kinds (with
+//! did-you-mean), `--sort` and `k=v` label lists.
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
 use clap::Args;
 use flotilla_api::Kind;
 use flotilla_client::AdminClient;
@@ -41,11 +40,72 @@ impl Connection {
     }
 }
 
-/// A kind as a user types it (`clusters`, `bundle`, `cg`, …).
+/// The kinds the server serves, as help and errors list them (`clusters, clustergroups, …`),
+/// from `Kind::ALL` so a new kind shows up without editing any text.
+pub fn kinds_list() -> String {
+    Kind::ALL.map(Kind::plural).join(", ")
+}
+
+/// The help line of a KIND argument.
+pub fn kind_help() -> String {
+    format!(
+        "Kind of object: {} (singular or plural, any case)",
+        kinds_list()
+    )
+}
+
+/// A kind as a user types it (`clusters`, `bundle`, `cg`, …); a typo gets the nearest kind.
 pub fn parse_kind(text: &str) -> anyhow::Result<Kind> {
-    Kind::parse(text).with_context(|| {
-        format!("unknown kind {text:?}; use clusters, bundles, clustergroups or tokens")
-    })
+    if let Some(kind) = Kind::parse(text) {
+        return Ok(kind);
+    }
+    match nearest_kind(text) {
+        Some(near) => anyhow::bail!("unknown kind {text:?}; did you mean {near:?}?"),
+        None => anyhow::bail!("unknown kind {text:?}; use one of {}", kinds_list()),
+    }
+}
+
+/// Most edits (insert, delete, change or swap two letters) a typo may be from the kind it
+/// suggests: two catches `bundels` and `clustr` without offering `secrets` for `tokens`.
+const MOST_EDITS_FOR_A_SUGGESTION: usize = 2;
+
+/// The singular or plural kind name closest to `text`, if it is close enough to be a typo.
+fn nearest_kind(text: &str) -> Option<String> {
+    let text = text.to_ascii_lowercase();
+    Kind::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            [
+                kind.plural().to_string(),
+                kind.as_str().to_ascii_lowercase(),
+            ]
+        })
+        .map(|name| (strsim::damerau_levenshtein(&text, &name), name))
+        .filter(|(edits, name)| *edits <= MOST_EDITS_FOR_A_SUGGESTION && *edits < name.len() / 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// The list orders the server offers (`sort=name`, `sort=-name`); clap lists exactly these in
+/// `--sort`'s help and accepts nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortOrder {
+    /// By name, A to Z (the default).
+    #[value(name = "name")]
+    Name,
+    /// By name, Z to A.
+    #[value(name = "-name")]
+    NameDescending,
+}
+
+impl SortOrder {
+    /// The server's `sort` query value.
+    pub fn query(self) -> String {
+        match self {
+            SortOrder::Name => "name".into(),
+            SortOrder::NameDescending => "-name".into(),
+        }
+    }
 }
 
 /// Labels written `k=v,k2=v2`, each key and value checked as the server checks them.
@@ -65,6 +125,94 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mistyped_kind_gets_the_nearest_kind_and_a_far_one_the_whole_list() {
+        let error = parse_kind("bundels").unwrap_err().to_string();
+        assert_eq!(error, r#"unknown kind "bundels"; did you mean "bundles"?"#);
+        let error = parse_kind("Clustr").unwrap_err().to_string();
+        assert!(error.ends_with(r#"did you mean "cluster"?"#), "{error}");
+        let error = parse_kind("pods").unwrap_err().to_string();
+        assert!(error.contains("use one of clusters, "), "{error}");
+        assert_eq!(parse_kind("CG").unwrap(), Kind::ClusterGroup);
+    }
+
+    #[test]
+    fn every_kind_is_in_the_list_help_and_errors_show() {
+        let help = kind_help();
+        for kind in Kind::ALL {
+            assert!(help.contains(kind.plural()), "{help}");
+            assert_eq!(Kind::parse(kind.plural()), Some(kind));
+        }
+    }
+
+    /// Every `--sort` value the help of `get` lists parses, written `--sort V` or `--sort=V`,
+    /// and a value it does not list is refused.
+    #[test]
+    fn sort_accepts_exactly_what_its_help_lists() {
+        let mut command = crate::cli_command();
+        let get = command.find_subcommand_mut("get").expect("a get command");
+        let help = get.render_long_help().to_string();
+        let sort = get
+            .get_arguments()
+            .find(|arg| arg.get_id() == "sort")
+            .expect("get --sort");
+        let values: Vec<String> = sort
+            .get_possible_values()
+            .iter()
+            .map(|value| value.get_name().to_string())
+            .collect();
+        assert_eq!(values, ["name", "-name"]);
+        for value in &values {
+            assert!(
+                help.contains(value.as_str()),
+                "{value} missing from:\n{help}"
+            );
+            for args in [
+                vec!["flotilla", "get", "clusters", "--sort", value.as_str()],
+                vec![
+                    "flotilla",
+                    "get",
+                    "clusters",
+                    format!("--sort={value}").as_str(),
+                ],
+            ] {
+                crate::cli_command()
+                    .try_get_matches_from(&args)
+                    .unwrap_or_else(|error| panic!("{args:?}: {error}"));
+            }
+        }
+        assert!(
+            crate::cli_command()
+                .try_get_matches_from(["flotilla", "get", "clusters", "--sort", "age"])
+                .is_err()
+        );
+    }
+
+    /// Every argument of every command (other helpers' new ones too) says what it is for.
+    #[test]
+    fn every_argument_of_every_command_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut command = crate::cli_command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "flotilla", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without help:\n{}",
+            missing.join("\n")
+        );
+    }
 
     #[test]
     fn a_bad_label_is_refused_with_the_message_registration_answers() {

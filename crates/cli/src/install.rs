@@ -32,6 +32,7 @@ pub struct ManifestArgs {
     /// The agent's container image.
     #[arg(long, default_value = concat!("ghcr.io/flotilla-dev/flotilla:", env!("CARGO_PKG_VERSION")))]
     pub image: String,
+    /// The volume the agent keeps its state in.
     #[arg(long, value_enum, default_value_t = StateVolume::Pvc)]
     pub state_volume: StateVolume,
     /// Sync interval.

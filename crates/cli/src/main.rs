@@ -11,8 +11,8 @@ mod signals;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    agent, apply, bench, delete, demo, describe, get, history, label, render, rollout, server, sim,
-    token,
+    agent, apply, bench, completion, delete, demo, describe, diff, edit, explain, get, history,
+    label, render, rollout, server, sim, token, version,
 };
 
 /// The server and the simulator allocate many small, short-lived objects from several threads;
@@ -46,11 +46,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Create or replace objects from files, folders or standard input (-).
     Apply(apply::ApplyArgs),
-    /// List objects, or show one.
+    /// Show what `apply -f` would change: the live objects against the server's dry run, as a
+    /// unified diff of YAML (exit 0: no differences, 1: differences, 2: an error).
+    Diff(diff::DiffArgs),
+    /// List objects, or show the ones named (-o wide, name, json, yaml, jsonpath=TEMPLATE).
     Get(get::GetArgs),
     /// Show one object in detail.
     Describe(describe::DescribeArgs),
-    /// Delete an object.
+    /// Delete objects: by name, by label selector (-l), all (--all) or those files hold (-f).
     Delete(delete::DeleteArgs),
     /// Add, change (with --overwrite) or remove (`key-`) labels, like kubectl label.
     Label(label::LabelArgs),
@@ -69,6 +72,14 @@ enum Command {
         #[command(subcommand)]
         command: token::TokenCommand,
     },
+    /// This binary's version and commit, and the server's (`--client`: this binary's only).
+    Version(version::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion(completion::CompletionArgs),
+    /// Describe a kind's fields, or one field's, from the API schema (like kubectl explain).
+    Explain(explain::ExplainArgs),
+    /// Edit an object in $EDITOR and send it back, refused if it changed meanwhile.
+    Edit(edit::EditArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -126,6 +137,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Apply(args) => apply::run(args).await,
+        Command::Diff(args) => diff::run(args).await,
         Command::Get(args) => get::run(args).await,
         Command::Describe(args) => describe::run(args).await,
         Command::Delete(args) => delete::run(args).await,
@@ -134,6 +146,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Rollout { command } => rollout::run(command).await,
         Command::History(args) => history::run(args).await,
         Command::Token { command } => token::run(command).await,
+        Command::Version(args) => version::run(args).await,
+        Command::Completion(args) => {
+            completion::run(args, &mut <Cli as clap::CommandFactory>::command())
+        }
+        Command::Explain(args) => explain::run(args),
+        Command::Edit(args) => edit::run(args).await,
     }
 }
 
@@ -141,4 +159,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
 /// called, so call it before starting what it stops.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     signals::stop_requested()
+}
+
+/// The whole command tree, for tests that walk it (every argument has help, `--sort` parses
+/// what its help lists).
+#[cfg(test)]
+fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }

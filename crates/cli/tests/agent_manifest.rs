@@ -133,3 +133,31 @@ fn agent_manifest_without_a_name_picks_one_and_with_a_bad_name_says_what_to_fix(
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--name"), "{stderr}");
 }
+
+#[test]
+fn agent_manifest_runs_the_image_it_is_given_and_by_default_this_release() {
+    let image_of = |extra: &[&str]| {
+        let mut args = vec!["--server", "https://fleet.example", "--token", "t"];
+        args.extend(extra);
+        let output = manifest(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+        documents.last().unwrap()["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        image_of(&["--image", "registry.example/mirror/flotilla:1.2.3"]),
+        "registry.example/mirror/flotilla:1.2.3"
+    );
+    assert_eq!(
+        image_of(&[]),
+        concat!("ghcr.io/flotilla-dev/flotilla:", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -667,8 +667,14 @@ impl RelativeServer {
     fn start(cwd: &std::path::Path) -> RelativeServer {
         let port = support::free_port();
         let log = std::fs::File::create(cwd.join("server.log")).unwrap();
+        // Kustomize folders render with the testkit's pinned kubectl, not one on PATH
+        // (FLOTILLA_KUSTOMIZE is split at whitespace: the cache path has none).
+        let kustomize = flotilla_testkit::kustomize_argv()
+            .unwrap_or_else(|error| panic!("this test needs a real kubectl: {error:#}"))
+            .join(" ");
         let child = Command::new(BIN)
             .current_dir(cwd)
+            .env("FLOTILLA_KUSTOMIZE", kustomize)
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--data-dir", "./data"])
             .stdout(std::process::Stdio::null())

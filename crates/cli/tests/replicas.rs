@@ -1,5 +1,5 @@
-//! Server replicas as real processes on the real PostgreSQL (127.0.0.1:5432, or
-//! `FLOTILLA_TEST_POSTGRES`), each test in its own schema: a replica killed with SIGKILL
+//! Server replicas as real processes on a real PostgreSQL (the test process's throwaway server,
+//! or `FLOTILLA_TEST_POSTGRES`), each test in its own schema: a replica killed with SIGKILL
 //! mid-rollout loses nothing and its agents move to another; PostgreSQL going away makes
 //! replicas answer 503 (not crash, not hang) and they resume when it is back.
 
@@ -184,11 +184,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 
 /// The PostgreSQL the tests use, as host and port.
 fn postgres_address() -> (String, u16) {
-    let base = flotilla_store::pg_testing::server();
-    let value = |key: &str| {
-        base.split_whitespace()
-            .find_map(|pair| pair.strip_prefix(&format!("{key}=")).map(str::to_string))
-    };
+    let value = flotilla_store::pg_testing::server_value;
     (
         value("host").unwrap_or_else(|| "127.0.0.1".into()),
         value("port").and_then(|p| p.parse().ok()).unwrap_or(5432),

@@ -11,12 +11,14 @@ mod api;
 mod error;
 mod resource;
 mod rollout;
+mod version;
+mod watch;
 
 use std::sync::Arc;
 
 use flotilla_api::{Kind, List};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use reqwest::{Method, StatusCode, header};
+use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
@@ -25,6 +27,7 @@ pub use crate::{
     error::{Error, Result},
     resource::Resource,
     rollout::RolloutVerb,
+    watch::{DryRun, Watch, WatchEvent, WatchParams},
 };
 
 /// The query options of the untyped list calls (`limit` and `continue_` are given apart there).
@@ -219,26 +222,9 @@ impl AdminClient {
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Reply> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method, &url)
-            .bearer_auth(&*self.token)
-            .query(query);
-        if let Some(body) = body {
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        let response = request.send().await.map_err(|source| Error::Connect {
-            base: self.base.to_string(),
-            source,
-        })?;
+        let response = self.request(method, path, query, body).await?;
         let status = response.status();
         let body: Vec<u8> = response.bytes().await.map_err(Error::Read)?.into();
-        if !status.is_success() {
-            return Err(Error::from_reply(status, &body));
-        }
         Ok(Reply { status, body })
     }
 }

@@ -1,5 +1,5 @@
-//! Kustomize and Helm folders, rendered with the real engines (kubectl's kustomize, helm v4).
-//! These tests fail, never skip, when an engine cannot be had.
+//! Kustomize and Helm folders, rendered with the real engines (the testkit's pinned kubectl and
+//! its kustomize, helm v4). These tests fail, never skip, when an engine cannot be had.
 
 mod support;
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use flotilla_render::{Tools, render_folder};
 use serde_json::{Value, json};
-use support::{Checkout, configmap, find, helm, ids, kustomize_argv};
+use support::{Checkout, configmap, find, helm, ids, kubectl, kustomize_argv};
 
 fn helm_tools() -> Tools {
     Tools::none().with_helm(helm())
@@ -84,7 +84,7 @@ fn kustomize_folder_renders_exactly_what_kubectl_kustomize_prints() {
     let tools = Tools::none().with_kustomize(argv);
     let rendered = render_folder(checkout.root(), "app", &tools).unwrap();
     let expected = run_ok(
-        Command::new("kubectl")
+        Command::new(kubectl())
             .arg("kustomize")
             .arg(checkout.root().join("app")),
     );
@@ -117,7 +117,7 @@ fn kustomize_dir_of_a_customization_renders_its_own_manifests() {
         .as_ref()
         .expect("prod renders differently");
     let expected = run_ok(
-        Command::new("kubectl")
+        Command::new(kubectl())
             .arg("kustomize")
             .arg(checkout.root().join("app/overlays/prod")),
     );

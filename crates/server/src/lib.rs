@@ -150,8 +150,27 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             .context("load the fleet")?
             .context("load the fleet from the store")?
     };
+    // A token the operator gave wins over the stored one: replicas given the same one agree,
+    // and changing it (rotating the Secret) takes effect at the next start.
+    let stored_admin_token_hash = match config.settings.admin_token_hash {
+        Some(given) if loaded.admin_token_hash != Some(given) => {
+            let record = records::AdminTokenRecord {
+                hash: hex::encode(given),
+            };
+            store
+                .commit(vec![records::put(
+                    records::META,
+                    records::ADMIN_TOKEN,
+                    &record,
+                )])
+                .await
+                .context("store the given admin token")?;
+            Some(given)
+        }
+        _ => loaded.admin_token_hash,
+    };
     let mut new_admin_token = None;
-    let admin_token_hash = match loaded.admin_token_hash {
+    let admin_token_hash = match stored_admin_token_hash {
         Some(hash) => hash,
         None => {
             let token = auth::new_secret();
@@ -276,6 +295,8 @@ impl Server {
         let timeout = self.state.settings.connections.shutdown_timeout;
         let deadline = started + timeout;
         let drain_deadline = deadline - FINAL_WRITES_RESERVE.min(timeout / 2);
+        // Open watches end now: their streaming responses would hold the drain to its deadline.
+        self.state.watches.stop();
         self.serving.drain(drain_deadline).await;
         for worker in &self.workers {
             worker.abort();
@@ -303,6 +324,7 @@ impl Server {
     /// Stops at once as a killed process would: no soft-state flush, no lease release, nothing
     /// more committed (for tests of what other replicas do when one dies).
     pub fn abandon(self) {
+        self.state.watches.stop();
         self.serving.abort();
         for worker in &self.workers {
             worker.abort();

@@ -567,8 +567,7 @@ async fn serve_connection(task: ConnectionTask) {
                         app.oneshot(request).await?
                     }
                 };
-                drop(in_flight);
-                Ok::<_, Infallible>(response)
+                Ok::<_, Infallible>(InFlightBody::until_sent(response, in_flight))
             }
         })
     };
@@ -649,6 +648,51 @@ impl DeadlineBody {
             started: tokio::time::Instant::now(),
             deadline: None,
         }
+    }
+}
+
+/// A streamed response body (a watch) that keeps its request counted in flight until it ends,
+/// not just until its head was sent: otherwise the idle timeout and the eviction at the
+/// connection cap would take a connection that is busy streaming.
+struct InFlightBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl InFlightBody {
+    /// The response as it goes out: a body of known length (every answer but a stream) ends
+    /// the request's time in flight now, with no wrapper.
+    fn until_sent(response: Response<Body>, in_flight: InFlight) -> Response<Body> {
+        if response.body().size_hint().exact().is_some() {
+            drop(in_flight);
+            return response;
+        }
+        response.map(|inner| {
+            Body::new(InFlightBody {
+                inner,
+                _in_flight: in_flight,
+            })
+        })
+    }
+}
+
+impl hyper::body::Body for InFlightBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

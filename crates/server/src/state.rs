@@ -37,6 +37,16 @@ pub struct Settings {
     pub render_allow_hosts: Vec<String>,
     /// Connection cap, header and idle timeouts, and the graceful-stop deadline.
     pub connections: crate::serve::ConnectionSettings,
+    /// The hash of an admin token the operator chose (e.g. from a Kubernetes Secret): it
+    /// replaces the stored one at start. None: the first start creates one in the data dir.
+    pub admin_token_hash: Option<[u8; 32]>,
+    /// Watches (`GET /api/v1/{plural}?watch=true`) open at once; past it a watch is refused
+    /// with 429 (each holds a task, a queue slot in the change broadcast and the names it sent).
+    pub max_watches: usize,
+    /// Change events a watch may fall behind by before it is ended with an `ERROR` event
+    /// (410 Expired, as Kubernetes' "too old resource version"): a slow client never makes the
+    /// server buffer without bound.
+    pub watch_queue: usize,
 }
 
 impl Default for Settings {
@@ -53,6 +63,9 @@ impl Default for Settings {
             content_retention: Duration::from_secs(600),
             render_allow_hosts: Vec::new(),
             connections: crate::serve::ConnectionSettings::default(),
+            admin_token_hash: None,
+            max_watches: 256,
+            watch_queue: 1024,
         }
     }
 }
@@ -83,6 +96,85 @@ pub struct AppState {
     /// Store revision through which this replica's model holds every other replica's writes
     /// (the follower's progress); `u64::MAX` on a store no one else writes.
     pub followed: std::sync::atomic::AtomicU64,
+    /// Open watches and the change broadcast that feeds them (`api::watch`).
+    pub watches: Watches,
+}
+
+/// One change as watches see it, published once by the watch hub (`api::watch`) for every
+/// watch to filter: the object rendered once, not once per watch.
+#[derive(Debug)]
+pub enum WatchChange {
+    /// An object was written (`object` as a GET returns it) or deleted (`object` None).
+    Object {
+        kind: flotilla_api::Kind,
+        name: String,
+        /// The store revision of the change (a deletion's) or the object's resourceVersion.
+        revision: u64,
+        labels: BTreeMap<String, String>,
+        object: Option<Box<serde_json::value::RawValue>>,
+    },
+    /// The hub lost changes (the feed was compacted past it): every watch must end and its
+    /// client list again.
+    Expired,
+}
+
+/// The shared part of watches: the broadcast the hub publishes to (its capacity is each
+/// watch's queue, `Settings::watch_queue`), how many are open, and the stop signal that ends
+/// them all at shutdown (an open watch would otherwise hold the graceful drain to its deadline).
+pub struct Watches {
+    pub changes: tokio::sync::broadcast::Sender<std::sync::Arc<WatchChange>>,
+    pub open: std::sync::atomic::AtomicUsize,
+    /// Whether the hub task was started (lazily, by the first watch).
+    pub hub_started: std::sync::atomic::AtomicBool,
+    /// The store revision the fleet was loaded at: where the hub starts reading the feed.
+    pub loaded_revision: u64,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Set once the hub has read the feed up to what memory holds: watches render their
+    /// initial list only after that (see `api::watch`).
+    caught_up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Watches {
+    fn new(queue: usize, loaded_revision: u64) -> Watches {
+        Watches {
+            changes: tokio::sync::broadcast::channel(queue.max(1)).0,
+            open: Default::default(),
+            hub_started: Default::default(),
+            loaded_revision,
+            stop: tokio::sync::watch::channel(false).0,
+            caught_up: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// The hub has read the feed through everything memory held when it started.
+    pub fn mark_caught_up(&self) {
+        self.caught_up.send_replace(true);
+    }
+
+    /// Resolves once [`Watches::mark_caught_up`] was called.
+    pub fn caught_up(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut caught_up = self.caught_up.subscribe();
+        async move {
+            let _ = caught_up.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Ends every watch and the hub (server shutdown).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once [`Watches::stop`] was called (at once if it was already).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
 }
 
 pub type SharedState = Arc<AppState>;
@@ -133,6 +225,7 @@ impl AppState {
             shared_store,
             revision,
         } = parts;
+        let watches = Watches::new(settings.watch_queue, revision);
         let tools =
             flotilla_render::Tools::detect().with_allowed_hosts(&settings.render_allow_hosts);
         AppState {
@@ -153,6 +246,7 @@ impl AppState {
             } else {
                 u64::MAX
             }),
+            watches,
         }
     }
 

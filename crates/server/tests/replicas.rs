@@ -1,6 +1,7 @@
-//! Several server replicas on one PostgreSQL database (the real server at 127.0.0.1:5432, or
-//! `FLOTILLA_TEST_POSTGRES`): what one replica acknowledges, the others serve. Each test has its
-//! own schema. These tests fail, not skip, when PostgreSQL is not there.
+//! Several server replicas on one PostgreSQL database (the test process's throwaway server from
+//! the installed PostgreSQL binaries, or `FLOTILLA_TEST_POSTGRES`): what one replica
+//! acknowledges, the others serve. Each test has its own schema. These tests fail, not skip,
+//! when PostgreSQL is not there.
 
 use std::time::{Duration, Instant};
 

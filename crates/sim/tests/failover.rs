@@ -1,7 +1,7 @@
 //! The simulator moves between server replicas as the real agent does: two replicas on one
-//! PostgreSQL database (127.0.0.1:5432, or `FLOTILLA_TEST_POSTGRES`, a schema of its own), each
-//! behind a TCP forwarder that can be cut; one dies, and every simulated cluster keeps syncing
-//! through the other. Fails, not skips, when PostgreSQL is not there.
+//! PostgreSQL database (a throwaway server, or `FLOTILLA_TEST_POSTGRES`; a schema of its own),
+//! each behind a TCP forwarder that can be cut; one dies, and every simulated cluster keeps
+//! syncing through the other. Fails, not skips, when PostgreSQL is not there.
 
 use std::{
     net::SocketAddr,

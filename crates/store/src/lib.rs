@@ -19,7 +19,9 @@ mod sqlite;
 
 use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-pub use pg::{PgOptions, PgStore, testing as pg_testing};
+#[cfg(any(test, feature = "testing"))]
+pub use pg::testing as pg_testing;
+pub use pg::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 /// A stored document.

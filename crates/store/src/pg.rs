@@ -943,7 +943,10 @@ impl Store for PgStore {
 }
 
 /// Scratch schemas for tests against a real PostgreSQL server: each one is created empty and
-/// dropped with everything in it when the guard goes.
+/// dropped with everything in it when the guard goes. The server is the test process's
+/// throwaway one from `flotilla-testkit`, or `FLOTILLA_TEST_POSTGRES`. Compiled for this
+/// crate's tests and, through the `testing` feature, for other crates' tests.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing {
     use std::thread;
 
@@ -955,11 +958,20 @@ pub mod testing {
         Ok(config.connect(tls)?)
     }
 
-    /// The server tests use: `FLOTILLA_TEST_POSTGRES` (a libpq key/value string), by default
-    /// the local PostgreSQL 15 with trust authentication.
+    /// The server tests use, as a libpq key/value string: `FLOTILLA_TEST_POSTGRES` if set, else
+    /// a throwaway server this test process starts from the installed PostgreSQL binaries
+    /// (panicking with what to install when there are none).
     pub fn server() -> String {
-        std::env::var("FLOTILLA_TEST_POSTGRES")
-            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into())
+        flotilla_testkit::postgres_url()
+    }
+
+    /// The value of `key` in [`server`]'s connection string, if it names one.
+    pub fn server_value(key: &str) -> Option<String> {
+        server().split_whitespace().find_map(|pair| {
+            pair.strip_prefix(key)?
+                .strip_prefix('=')
+                .map(str::to_string)
+        })
     }
 
     /// A schema of its own for one test.
@@ -1043,8 +1055,7 @@ pub mod testing {
             let mut client = connect(&base).unwrap_or_else(|error| {
                 panic!(
                     "PostgreSQL is needed for this test and did not answer at '{base}': {error} \
-                     (start it with `pg_ctlcluster --skip-systemctl-redirect 15 main start`, or \
-                     point FLOTILLA_TEST_POSTGRES at one)"
+                     (the test process's throwaway server, or FLOTILLA_TEST_POSTGRES if set)"
                 )
             });
             client

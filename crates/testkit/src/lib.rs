@@ -1,12 +1,17 @@
 //! Test support for flotilla: real git repositories served over real transports, a real helm
-//! binary and a static HTTP file server, so git-source and Helm tests exercise the genuine tools
-//! instead of stand-ins.
+//! binary, a throwaway PostgreSQL server and a static HTTP file server, so git-source, Helm and
+//! PostgreSQL tests exercise the genuine tools instead of stand-ins.
 //!
 //! - [`GitRepoFixture`]: a bare repository plus a work tree to commit from, made with `git`.
 //! - [`GitDaemon`]: `git daemon` serving fixtures over `git://`.
 //! - [`GitHttpServer`]: smart HTTP through `git http-backend` (optionally behind Basic auth).
 //! - [`HttpFileServer`]: a directory over plain HTTP (e.g. a Helm chart repository).
-//! - [`helm_binary`], [`helm_command`], [`kustomize_available`]: real tools for rendering.
+//! - [`helm_binary`], [`helm_command`], [`kubectl_binary`], [`kustomize_argv`],
+//!   [`kustomize_available`]: real tools for rendering, pinned ones from a PyPI package unless
+//!   overridden (`layer` owns their shared cache).
+//! - [`postgres_url`], [`PostgresServer`]: a throwaway PostgreSQL server (TLS on) per test
+//!   process, made from the installed PostgreSQL binaries, unless `FLOTILLA_TEST_POSTGRES` names
+//!   one.
 //! - [`generate`]: proptest strategies for the inputs clients send (JSON documents, selectors).
 //!
 //! Everything is blocking std API (the HTTP servers run their own tokio runtime on a thread), so
@@ -21,11 +26,19 @@ pub mod generate;
 mod git;
 mod helm;
 mod http;
+mod kubectl;
+mod layer;
+mod postgres;
 
 pub use daemon::GitDaemon;
 pub use git::GitRepoFixture;
-pub use helm::{HELM_PACKAGE, helm_binary, helm_command, kustomize_available};
+pub use helm::{HELM_PACKAGE, helm_binary, helm_command};
 pub use http::{GitHttpServer, HttpFileServer};
+pub use kubectl::{KUBECTL_OVERRIDE_VAR, kubectl_binary, kustomize_argv, kustomize_available};
+pub use layer::LAYER_PACKAGE;
+pub use postgres::{
+    POSTGRES_OVERRIDE_VAR, PostgresServer, postgres_bin_dir, postgres_url, throwaway_postgres,
+};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

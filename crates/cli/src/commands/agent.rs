@@ -33,6 +33,7 @@ pub struct AgentArgs {
     /// Nodes of the simulated cluster.
     #[arg(long, default_value_t = 3)]
     nodes: u32,
+    /// Where the agent keeps its credential and content cache.
     #[arg(long, env = "FLOTILLA_STATE_DIR", default_value = "./flotilla-agent")]
     state_dir: PathBuf,
     /// Sync interval (jittered ±10%).

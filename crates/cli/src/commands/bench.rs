@@ -1,7 +1,7 @@
-//! `flotilla bench`: a load scenario against a real server; prints the verdicts and where the
-//! result and report went.
+//! `flotilla bench`: a load scenario against a real server; prints a table of the verdicts and
+//! where the result and report went.
 
-use std::{path::PathBuf, time::Duration};
+use std::{io::IsTerminal, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -14,6 +14,7 @@ pub struct BenchArgs {
     /// rollout-waves (not part of all).
     #[arg(value_parser = flotilla_bench::Scenario::parse)]
     scenario: flotilla_bench::Scenario,
+    /// How many simulated clusters the scenario runs with.
     #[arg(long, default_value_t = 10_000)]
     clusters: u32,
     /// Where result.json, report.html, the server's data dir and log go.
@@ -25,6 +26,7 @@ pub struct BenchArgs {
     /// the first.
     #[arg(long)]
     server: Option<String>,
+    /// Admin API token of the server given with --server.
     #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Agents' sync interval (jittered ±10%).
@@ -119,18 +121,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         result = flotilla_bench::run(config) => result?,
         () = shutdown_signal() => bail!("interrupted; no result written"),
     };
-    let mut text = String::new();
-    for verdict in &result.verdicts {
-        let word = match verdict.met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "not judged",
-        };
-        text.push_str(&format!(
-            "{:<3} {:<58} {:<28} {word}\n",
-            verdict.id, verdict.measured, verdict.target
-        ));
-    }
+    // Colour for a person at a terminal; plain into files, pipes, CI logs, and with NO_COLOR.
+    let colour = flotilla_bench::colour_wanted(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let mut text = flotilla_bench::summary_table(&result, colour);
     text.push_str(&format!(
         "wrote {} and {}\n",
         out.join("result.json").display(),

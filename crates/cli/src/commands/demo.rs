@@ -1,7 +1,12 @@
 //! `flotilla demo`: a server on the embedded store, a simulated fleet with a spread of labels,
 //! and the example bundles from `examples/demo-fleet.yaml`.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context;
 use clap::Args;
@@ -13,14 +18,18 @@ use crate::documents;
 const EXAMPLES: &str = include_str!("../../../../examples/demo-fleet.yaml");
 const REGIONS: [&str; 5] = ["eu-west", "eu-central", "us-east", "us-west", "ap-south"];
 const ENVS: [&str; 3] = ["prod", "staging", "dev"];
+/// Where the demo listens unless told otherwise: the CLI's default `--server`.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Args)]
 pub struct DemoArgs {
     /// Simulated clusters to run.
     #[arg(long, default_value_t = 25)]
     clusters: usize,
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address the demo's server listens on (port 0: any free port).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Where the demo's server keeps its store and writes its admin token.
     #[arg(long, default_value = "./flotilla-data")]
     data_dir: PathBuf,
     /// Agents' sync interval.
@@ -109,18 +118,121 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }));
     }
     println!(
-        "\nflotilla demo: a server at {base} with {clusters} simulated clusters.\n\n\
-         In another terminal, from this folder:\n  \
-         flotilla get bundles\n  \
-         flotilla get clusters -l env=prod\n  \
-         flotilla describe bundle payments-canary\n  \
-         flotilla label cluster store-0000 env=staging --overwrite\n\n\
-         The admin token is in {}. Press Ctrl-C (or send SIGTERM) to stop.\n",
-        token_path.display()
+        "{}",
+        banner(&Banner {
+            base: &base,
+            clusters,
+            token_path: &token_path,
+            program: &program(),
+            default_server: listen == DEFAULT_LISTEN.parse::<SocketAddr>().expect("valid"),
+        })
     );
     stop.await;
     for agent in agents {
         agent.abort();
     }
     server.shutdown().await
+}
+
+/// What the banner needs to print commands that work as printed.
+struct Banner<'a> {
+    base: &'a str,
+    clusters: usize,
+    token_path: &'a Path,
+    /// How to run this binary from the current folder.
+    program: &'a str,
+    /// Whether the CLI's default `--server` reaches the demo.
+    default_server: bool,
+}
+
+/// The demo's banner: where the server is and commands to try, each runnable as printed from
+/// the folder the demo was started in (a shell's `export` lines first when the CLI's defaults
+/// would not find the server or its admin token).
+fn banner(banner: &Banner<'_>) -> String {
+    let Banner {
+        base,
+        clusters,
+        token_path,
+        program,
+        default_server,
+    } = *banner;
+    let mut setup = Vec::new();
+    if !default_server {
+        setup.push(format!("export FLOTILLA_SERVER={base}"));
+    }
+    // The CLI reads ./flotilla-data/admin-token when no token is given.
+    let default_token = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            let default = cwd
+                .join("flotilla-data")
+                .join(flotilla_server::ADMIN_TOKEN_FILE);
+            Some(std::fs::canonicalize(default).ok()? == std::fs::canonicalize(token_path).ok()?)
+        })
+        .unwrap_or(false);
+    if !default_token {
+        setup.push(format!(
+            "export FLOTILLA_TOKEN=\"$(cat {})\"",
+            shell_quote(&token_path.display().to_string())
+        ));
+    }
+    let commands = [
+        "get bundles",
+        "get clusters -l env=prod",
+        "describe bundle payments-canary",
+        "label cluster store-0000 env=staging --overwrite",
+    ];
+    let mut text = format!(
+        "\nflotilla demo: a server at {base} with {clusters} simulated clusters.\n\n\
+         In another terminal, from this folder:\n"
+    );
+    for line in setup
+        .iter()
+        .cloned()
+        .chain(commands.iter().map(|c| format!("{program} {c}")))
+    {
+        text.push_str("  ");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\nThe admin token is in {}. Press Ctrl-C (or send SIGTERM) to stop.\n",
+        token_path.display()
+    ));
+    text
+}
+
+/// How a shell in the current folder runs this binary: `flotilla` when that is what PATH
+/// finds, else its path (relative to the folder when inside it, as after `cargo run`).
+fn program() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "flotilla".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("flotilla")).is_ok_and(|found| found == exe))
+    });
+    if on_path {
+        return "flotilla".into();
+    }
+    let relative = std::env::current_dir()
+        .and_then(std::fs::canonicalize)
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    match relative {
+        Some(relative) => shell_quote(&format!("./{}", relative.display())),
+        None => shell_quote(&exe.display().to_string()),
+    }
+}
+
+/// A word a POSIX shell reads back as `text`.
+fn shell_quote(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c))
+    {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }

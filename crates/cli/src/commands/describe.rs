@@ -4,13 +4,15 @@ use clap::Args;
 use flotilla_client::{AdminClient, with_resource};
 
 use crate::{
-    args::{Connection, parse_kind},
+    args::{Connection, kind_help, parse_kind},
     output::{self, Printable},
 };
 
 #[derive(Args)]
 pub struct DescribeArgs {
+    #[arg(help = kind_help())]
     kind: String,
+    /// The object's name.
     name: String,
     #[command(flatten)]
     connection: Connection,

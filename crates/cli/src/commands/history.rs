@@ -15,6 +15,7 @@ pub struct HistoryArgs {
     kind: String,
     /// The bundle's name.
     name: String,
+    /// Output format: a table of revisions, or the list as JSON or YAML.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Format,
     #[command(flatten)]

@@ -8,17 +8,20 @@ use clap::Args;
 use flotilla_client::{AdminClient, Resource, with_resource};
 
 use crate::{
-    args::{Connection, parse_kind},
+    args::{Connection, kind_help, parse_kind},
     output,
 };
 
 #[derive(Args)]
 pub struct LabelArgs {
+    #[arg(help = kind_help())]
     kind: String,
+    /// The object's name.
     name: String,
     /// `key=value` to set, `key-` to remove.
     #[arg(required = true)]
     changes: Vec<String>,
+    /// Change a label that already has another value (without it, that is refused).
     #[arg(long)]
     overwrite: bool,
     #[command(flatten)]
@@ -48,10 +51,7 @@ pub async fn run(args: LabelArgs) -> anyhow::Result<()> {
         Existing::Keep
     };
     with_resource!(kind, K => relabel::<K>(&client, &name, &changes, existing).await)?;
-    output::out(&format!(
-        "{}/{name} labeled\n",
-        kind.as_str().to_ascii_lowercase()
-    ))
+    output::out(&format!("{} labeled\n", output::object_ref(kind, &name)))
 }
 
 async fn relabel<K: Resource>(

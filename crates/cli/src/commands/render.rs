@@ -48,6 +48,7 @@ pub struct RenderArgs {
         default_value = ""
     )]
     render_allow_hosts: Vec<String>,
+    /// Output format of the manifests.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     output: Format,
 }

@@ -50,6 +50,7 @@ pub struct StatusArgs {
     /// How often --watch asks the server.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// Output format: the status as text, or its document as JSON or YAML.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Format,
     #[command(flatten)]

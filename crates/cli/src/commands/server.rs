@@ -9,8 +9,10 @@ use crate::shutdown_signal;
 
 #[derive(Args)]
 pub struct ServerArgs {
+    /// Address and port the API listens on.
     #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Where the store and the admin token live (created if missing).
     #[arg(long, env = "FLOTILLA_DATA_DIR", default_value = "./flotilla-data")]
     data_dir: PathBuf,
     /// A cluster turns Offline after this many missed sync intervals.
@@ -72,6 +74,13 @@ pub struct ServerArgs {
         default_value = ""
     )]
     render_allow_hosts: Vec<String>,
+    /// Use this admin token (replacing the stored one) instead of creating one on first start
+    /// and writing it to <data-dir>/admin-token: for replicas and Kubernetes Secrets.
+    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Watches (`get -w`, `?watch=true`) served at once; past it a watch is refused with 429.
+    #[arg(long, default_value_t = 256)]
+    max_watches: usize,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -91,6 +100,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         idle_timeout,
         body_timeout,
         shutdown_timeout,
+        admin_token,
+        max_watches,
     } = args;
     let stop = shutdown_signal();
     for (name, duration) in [
@@ -102,6 +113,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         if duration.is_zero() {
             bail!("{name} must be longer than 0s");
         }
+    }
+    if admin_token
+        .as_deref()
+        .is_some_and(|token| token.trim().is_empty())
+    {
+        bail!("--admin-token must not be empty");
     }
     if max_connections == Some(0) {
         bail!("--max-connections must be 1 or more");
@@ -127,6 +144,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             body_timeout,
             shutdown_timeout,
         },
+        admin_token_hash: admin_token
+            .as_deref()
+            .map(flotilla_server::auth::hash_secret),
+        max_watches,
         ..flotilla_server::Settings::default()
     };
     let server = flotilla_server::start(flotilla_server::ServerConfig {

@@ -16,6 +16,7 @@ pub struct SimArgs {
     /// Registration token the simulated clusters register with.
     #[arg(long, env = "FLOTILLA_AGENT_TOKEN", hide_env_values = true)]
     token: String,
+    /// How many clusters to simulate.
     #[arg(long, default_value_t = 100)]
     clusters: u32,
     /// Nodes per simulated cluster (reported as cluster facts).

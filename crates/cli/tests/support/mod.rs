@@ -219,6 +219,27 @@ impl ServerProcess {
             .expect("run flotilla CLI")
     }
 
+    /// Runs the CLI against this server with `input` on standard input.
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("FLOTILLA_SERVER", &self.url)
+            .env("FLOTILLA_TOKEN", &self.admin_token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run flotilla");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for flotilla")
+    }
+
     /// Runs the CLI, asserting success; returns standard output.
     pub fn ok(&self, args: &[&str]) -> String {
         let output = self.cli(args);

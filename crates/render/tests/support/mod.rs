@@ -66,11 +66,17 @@ pub fn helm() -> std::path::PathBuf {
         .unwrap_or_else(|error| panic!("this test needs a real helm: {error:#}"))
 }
 
-/// The kustomize engine the tests use: kubectl's built-in kustomize. Fails without it.
+/// The kubectl the tests use: the testkit's pinned one (with its built-in kustomize), downloaded
+/// on first use. The test fails (never skips) without it.
+pub fn kubectl() -> std::path::PathBuf {
+    flotilla_testkit::kubectl_binary()
+        .unwrap_or_else(|error| panic!("this test needs a real kubectl: {error:#}"))
+}
+
+/// The kustomize engine the tests use: [`kubectl`]'s built-in kustomize. Fails without it.
 pub fn kustomize_argv() -> Vec<String> {
-    assert!(
-        flotilla_testkit::kustomize_available(),
-        "this test needs `kubectl kustomize`: install kubectl"
-    );
-    vec!["kubectl".to_string(), "kustomize".to_string()]
+    vec![
+        kubectl().to_string_lossy().into_owned(),
+        "kustomize".to_string(),
+    ]
 }

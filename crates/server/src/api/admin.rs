@@ -12,7 +12,7 @@ use flotilla_api::{API_VERSION, Kind, List};
 use serde_json::Value;
 
 use super::{
-    Path,
+    Path, Query,
     body::{RawBody, typed},
 };
 use crate::{
@@ -51,6 +51,12 @@ pub async fn get(
 ) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
     let kind = kind_of(&plural)?;
+    Ok(Json(current(&state, kind, &name)?).into_response())
+}
+
+/// The object memory holds, as a GET returns it.
+fn current(state: &SharedState, kind: Kind, name: &str) -> ApiResult<Value> {
+    let name = name.to_string();
     let fleet = state.fleet.read();
     let not_found = || ApiError::NotFound(format!("{kind} {name:?} not found"));
     let value = match kind {
@@ -74,7 +80,7 @@ pub async fn get(
         Kind::Secret => serde_json::to_value(view::secret(&fleet, &name).ok_or_else(not_found)?),
     }
     .map_err(ApiError::internal)?;
-    Ok(Json(value).into_response())
+    Ok(value)
 }
 
 /// `GET /api/v1/bundles/{name}/revisions`: the bundle's retained revisions, newest first.
@@ -121,15 +127,116 @@ pub async fn replace(
     write(&state, Some(kind), Some(name), document, Mode::Upsert).await
 }
 
-/// `POST /api/v1/apply`: creates or replaces a document of any kind.
+/// The query of `POST /api/v1/apply`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ApplyQuery {
+    /// `All`: a server-side dry run, as Kubernetes' `dryRun=All`. The write service validates
+    /// the document and plans the write against the current objects, then commits nothing and
+    /// changes nothing; the answer is the object as it would be written (without status or
+    /// server-set metadata), 201 if it would be created, otherwise 200, and the header
+    /// `Flotilla-Dry-Run` says `created`, `configured` or `unchanged`.
+    #[param(pattern = "^All$")]
+    dry_run: Option<String>,
+}
+
+/// The response header naming what a dry-run apply would do.
+pub const DRY_RUN_HEADER: &str = "flotilla-dry-run";
+
+/// `POST /api/v1/apply`: creates or replaces a document of any kind (or, with `dryRun=All`,
+/// says what doing so would do).
 pub async fn apply(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    Query(query): Query<ApplyQuery>,
     body: RawBody,
 ) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
+    let dry_run = match query.dry_run.as_deref() {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid dryRun {other:?}; the only value is All (or leave it out)"
+            )));
+        }
+    };
     let document = body.document()?;
+    if dry_run {
+        return dry_run_apply(&state, document).await;
+    }
     write(&state, None, None, document, Mode::Upsert).await
+}
+
+/// A server-side dry run of an apply: the same write, stopped at its commit
+/// (`writes::dry_run`), answered with the object as it would be and the verb kubectl prints.
+async fn dry_run_apply(state: &SharedState, document: Value) -> ApiResult<Response> {
+    let kind = document_kind(&document, None, None)?;
+    let object = normalized(kind, &document)?;
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let live = match current(state, kind, &name) {
+        Ok(live) => Some(live),
+        Err(ApiError::NotFound(_)) => None,
+        Err(error) => return Err(error),
+    };
+    writes::dry_run(write_inner(state, None, None, document, Mode::Upsert)).await?;
+    let verb = match &live {
+        None => "created",
+        Some(live)
+            if without_server_fields(live.clone()) == without_server_fields(object.clone()) =>
+        {
+            "unchanged"
+        }
+        Some(_) => "configured",
+    };
+    let status = if live.is_none() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        [(DRY_RUN_HEADER, verb)],
+        Json(without_server_fields(object)),
+    )
+        .into_response())
+}
+
+/// The document as the server reads it: parsed into its kind's type and written back, so
+/// unknown fields are dropped and defaults are what a write would store.
+fn normalized(kind: Kind, document: &Value) -> ApiResult<Value> {
+    fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
+        document: &Value,
+    ) -> ApiResult<Value> {
+        serde_json::to_value(typed::<T>(document.clone())?).map_err(ApiError::internal)
+    }
+    match kind {
+        Kind::Cluster => round_trip::<flotilla_api::Cluster>(document),
+        Kind::ClusterGroup => round_trip::<flotilla_api::ClusterGroup>(document),
+        Kind::Bundle => round_trip::<flotilla_api::Bundle>(document),
+        Kind::RegistrationToken => round_trip::<flotilla_api::RegistrationToken>(document),
+        Kind::GitRepo => round_trip::<flotilla_api::GitRepo>(document),
+        Kind::Secret => round_trip::<flotilla_api::Secret>(document),
+    }
+}
+
+/// A document without what the server sets: `status`, and `metadata.resourceVersion`,
+/// `generation` and `creationTimestamp`.
+fn without_server_fields(mut document: Value) -> Value {
+    if let Value::Object(object) = &mut document {
+        object.remove("status");
+        if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
+            for field in ["resourceVersion", "generation", "creationTimestamp"] {
+                metadata.remove(field);
+            }
+        }
+    }
+    document
 }
 
 async fn write(

@@ -50,6 +50,16 @@ pub struct ListQuery {
     /// Keyset cursor from the previous page's `continue`
     #[serde(rename = "continue")]
     continue_token: Option<String>,
+    /// Stream changes instead of returning a page: newline-delimited JSON watch events
+    /// (`{"type":"ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR","object":…}`), the current
+    /// objects first as ADDED. Honours `labelSelector` and `fieldSelector`; `state`, `sort`,
+    /// `limit` and `continue` do not apply.
+    watch: Option<bool>,
+    /// With `watch`: empty or `0` (start from the current objects); any other value is answered
+    /// 410 Gone, as lists carry no version to resume from.
+    resource_version: Option<String>,
+    /// With `watch`: `metadata.name=NAME` watches one object.
+    field_selector: Option<String>,
 }
 
 fn encode_cursor(name: &str) -> String {
@@ -163,6 +173,20 @@ pub async fn list(
     require_admin(&state, &headers)?;
     let kind = kind_of(&plural)?;
     let selector = parse_selector(query.label_selector.as_deref())?;
+    if query.watch == Some(true) {
+        if query.state.is_some() || query.continue_token.is_some() {
+            return Err(ApiError::BadRequest(
+                "a watch takes no `state` (soft state changes are not watch events) and no                  `continue`; filter with labelSelector or fieldSelector"
+                    .into(),
+            ));
+        }
+        let filter = super::watch::WatchFilter {
+            kind,
+            name: super::watch::parse_field_selector(query.field_selector.as_deref())?,
+            selector,
+        };
+        return super::watch::serve(&state, filter, query.resource_version.as_deref());
+    }
     let descending = parse_sort(query.sort.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let after = query

@@ -9,6 +9,8 @@ pub mod body;
 pub mod list;
 pub mod openapi;
 pub mod rollouts;
+pub mod version;
+pub mod watch;
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -41,6 +43,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/version", get(version::version))
         .route("/api/v1/apply", post(admin::apply))
         .route(
             "/api/v1/webhooks/git",

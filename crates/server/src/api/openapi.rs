@@ -6,7 +6,8 @@ use std::sync::LazyLock;
 
 use axum::{http::header, response::IntoResponse};
 use flotilla_api::{
-    API_VERSION, BundleRevision, ErrorBody, Kind, List, Object,
+    API_VERSION, BundleRevision, ErrorBody, Kind, List, Object, RolloutStatus, RolloutUndo,
+    ServerVersion,
     agent::{
         CONTENT_PATH, InlineContent, REGISTER_PATH, RegisterRequest, RegisterResponse, SYNC_PATH,
         SyncRequest, SyncResponse,
@@ -106,6 +107,9 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     }
     add_list::<BundleRevision>(&mut schemas);
     add::<ErrorBody>(&mut schemas);
+    add::<ServerVersion>(&mut schemas);
+    add::<RolloutStatus>(&mut schemas);
+    add::<RolloutUndo>(&mut schemas);
     add::<RegisterRequest>(&mut schemas);
     add::<RegisterResponse>(&mut schemas);
     add::<SyncRequest>(&mut schemas);
@@ -140,13 +144,27 @@ fn add_kind<Spec: ToSchema, Status: ToSchema>(
 ) {
     let mut document = Object::<Spec, Status>::schema();
     for (property, value) in [("apiVersion", API_VERSION), ("kind", kind.as_str())] {
-        object_schema(&mut document).properties.insert(
+        let properties = &mut object_schema(&mut document).properties;
+        // The field's doc comment stays with the pinned value.
+        let description = match properties.get(property) {
+            Some(RefOr::T(Schema::Object(field))) => field.description.clone(),
+            _ => None,
+        };
+        properties.insert(
             property.to_owned(),
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .enum_values(Some([value]))
+                .description(description)
                 .into(),
         );
+    }
+    // The kind's own description (`flotilla explain KIND`) is its spec's doc comment; the
+    // generic `Object`'s says only what every document holds.
+    if let RefOr::T(Schema::Object(spec)) = Spec::schema()
+        && spec.description.is_some()
+    {
+        object_schema(&mut document).description = spec.description;
     }
     schemas.push((kind.as_str().to_owned(), document));
     // A generic type's schema is named after the type alone (`Object`, `List`): the type
@@ -218,12 +236,33 @@ fn paths() -> Paths {
     let name = path_parameter("name");
 
     let apply = admin_operation("Create or replace a document of any kind")
+        .parameters(Some(apply_parameters()))
         .request_body(Some(document_body()))
-        .response("200", json_response("Replaced", any_kind()))
-        .response("201", json_response("Created", any_kind()));
-    let list = admin_operation("List objects, filtered and keyset-paginated")
-        .parameters(Some(collection_parameters()))
-        .response("200", json_response("A page of objects", any_list()));
+        .response(
+            "200",
+            json_response(
+                "Replaced (with dryRun=All: would be; header Flotilla-Dry-Run: configured or unchanged)",
+                any_kind(),
+            ),
+        )
+        .response(
+            "201",
+            json_response(
+                "Created (with dryRun=All: would be; header Flotilla-Dry-Run: created)",
+                any_kind(),
+            ),
+        );
+    let list = admin_operation(
+        "List objects, filtered and keyset-paginated; or, with watch=true, stream their changes",
+    )
+    .parameters(Some(collection_parameters()))
+    .response(
+        "200",
+        json_response(
+            "A page of objects; with watch=true a stream of newline-delimited watch events              {\"type\": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, \"object\": …}, the current              objects first as ADDED (429 past the server's --max-watches; 410 for a              resourceVersion to resume from)",
+            any_list(),
+        ),
+    );
     let create = admin_operation("Create an object")
         .request_body(Some(document_body()))
         .response("201", json_response("Created", any_kind()));
@@ -250,6 +289,65 @@ fn paths() -> Paths {
                 Ref::from_schema_name(format!("{}List", BundleRevision::name())).into(),
             ),
         );
+
+    let rollout_status = admin_operation("A bundle's rollout: overall phase and each wave's")
+        .description(Some(
+            "Phase Progressing, Paused, Succeeded, Halted, RollingBack, RolledBack or Frozen; \
+             per wave its clusters, updated, ready, failed and soak remaining; why it stopped \
+             (`flotilla rollout status BUNDLE`).",
+        ))
+        .parameter(path_parameter("name"))
+        .response(
+            "200",
+            json_response("The rollout's status", schema_ref::<RolloutStatus>()),
+        );
+    let verb = ParameterBuilder::new()
+        .name("verb")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(
+            "`pause` (no cluster starts), `resume` (a paused or halted run goes on), `abort` \
+             (clusters that took the new revision go back, paced) or `undo` (abort a run in \
+             progress, or roll out a kept revision again: body `{\"toRevision\": N}`, default \
+             the one before the stable revision)",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["pause", "resume", "abort", "undo"])),
+        ))
+        .build();
+    let rollout_verb = admin_operation("Steer a bundle's rollout")
+        .description(Some(
+            "Accepted by the replica holding the singleton lease (409 elsewhere, and for a verb \
+             the rollout's phase does not allow). Answers the rollout's status after the verb.",
+        ))
+        .parameter(path_parameter("name"))
+        .parameter(verb)
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some("Only for `undo`; may be empty"))
+                .content(
+                    "application/json",
+                    json_content(schema_ref::<RolloutUndo>()),
+                )
+                .build(),
+        ))
+        .response(
+            "200",
+            json_response(
+                "The rollout's status after the verb",
+                schema_ref::<RolloutStatus>(),
+            ),
+        );
+
+    let version = admin_operation("The server's release, build commit and store kind").response(
+        "200",
+        json_response(
+            "The server's build (`flotilla version`)",
+            schema_ref::<ServerVersion>(),
+        ),
+    );
 
     let mut collection = PathItem::new(HttpMethod::Get, list);
     collection.merge_operations(PathItem::new(HttpMethod::Post, create));
@@ -308,11 +406,20 @@ fn paths() -> Paths {
 
     PathsBuilder::new()
         .path("/api/v1/apply", PathItem::new(HttpMethod::Post, apply))
+        .path("/api/v1/version", PathItem::new(HttpMethod::Get, version))
         .path("/api/v1/{plural}", collection)
         .path("/api/v1/{plural}/{name}", item)
         .path(
             "/api/v1/bundles/{name}/revisions",
             PathItem::new(HttpMethod::Get, revisions),
+        )
+        .path(
+            "/api/v1/bundles/{name}/rollout",
+            PathItem::new(HttpMethod::Get, rollout_status),
+        )
+        .path(
+            "/api/v1/bundles/{name}/rollout/{verb}",
+            PathItem::new(HttpMethod::Post, rollout_verb),
         )
         .path(
             "/api/v1/webhooks/git",
@@ -380,6 +487,12 @@ fn collection_parameters() -> Vec<Parameter> {
     super::list::ListQuery::into_params(|| Some(ParameterIn::Query))
 }
 
+/// The query of `POST /api/v1/apply` (`dryRun`), from the route's own query type.
+fn apply_parameters() -> Vec<Parameter> {
+    use utoipa::IntoParams;
+    super::admin::ApplyQuery::into_params(|| Some(ParameterIn::Query))
+}
+
 fn path_parameter(name: &str) -> Parameter {
     ParameterBuilder::new()
         .name(name)
@@ -429,16 +542,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_version_route_and_each_kinds_own_description_are_documented() {
+        let document = serde_json::to_value(openapi()).expect("JSON");
+        let version = &document["paths"]["/api/v1/version"]["get"];
+        assert_eq!(
+            version["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ServerVersion"
+        );
+        assert!(
+            version.get("security").is_none(),
+            "admin-authenticated: {version}"
+        );
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(
+            schemas["ServerVersion"]["properties"]["store"]["$ref"],
+            "#/components/schemas/StoreKind"
+        );
+        assert_eq!(
+            schemas["Bundle"]["description"],
+            schemas["BundleSpec"]["description"]
+        );
+        assert!(
+            schemas["Bundle"]["properties"]["kind"]["description"].is_string(),
+            "{}",
+            schemas["Bundle"]
+        );
+    }
+
+    #[test]
     fn list_parameters_are_the_list_routes_own_query_fields() {
         let parameters = collection_parameters();
         let names: Vec<&str> = parameters.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
-            ["labelSelector", "state", "sort", "limit", "continue"]
+            [
+                "labelSelector",
+                "state",
+                "sort",
+                "limit",
+                "continue",
+                "watch",
+                "resourceVersion",
+                "fieldSelector"
+            ]
         );
         let limit = serde_json::to_value(&parameters[3]).expect("JSON");
         assert_eq!(limit["in"], "query");
         assert_eq!(limit["schema"]["maximum"], 5000, "{limit}");
         assert_eq!(limit["schema"]["default"], 500, "{limit}");
+    }
+
+    #[test]
+    fn apply_documents_its_dry_run_parameter() {
+        let parameters = apply_parameters();
+        let names: Vec<&str> = parameters.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["dryRun"]);
     }
 }

@@ -74,8 +74,46 @@ pub struct Written<T> {
     pub object: T,
 }
 
-/// Commits ops to the store, timing the commit.
+tokio::task_local! {
+    /// Set inside [`dry_run`]: how many store ops the write planned (None until it reached
+    /// its commit).
+    static DRY_RUN: std::cell::Cell<Option<usize>>;
+}
+
+/// What [`commit`] answers inside a dry run; never seen by a client ([`dry_run`] catches it).
+const DRY_RUN_STOP: &str = "dry run: nothing committed";
+
+/// Runs a write as a dry run (`?dryRun=All`): the write service does everything a write does up
+/// to its commit (validation, the checks against memory, planning the store ops), then
+/// [`commit`] refuses, so nothing is stored and memory, which is only changed after a commit,
+/// stays as it was. Returns the write's own result when it failed before its commit, otherwise
+/// the number of store ops it planned.
+pub async fn dry_run<T, E>(
+    write: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<usize, E> {
+    let (result, planned) = DRY_RUN
+        .scope(std::cell::Cell::new(None), async {
+            let result = write.await;
+            (result, DRY_RUN.with(std::cell::Cell::get))
+        })
+        .await;
+    match (planned, result) {
+        (Some(ops), _) => Ok(ops),
+        (None, Err(error)) => Err(error),
+        // A write that succeeded without committing changed nothing (no kind does today).
+        (None, Ok(_)) => Ok(0),
+    }
+}
+
+/// Commits ops to the store, timing the commit. Inside [`dry_run`] it commits nothing and
+/// fails, so the write stops before it touches memory.
 pub(crate) async fn commit(state: &AppState, ops: Vec<Op>) -> Result<u64, StoreError> {
+    if DRY_RUN
+        .try_with(|planned| planned.set(Some(ops.len())))
+        .is_ok()
+    {
+        return Err(StoreError::Unavailable(DRY_RUN_STOP.into()));
+    }
     let started = Instant::now();
     let revision = state.store.commit(ops).await;
     state

@@ -184,6 +184,12 @@ async fn openapi_document_parses_as_openapi_3_1_and_lists_every_route() {
         (("/api/v1/{plural}/{name}", "put"), admin(&["200", "201"])),
         (("/api/v1/{plural}/{name}", "delete"), admin(&["200"])),
         (("/api/v1/bundles/{name}/revisions", "get"), admin(&["200"])),
+        (("/api/v1/bundles/{name}/rollout", "get"), admin(&["200"])),
+        (
+            ("/api/v1/bundles/{name}/rollout/{verb}", "post"),
+            admin(&["200"]),
+        ),
+        (("/api/v1/version", "get"), admin(&["200"])),
         (
             ("/api/v1/webhooks/git", "post"),
             vec!["200", "202", "401", "403"],

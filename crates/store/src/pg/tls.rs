@@ -517,9 +517,10 @@ mod tests {
         );
     }
 
-    /// Against the machine's own PostgreSQL with TLS on (`.ci/run` turns it on), reached as
-    /// `localhost` at 127.0.0.1 so the certificate's name can match. Each test gets a schema
-    /// and finds its store's connections by their `application_name`.
+    /// Against the test PostgreSQL with TLS on (the throwaway server has it on, with a
+    /// certificate for `localhost`), reached as `localhost` at 127.0.0.1 so the certificate's
+    /// name can match. Each test gets a schema and finds its store's connections by their
+    /// `application_name`.
     mod server {
         use std::sync::Arc;
 
@@ -536,7 +537,8 @@ mod tests {
             assert_eq!(
                 ssl.as_deref(),
                 Some("on"),
-                "these tests need PostgreSQL with ssl=on (.ci/run sets it up)"
+                "these tests need PostgreSQL with ssl=on (the throwaway server has it; a \
+                 FLOTILLA_TEST_POSTGRES server must too)"
             );
             let file = schema
                 .query_text("SHOW ssl_cert_file")
@@ -558,8 +560,9 @@ mod tests {
         impl Local {
             fn url(&self, host: &str, tls: &str) -> String {
                 let name = &self.schema.name;
+                let port = crate::pg::testing::server_value("port").unwrap_or("5432".into());
                 format!(
-                    "host={host} hostaddr=127.0.0.1 port=5432 user=postgres dbname=postgres \
+                    "host={host} hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres \
                      options='-c search_path={name}' application_name={name} {tls}"
                 )
             }
