@@ -354,3 +354,16 @@ fn a_long_table_is_followed_by_a_count_line_on_stderr_only() {
         assert!(!stdout(&output).contains("22 bundles"), "-o {format}");
     }
 }
+
+#[test]
+fn a_blank_selector_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("server"), &[]);
+    server.apply(&three_bundles());
+    for blank in ["", " "] {
+        let refused = server.cli(&["delete", "bundles", "-l", blank]);
+        assert!(!refused.status.success(), "-l {blank:?} was taken");
+        assert!(stderr(&refused).contains("--all"), "{}", stderr(&refused));
+    }
+    assert_eq!(bundle_names(&server).len(), 3, "nothing was deleted");
+}

@@ -56,6 +56,7 @@ fn edit(server: &ServerProcess, kind: &str, name: &str, editor: &Path) -> Output
         .env("FLOTILLA_TOKEN", &server.admin_token)
         .env("EDITOR", editor)
         .env_remove("VISUAL")
+        .env_remove("KUBE_EDITOR")
         .env("FLOTILLA_BIN", BIN)
         .stdin(std::process::Stdio::null())
         .output()
@@ -465,5 +466,26 @@ fn a_revoked_token_registers_no_more_clusters() {
         text(&again.stderr).contains("not found"),
         "{}",
         text(&again.stderr)
+    );
+}
+
+#[test]
+fn edit_refuses_a_secret_whose_values_it_could_not_show() {
+    let root = tempfile::tempdir().unwrap();
+    let server = started(root.path());
+    server.apply(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Secret\nmetadata: {name: creds}\nspec:\n  type: basic-auth\n  stringData: {username: u, password: p}\n",
+    );
+    let editor = script(root.path(), "never", "echo opened > \"$0.opened\"\n");
+    let refused = edit(&server, "secret", "creds", &editor);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("flotilla apply -f"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        !root.path().join("never.opened").exists(),
+        "the editor was not opened"
     );
 }

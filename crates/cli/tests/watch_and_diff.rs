@@ -305,3 +305,43 @@ fn diff_shows_a_changed_field_and_exits_1_and_exits_0_when_nothing_changes() {
     );
     assert_eq!(invalid.status.code(), Some(2), "{}", text(&invalid.stderr));
 }
+
+#[test]
+fn a_secrets_values_never_leave_the_server_in_a_dry_run_or_a_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("server"), &[]);
+    let secret = |password: &str| {
+        format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: Secret\nmetadata: {{name: creds}}\nspec:\n  type: basic-auth\n  stringData: {{username: deploy-user, password: {password}}}\n"
+        )
+    };
+    let created = server.cli_with_input(
+        &["apply", "--dry-run=server", "-f", "-", "-o", "yaml"],
+        &secret("first-Pa55"),
+    );
+    let shown = format!("{}{}", text(&created.stdout), text(&created.stderr));
+    assert!(
+        !shown.contains("first-Pa55") && !shown.contains("deploy-user"),
+        "{shown}"
+    );
+
+    server.apply(&secret("first-Pa55"));
+    let same = server.cli_with_input(&["diff", "-f", "-"], &secret("first-Pa55"));
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stdout));
+    let changed = server.cli_with_input(&["diff", "-f", "-"], &secret("second-Pa55"));
+    assert_eq!(changed.status.code(), Some(1), "{}", text(&changed.stderr));
+    let diff = text(&changed.stdout);
+    assert!(
+        diff.contains("+    password: (redacted, changed)"),
+        "{diff}"
+    );
+    assert!(
+        !diff
+            .lines()
+            .any(|line| line.starts_with(['+', '-']) && line.contains("username")),
+        "an unchanged key is no difference: {diff}"
+    );
+    for value in ["first-Pa55", "second-Pa55", "deploy-user"] {
+        assert!(!diff.contains(value), "{value} in {diff}");
+    }
+}

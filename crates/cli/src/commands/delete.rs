@@ -20,7 +20,7 @@ pub struct DeleteArgs {
     /// Objects to delete, by name.
     names: Vec<String>,
     /// Delete every object of the kind that matches this label selector, e.g. `env=dev`.
-    #[arg(short = 'l', long = "selector", conflicts_with_all = ["names", "all"])]
+    #[arg(short = 'l', long = "selector", conflicts_with_all = ["names", "all"], value_parser = non_blank_selector)]
     selector: Option<String>,
     /// Delete every object of the kind.
     #[arg(long, conflicts_with = "names")]
@@ -159,4 +159,15 @@ async fn delete_each(
         bail!("{failed} of {total} object(s) were not deleted");
     }
     Ok(())
+}
+
+/// A blank `-l` would select every object (a script with an unset `$SELECTOR` must not delete
+/// the whole kind): refused; `--all` says that on purpose.
+fn non_blank_selector(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "an empty selector would delete every object of the kind; use --all for that".into(),
+        );
+    }
+    Ok(text.to_string())
 }

@@ -101,11 +101,36 @@ async fn diff_one(
         Err(error) => return Err(error.into()),
     };
     let live_text = match live {
+        Some(live) if kind == Kind::Secret => yaml(without_server_fields(masked_secret(live)))?,
         Some(live) => yaml(without_server_fields(live))?,
         None => String::new(),
     };
     let planned_text = yaml(without_server_fields(planned.object))?;
     Ok(unified(&live_text, &planned_text, label))
+}
+
+/// A Secret as GET shows it (keys in `status.keys`, no values) in the shape a dry run answers
+/// it: each key with the kept-value marker, so only keys whose value changes differ.
+fn masked_secret(mut live: Value) -> Value {
+    let keys: Vec<String> = live
+        .pointer("/status/keys")
+        .and_then(Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|key| key.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(Value::Object(spec)) = live.get_mut("spec")
+        && !keys.is_empty()
+    {
+        let masked = keys
+            .into_iter()
+            .map(|key| (key, Value::from(flotilla_api::SECRET_VALUE_KEPT)))
+            .collect();
+        spec.insert("stringData".into(), Value::Object(masked));
+    }
+    live
 }
 
 /// `diff -u` of the live YAML against the planned one, or None when they are equal.

@@ -49,6 +49,13 @@ pub async fn run(args: EditArgs) -> anyhow::Result<()> {
         connection,
     } = args;
     let kind = parse_kind(&kind)?;
+    if kind == Kind::Secret {
+        // Its values are write-only: what an editor could show has none, and saving it would
+        // drop them.
+        bail!(
+            "a Secret's values are never returned, so it cannot be edited in place; write the whole Secret again with `flotilla apply -f FILE`"
+        );
+    }
     let client = connection.admin()?;
     let original = client.get(kind, &name).await?;
     let yaml = serde_saphyr::to_string(&original).context("render the object as YAML")?;
@@ -214,10 +221,10 @@ fn error_comment(reason: &str) -> String {
     comment
 }
 
-/// `$EDITOR`, else `$VISUAL`, else `vi`; run through `sh` so it may carry arguments
-/// (`code --wait`).
+/// `$KUBE_EDITOR` (a kubectl user's), else `$VISUAL`, else `$EDITOR`, else `vi`, as kubectl and
+/// git choose; run through `sh` so it may carry arguments (`code --wait`).
 fn editor_command() -> String {
-    ["EDITOR", "VISUAL"]
+    ["KUBE_EDITOR", "VISUAL", "EDITOR"]
         .into_iter()
         .filter_map(|name| std::env::var(name).ok())
         .find(|editor| !editor.trim().is_empty())

@@ -185,6 +185,21 @@ async fn dry_run_apply(state: &SharedState, document: Value) -> ApiResult<Respon
         Err(error) => return Err(error),
     };
     writes::dry_run(write_inner(state, None, None, document, Mode::Upsert)).await?;
+    // A Secret's values never go out: both sides show each key's value masked, marked where
+    // the new one differs from the stored one.
+    let (object, live) = if kind == Kind::Secret {
+        let fleet = state.fleet.read();
+        let stored = fleet
+            .secrets()
+            .get(&name)
+            .map(|entry| &entry.spec.string_data);
+        (
+            masked_secret(object, stored),
+            live.map(|live| masked_secret(live, stored)),
+        )
+    } else {
+        (object, live)
+    };
     let verb = match &live {
         None => "created",
         Some(live)
@@ -205,6 +220,55 @@ async fn dry_run_apply(state: &SharedState, document: Value) -> ApiResult<Respon
         Json(without_server_fields(object)),
     )
         .into_response())
+}
+
+/// A Secret document with each value of `spec.stringData` replaced by a marker: kept (the
+/// stored value, compared by digest) or changed. A document without values (the GET view) gets
+/// the stored keys, kept; `status` goes.
+fn masked_secret(
+    mut document: Value,
+    stored: Option<&std::collections::BTreeMap<String, String>>,
+) -> Value {
+    use sha2::{Digest, Sha256};
+    let same = |key: &str, value: &str| {
+        stored
+            .and_then(|stored| stored.get(key))
+            .is_some_and(|old| Sha256::digest(old) == Sha256::digest(value))
+    };
+    let Value::Object(object) = &mut document else {
+        return document;
+    };
+    let given = object
+        .get("spec")
+        .and_then(|spec| spec.get("stringData"))
+        .and_then(Value::as_object)
+        .cloned();
+    let masked: serde_json::Map<String, Value> = match given {
+        Some(given) => given
+            .iter()
+            .map(|(key, value)| {
+                let marker = match value.as_str() {
+                    Some(value) if same(key, value) => flotilla_api::SECRET_VALUE_KEPT,
+                    _ => flotilla_api::SECRET_VALUE_CHANGED,
+                };
+                (key.clone(), Value::from(marker))
+            })
+            .collect(),
+        None => stored
+            .into_iter()
+            .flat_map(|stored| stored.keys())
+            .map(|key| (key.clone(), Value::from(flotilla_api::SECRET_VALUE_KEPT)))
+            .collect(),
+    };
+    object.remove("status");
+    if let Some(Value::Object(spec)) = object.get_mut("spec") {
+        if masked.is_empty() {
+            spec.remove("stringData");
+        } else {
+            spec.insert("stringData".into(), Value::Object(masked));
+        }
+    }
+    document
 }
 
 /// The document as the server reads it: parsed into its kind's type and written back, so

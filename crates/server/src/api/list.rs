@@ -176,7 +176,7 @@ pub async fn list(
     if query.watch == Some(true) {
         if query.state.is_some() || query.continue_token.is_some() {
             return Err(ApiError::BadRequest(
-                "a watch takes no `state` (soft state changes are not watch events) and no                  `continue`; filter with labelSelector or fieldSelector"
+                "a watch takes no `state` (soft state changes are not watch events) and no `continue`; filter with labelSelector or fieldSelector"
                     .into(),
             ));
         }
