@@ -299,11 +299,15 @@ fn secret_value(documents: &[Value], name: &str, key: &str) -> String {
 }
 
 fn assert_healthz(probe: &Option<Probe>, what: &str) {
+    assert_probe(probe, "/healthz", what);
+}
+
+fn assert_probe(probe: &Option<Probe>, path: &str, what: &str) {
     let get = probe
         .as_ref()
         .and_then(|p| p.http_get.as_ref())
         .unwrap_or_else(|| panic!("{what} is an HTTP GET"));
-    assert_eq!(get.path.as_deref(), Some("/healthz"), "{what}");
+    assert_eq!(get.path.as_deref(), Some(path), "{what}");
     assert_eq!(
         serde_json::to_value(&get.port).unwrap(),
         "http",
@@ -341,7 +345,7 @@ fn assert_server_pod(documents: &[Value], pod: &PodSpec, pod_labels: &Value) {
     let container = server_container(pod);
     assert_healthz(&container.startup_probe, "startupProbe");
     assert_healthz(&container.readiness_probe, "readinessProbe");
-    assert_healthz(&container.liveness_probe, "livenessProbe");
+    assert_probe(&container.liveness_probe, "/livez", "livenessProbe");
     let ports = container.ports.as_ref().expect("ports");
     assert_eq!(ports[0].name.as_deref(), Some("http"));
     assert_restricted(pod);
@@ -586,32 +590,57 @@ fn server_chart_environment_names_variables_the_server_reads() {
 
 #[test]
 fn server_takes_the_admin_token_it_is_given_and_a_new_one_replaces_the_old() {
+    const FIRST: &str = "first-token-from-a-kubernetes-secret-0001";
+    const SECOND: &str = "second-token-from-a-kubernetes-secret-002";
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let mut server = support::ServerProcess::start_replica(
-        &data_dir,
-        &["--admin-token", "first-token-from-a-secret"],
-        "first-token-from-a-secret",
-    );
+    // A server that made its own token first: the file goes once a token is given.
+    let mut own = support::ServerProcess::start(&data_dir, &[]);
+    assert!(data_dir.join("admin-token").exists());
+    own.kill_9();
+    // Given with the newline a Secret made with --from-file carries.
+    let given = format!("{FIRST}\n");
+    let mut server =
+        support::ServerProcess::start_replica(&data_dir, &["--admin-token", &given], FIRST);
     server.ok(&["get", "clusters"]);
     assert!(
         !data_dir.join("admin-token").exists(),
-        "a given token is not written to the data dir"
+        "a given token replaces the file of the one the server made"
     );
     server.kill_9();
-    let rotated = support::ServerProcess::start_replica(
-        &data_dir,
-        &["--admin-token", "second-token-from-a-secret"],
-        "second-token-from-a-secret",
-    );
+    let rotated =
+        support::ServerProcess::start_replica(&data_dir, &["--admin-token", SECOND], SECOND);
     rotated.ok(&["get", "clusters"]);
     let old = Command::new(support::BIN)
         .args(["get", "clusters"])
         .env("FLOTILLA_SERVER", &rotated.url)
-        .env("FLOTILLA_TOKEN", "first-token-from-a-secret")
+        .env("FLOTILLA_TOKEN", FIRST)
         .output()
         .unwrap();
     assert!(!old.status.success(), "the replaced token still works");
+}
+
+#[test]
+fn a_short_admin_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Command::new(support::BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "letmein",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("at least 32 characters"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
 
 const AGENT_VALUES: &[&str] = &[
@@ -760,4 +789,20 @@ fn agent_chart_runs_the_same_agent_as_agent_manifest() {
         let account: ServiceAccount = one(&chart_documents, "ServiceAccount");
         account.metadata.name
     });
+}
+
+#[test]
+fn the_server_chart_refuses_an_admin_token_the_server_would_refuse() {
+    let short = try_render("flotilla-server", "fleet", &["adminToken.value=letmein"]);
+    let stderr = short.expect_err("a short token renders nothing");
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+    let long = render(
+        "flotilla-server",
+        "fleet",
+        &["adminToken.value=0123456789abcdef0123456789abcdef"],
+    );
+    assert_eq!(
+        secret_value(&long, "fleet-flotilla-server-admin", "token"),
+        "0123456789abcdef0123456789abcdef"
+    );
 }

@@ -169,6 +169,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         }
         _ => loaded.admin_token_hash,
     };
+    if config.settings.admin_token_hash.is_some() {
+        // A token this server once made no longer works: do not leave it where people look.
+        let stale = config.data_dir.join(ADMIN_TOKEN_FILE);
+        if let Err(error) = std::fs::remove_file(&stale)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, path = %stale.display(), "cannot remove the replaced admin token file");
+        }
+    }
     let mut new_admin_token = None;
     let admin_token_hash = match stored_admin_token_hash {
         Some(hash) => hash,

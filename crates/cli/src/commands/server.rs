@@ -83,6 +83,10 @@ pub struct ServerArgs {
     max_watches: usize,
 }
 
+/// The shortest admin token `--admin-token` takes: it is stored as an unsalted SHA-256, so it
+/// must be too long to guess (the server's own are 256-bit).
+const MIN_ADMIN_TOKEN: usize = 32;
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let ServerArgs {
         listen,
@@ -114,11 +118,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             bail!("{name} must be longer than 0s");
         }
     }
-    if admin_token
-        .as_deref()
-        .is_some_and(|token| token.trim().is_empty())
+    // A Secret made with `--from-file` ends in a newline the client never sends.
+    let admin_token = admin_token.map(|token| token.trim().to_string());
+    if let Some(token) = &admin_token
+        && token.chars().count() < MIN_ADMIN_TOKEN
     {
-        bail!("--admin-token must not be empty");
+        bail!(
+            "--admin-token must be at least {MIN_ADMIN_TOKEN} characters (it is the key to the whole fleet); make one with `openssl rand -hex 32`"
+        );
     }
     if max_connections == Some(0) {
         bail!("--max-connections must be 1 or more");

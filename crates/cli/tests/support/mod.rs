@@ -148,7 +148,9 @@ impl ServerProcess {
             .expect("spawn flotilla server");
         self.child = Some(child);
         let token_file = self.data_dir.join("admin-token");
-        if self.admin_token.is_empty() || token_file.exists() {
+        // A server that makes its own token writes it; a restart keeps the one already read,
+        // and a server given a token removes a stale file (so that file is never read then).
+        if self.admin_token.is_empty() {
             self.admin_token = wait_for("the admin token file", || {
                 std::fs::read_to_string(&token_file)
                     .ok()

@@ -41,6 +41,7 @@ pub fn app(state: SharedState) -> Router {
     let max_body = state.settings.max_body_bytes;
     let routes = Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/version", get(version::version))
@@ -283,6 +284,13 @@ async fn method_not_allowed() -> ApiError {
 
 /// 200 "ok" while the server can reach its store; 503 saying why when it cannot (a load balancer
 /// then sends agents and admins to another replica).
+/// The process answers requests: what a liveness probe asks. Unlike `/healthz` it does not
+/// look at the store, so a store outage (during which the server serves agents from memory)
+/// restarts nothing.
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
 async fn healthz(State(state): State<SharedState>) -> Response {
     let store = state.store.clone();
     let pinged = tokio::time::timeout(

@@ -439,6 +439,14 @@ fn paths() -> Paths {
             ),
         )
         .path(
+            "/livez",
+            PathItem::new(
+                HttpMethod::Get,
+                public_operation("The process answers (a liveness probe; the store is not asked)")
+                    .response("200", plain_response("Alive")),
+            ),
+        )
+        .path(
             "/metrics",
             PathItem::new(
                 HttpMethod::Get,

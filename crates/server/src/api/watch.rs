@@ -196,6 +196,8 @@ async fn run(
     // reads them in its initial list, which it renders only after).
     tokio::select! {
         _ = &mut stopped => return,
+        // A client that leaves while it waits frees its slot.
+        _ = lines.closed() => return,
         _ = state.watches.caught_up() => {}
     }
     // Revision sent per name: what the client holds.
@@ -207,7 +209,7 @@ async fn run(
             initial_page(&fleet, &filter, after.as_deref(), &mut sent)
         };
         for line in page {
-            if !send(&lines, line).await {
+            if !send(&lines, line, &mut stopped).await {
                 return;
             }
         }
@@ -216,7 +218,7 @@ async fn run(
             None => break,
         }
     }
-    if !send(&lines, bookmark(filter.kind, true)).await {
+    if !send(&lines, bookmark(filter.kind, true), &mut stopped).await {
         return;
     }
     let mut heartbeat =
@@ -232,14 +234,14 @@ async fn run(
         match step {
             Step::Skip => {}
             Step::Send(line) => {
-                if !send(&lines, line).await {
+                if !send(&lines, line, &mut stopped).await {
                     return;
                 }
                 heartbeat.reset();
             }
             Step::End(line) => {
                 if !line.is_empty() {
-                    let _ = send(&lines, line).await;
+                    let _ = send(&lines, line, &mut stopped).await;
                 }
                 return;
             }
@@ -247,12 +249,17 @@ async fn run(
     }
 }
 
-/// Queues a line for the client; false when the client went away or stopped reading.
-async fn send(lines: &mpsc::Sender<Bytes>, line: Bytes) -> bool {
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, lines.send(line)).await,
-        Ok(Ok(()))
-    )
+/// Queues a line for the client; false when the client went away or stopped reading, or the
+/// server is stopping (a client that reads nothing never holds up a shutdown).
+async fn send(
+    lines: &mpsc::Sender<Bytes>,
+    line: Bytes,
+    stopped: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> bool {
+    tokio::select! {
+        _ = stopped.as_mut() => false,
+        sent = tokio::time::timeout(SEND_TIMEOUT, lines.send(line)) => matches!(sent, Ok(Ok(()))),
+    }
 }
 
 /// What a watch does with what its queue gave: a change, or the news that it fell behind
@@ -298,8 +305,14 @@ fn step(filter: &WatchFilter, sent: &mut HashMap<String, u64>, change: &WatchCha
         return Step::Skip;
     }
     let Some(object) = object else {
-        return match sent.remove(name) {
-            Some(_) => Step::Send(event_line("DELETED", &deleted_stub(*kind, name, *revision))),
+        return match sent.get(name).copied() {
+            // A delete older than what the client holds (deleted, then created again before
+            // this watch listed it) is no news.
+            Some(held) if held > *revision => Step::Skip,
+            Some(_) => {
+                sent.remove(name);
+                Step::Send(event_line("DELETED", &deleted_stub(*kind, name, *revision)))
+            }
             None => Step::Skip,
         };
     };
@@ -700,6 +713,23 @@ mod tests {
                 event["type"].as_str().expect("type").to_string()
             }
         }
+    }
+
+    #[test]
+    fn a_delete_older_than_what_the_watch_showed_is_no_news() {
+        let filter = WatchFilter {
+            kind: Kind::ClusterGroup,
+            name: None,
+            selector: None,
+        };
+        // Deleted at 4, created again at 6, listed at 6 before the delete reached this watch.
+        let mut sent = HashMap::from([("web".to_string(), 6)]);
+        assert_eq!(sent_type(step(&filter, &mut sent, &deleted("web", 4))), "");
+        assert_eq!(sent.get("web"), Some(&6), "still held");
+        assert_eq!(
+            sent_type(step(&filter, &mut sent, &deleted("web", 7))),
+            "DELETED"
+        );
     }
 
     #[test]

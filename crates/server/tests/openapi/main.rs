@@ -198,6 +198,7 @@ async fn openapi_document_parses_as_openapi_3_1_and_lists_every_route() {
         (("/agent/v1/sync", "post"), vec!["200", "204"]),
         (("/agent/v1/content/{digest}", "get"), vec!["200", "404"]),
         (("/healthz", "get"), vec!["200"]),
+        (("/livez", "get"), vec!["200"]),
         (("/metrics", "get"), vec!["200"]),
     ]
     .into_iter()

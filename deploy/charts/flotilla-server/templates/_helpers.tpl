@@ -145,7 +145,7 @@ spec:
         {{- toYaml .Values.probes.readiness | nindent 8 }}
       livenessProbe:
         httpGet:
-          path: /healthz
+          path: /livez
           port: http
         {{- toYaml .Values.probes.liveness | nindent 8 }}
       resources:
