@@ -245,6 +245,7 @@ impl PostgresServer {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
+            let log_start = fs::metadata(&log).map_or(0, |m| m.len() as usize);
             let started = run_with_deadline(
                 user.command(&bin.join("pg_ctl"), &self.dir)
                     .arg("start")
@@ -260,7 +261,12 @@ impl PostgresServer {
             if started.status.success() {
                 return Ok(port);
             }
-            let log_text = fs::read_to_string(&log).unwrap_or_default();
+            // This attempt's lines only: the log is appended to across attempts.
+            let log_text = fs::read_to_string(&log)
+                .unwrap_or_default()
+                .get(log_start..)
+                .unwrap_or_default()
+                .to_string();
             if !log_text.contains("could not bind") && !log_text.contains("already in use") {
                 bail!(
                     "pg_ctl start failed ({}): {}\n{}",
@@ -495,6 +501,14 @@ fn sweep_stale_dirs(base: &Path, bin: &Path, user: &RunAs) {
             continue;
         }
         let dir = entry.path();
+        // Only directories this user (or the user the servers run as) made: on a shared /tmp,
+        // another user's directory, and a postmaster.pid planted in it, are not ours to act on.
+        let euid = fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        let runs_as = user.uid_gid.map(|(uid, _)| uid);
+        let owner = fs::symlink_metadata(&dir).map(|m| m.uid()).ok();
+        if owner.is_none() || (owner != euid && owner != runs_as) {
+            continue;
+        }
         if dir.join("data/postmaster.pid").exists() {
             let argv = stop_command(&dir, bin, user);
             let _ = run_with_deadline(

@@ -213,10 +213,42 @@ async fn run(
                 return;
             }
         }
-        match last {
-            Some(name) => after = Some(name),
-            None => break,
+        let Some(name) = last else {
+            break;
+        };
+        // Changes published while the list is sent: those about names already listed are
+        // sent now (a long list on a busy fleet would otherwise overflow the queue and end
+        // with 410 at its end); those about names still to come are in the pages ahead.
+        loop {
+            let change = match changes.try_recv() {
+                Ok(change) => change,
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    let line = lagged_line(missed, state.settings.watch_queue);
+                    let _ = send(&lines, line, &mut stopped).await;
+                    return;
+                }
+                Err(broadcast::error::TryRecvError::Closed) => return,
+            };
+            if let WatchChange::Object { name: changed, .. } = &*change
+                && changed.as_str() > name.as_str()
+            {
+                continue;
+            }
+            match step(&filter, &mut sent, &change) {
+                Step::Skip => {}
+                Step::Send(line) => {
+                    if !send(&lines, line, &mut stopped).await {
+                        return;
+                    }
+                }
+                Step::End(line) => {
+                    let _ = send(&lines, line, &mut stopped).await;
+                    return;
+                }
+            }
         }
+        after = Some(name);
     }
     if !send(&lines, bookmark(filter.kind, true), &mut stopped).await {
         return;
@@ -273,16 +305,21 @@ fn received_step(
 ) -> Step {
     match received {
         Ok(change) => step(filter, sent, &change),
-        Err(broadcast::error::RecvError::Lagged(missed)) => Step::End(error_line(
-            StatusCode::GONE,
-            "Expired",
-            &format!(
-                "this watch fell {missed} changes behind (the server queues {queue} per watch); \
-                 watch again"
-            ),
-        )),
+        Err(broadcast::error::RecvError::Lagged(missed)) => Step::End(lagged_line(missed, queue)),
         Err(broadcast::error::RecvError::Closed) => Step::End(Bytes::new()),
     }
+}
+
+/// The last line of a watch that fell behind: 410 Expired, as Kubernetes' "too old resource
+/// version"; its client watches again.
+fn lagged_line(missed: u64, queue: usize) -> Bytes {
+    error_line(
+        StatusCode::GONE,
+        "Expired",
+        &format!(
+            "this watch fell {missed} changes behind (the server queues {queue} per watch); watch again"
+        ),
+    )
 }
 
 /// The watch's decision on one published change.
