@@ -9,6 +9,7 @@
 //! drift from what they serialize.
 
 pub mod agent;
+pub mod dry_run;
 pub mod resource;
 pub mod rollout;
 pub mod selector;

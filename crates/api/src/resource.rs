@@ -712,12 +712,6 @@ pub struct SecretSpec {
     pub string_data: BTreeMap<String, String>,
 }
 
-/// How a dry run and `flotilla diff` show a Secret's value, which never leaves the server: the
-/// same as the stored one...
-pub const SECRET_VALUE_KEPT: &str = "(redacted)";
-/// ...or different from it (or new).
-pub const SECRET_VALUE_CHANGED: &str = "(redacted, changed)";
-
 /// What the secret holds, without the values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -9,7 +9,10 @@
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_api::Kind;
+use flotilla_api::{
+    Kind,
+    dry_run::{masked_secret_view, without_server_fields},
+};
 use flotilla_client::AdminClient;
 use serde_json::Value;
 use similar::TextDiff;
@@ -101,36 +104,14 @@ async fn diff_one(
         Err(error) => return Err(error.into()),
     };
     let live_text = match live {
-        Some(live) if kind == Kind::Secret => yaml(without_server_fields(masked_secret(live)))?,
+        Some(live) if kind == Kind::Secret => {
+            yaml(without_server_fields(masked_secret_view(live)))?
+        }
         Some(live) => yaml(without_server_fields(live))?,
         None => String::new(),
     };
     let planned_text = yaml(without_server_fields(planned.object))?;
     Ok(unified(&live_text, &planned_text, label))
-}
-
-/// A Secret as GET shows it (keys in `status.keys`, no values) in the shape a dry run answers
-/// it: each key with the kept-value marker, so only keys whose value changes differ.
-fn masked_secret(mut live: Value) -> Value {
-    let keys: Vec<String> = live
-        .pointer("/status/keys")
-        .and_then(Value::as_array)
-        .map(|keys| {
-            keys.iter()
-                .filter_map(|key| key.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(Value::Object(spec)) = live.get_mut("spec")
-        && !keys.is_empty()
-    {
-        let masked = keys
-            .into_iter()
-            .map(|key| (key, Value::from(flotilla_api::SECRET_VALUE_KEPT)))
-            .collect();
-        spec.insert("stringData".into(), Value::Object(masked));
-    }
-    live
 }
 
 /// `diff -u` of the live YAML against the planned one, or None when they are equal.
@@ -149,49 +130,4 @@ pub fn unified(live: &str, planned: &str, label: &str) -> Option<String> {
 
 fn yaml(document: Value) -> anyhow::Result<String> {
     serde_saphyr::to_string(&document).context("render YAML")
-}
-
-/// A document without what the server sets (the same fields the server's dry run leaves out).
-pub fn without_server_fields(mut document: Value) -> Value {
-    if let Value::Object(object) = &mut document {
-        object.remove("status");
-        if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
-            for field in ["resourceVersion", "generation", "creationTimestamp"] {
-                metadata.remove(field);
-            }
-        }
-    }
-    document
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn equal_documents_have_no_diff_and_a_changed_field_is_one_hunk() {
-        assert_eq!(unified("a: 1\n", "a: 1\n", "bundle/web"), None);
-        let text = unified("a: 1\nb: 2\n", "a: 1\nb: 3\n", "bundle/web").expect("a diff");
-        assert!(
-            text.starts_with("--- live/bundle/web\n+++ merged/bundle/web\n"),
-            "{text}"
-        );
-        assert!(text.contains("-b: 2\n+b: 3\n"), "{text}");
-    }
-
-    #[test]
-    fn server_set_fields_are_left_out_of_both_sides() {
-        let document = serde_json::json!({
-            "kind": "Bundle",
-            "metadata": {"name": "web", "resourceVersion": "7", "generation": 2,
-                         "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"a": "b"}},
-            "spec": {},
-            "status": {"ready": 1},
-        });
-        let kept = without_server_fields(document);
-        assert_eq!(
-            kept,
-            serde_json::json!({"kind": "Bundle", "metadata": {"name": "web", "labels": {"a": "b"}}, "spec": {}})
-        );
-    }
 }

@@ -8,7 +8,10 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use flotilla_api::{API_VERSION, Kind, List};
+use flotilla_api::{
+    API_VERSION, Kind, List,
+    dry_run::{SECRET_VALUE_CHANGED, SECRET_VALUE_KEPT, masked_secret_view, without_server_fields},
+};
 use serde_json::Value;
 
 use super::{
@@ -193,10 +196,7 @@ async fn dry_run_apply(state: &SharedState, document: Value) -> ApiResult<Respon
             .secrets()
             .get(&name)
             .map(|entry| &entry.spec.string_data);
-        (
-            masked_secret(object, stored),
-            live.map(|live| masked_secret(live, stored)),
-        )
+        (masked_secret(object, stored), live.map(masked_secret_view))
     } else {
         (object, live)
     };
@@ -223,8 +223,7 @@ async fn dry_run_apply(state: &SharedState, document: Value) -> ApiResult<Respon
 }
 
 /// A Secret document with each value of `spec.stringData` replaced by a marker: kept (the
-/// stored value, compared by digest) or changed. A document without values (the GET view) gets
-/// the stored keys, kept; `status` goes.
+/// stored value, compared by digest) or changed.
 fn masked_secret(
     mut document: Value,
     stored: Option<&std::collections::BTreeMap<String, String>>,
@@ -235,37 +234,13 @@ fn masked_secret(
             .and_then(|stored| stored.get(key))
             .is_some_and(|old| Sha256::digest(old) == Sha256::digest(value))
     };
-    let Value::Object(object) = &mut document else {
-        return document;
-    };
-    let given = object
-        .get("spec")
-        .and_then(|spec| spec.get("stringData"))
-        .and_then(Value::as_object)
-        .cloned();
-    let masked: serde_json::Map<String, Value> = match given {
-        Some(given) => given
-            .iter()
-            .map(|(key, value)| {
-                let marker = match value.as_str() {
-                    Some(value) if same(key, value) => flotilla_api::SECRET_VALUE_KEPT,
-                    _ => flotilla_api::SECRET_VALUE_CHANGED,
-                };
-                (key.clone(), Value::from(marker))
-            })
-            .collect(),
-        None => stored
-            .into_iter()
-            .flat_map(|stored| stored.keys())
-            .map(|key| (key.clone(), Value::from(flotilla_api::SECRET_VALUE_KEPT)))
-            .collect(),
-    };
-    object.remove("status");
-    if let Some(Value::Object(spec)) = object.get_mut("spec") {
-        if masked.is_empty() {
-            spec.remove("stringData");
-        } else {
-            spec.insert("stringData".into(), Value::Object(masked));
+    if let Some(Value::Object(given)) = document.pointer_mut("/spec/stringData") {
+        for (key, value) in given.iter_mut() {
+            let marker = match value.as_str() {
+                Some(text) if same(key, text) => SECRET_VALUE_KEPT,
+                _ => SECRET_VALUE_CHANGED,
+            };
+            *value = Value::from(marker);
         }
     }
     document
@@ -287,20 +262,6 @@ fn normalized(kind: Kind, document: &Value) -> ApiResult<Value> {
         Kind::GitRepo => round_trip::<flotilla_api::GitRepo>(document),
         Kind::Secret => round_trip::<flotilla_api::Secret>(document),
     }
-}
-
-/// A document without what the server sets: `status`, and `metadata.resourceVersion`,
-/// `generation` and `creationTimestamp`.
-fn without_server_fields(mut document: Value) -> Value {
-    if let Value::Object(object) = &mut document {
-        object.remove("status");
-        if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
-            for field in ["resourceVersion", "generation", "creationTimestamp"] {
-                metadata.remove(field);
-            }
-        }
-    }
-    document
 }
 
 async fn write(
