@@ -91,6 +91,31 @@ fn start(strategy: Strategy, clusters: &BTreeMap<ClusterId, BTreeMap<String, Str
     run
 }
 
+/// A run restored from `saved` as the server restores one after a restart: every cluster placed
+/// by its labels and the saved boundaries, with the override and online flag `member` gives it
+/// (the caller settles it).
+fn restore(
+    strategy: &Strategy,
+    saved: Saved,
+    clusters: &BTreeMap<ClusterId, BTreeMap<String, String>>,
+    state: BundleState,
+    member: impl Fn(ClusterId) -> (Option<Override>, bool),
+) -> Run {
+    let boundaries = saved.boundaries.clone();
+    let mut restored = Run::restore(strategy.clone(), saved);
+    for (&cluster, labels) in clusters {
+        let n = name(cluster);
+        let view = ClusterLabels {
+            name: &n,
+            label: |k: &str| labels.get(k).map(String::as_str),
+        };
+        let (wave, key) = place(strategy, &boundaries, &view).expect("the last wave takes all");
+        let (override_, online) = member(cluster);
+        restored.insert(cluster, wave, key, override_, state, online);
+    }
+    restored
+}
+
 fn plain(count: u32) -> BTreeMap<ClusterId, BTreeMap<String, String>> {
     (0..count).map(|c| (c, BTreeMap::new())).collect()
 }
@@ -772,16 +797,9 @@ fn a_restored_run_resumes_with_no_cluster_skipped_or_started_twice() {
     // "kill -9": only the saved state survives; the server rebuilds the run from the fleet.
     let saved: Saved =
         serde_json::from_str(&serde_json::to_string(&fleet.run.saved()).unwrap()).unwrap();
-    let mut restored = Run::restore(strategy.clone(), saved.clone());
-    for (&cluster, labels) in &clusters {
-        let n = name(cluster);
-        let view = ClusterLabels {
-            name: &n,
-            label: |k: &str| labels.get(k).map(String::as_str),
-        };
-        let (wave, key) = place(&strategy, &saved.boundaries, &view).unwrap();
-        restored.insert(cluster, wave, key, None, BundleState::Ready, true);
-    }
+    let mut restored = restore(&strategy, saved, &clusters, BundleState::Ready, |_| {
+        (None, true)
+    });
     restored.settle(fleet.now);
     let pinned_after: BTreeSet<ClusterId> = (0..40).filter(|&c| restored.pinned(c)).collect();
     assert_eq!(
@@ -900,18 +918,13 @@ fn a_restart_never_judges_a_passed_wave_again() {
     }
     assert_eq!(fleet.run.wave_phase(0), Some(WavePhase::Done));
     let canary: Vec<ClusterId> = fleet.wave_members(0).into_iter().collect();
-    let saved = fleet.run.saved();
-    let mut restored = Run::restore(strategy.clone(), saved.clone());
-    for (&cluster, labels) in &clusters {
-        let n = name(cluster);
-        let view = ClusterLabels {
-            name: &n,
-            label: |k: &str| labels.get(k).map(String::as_str),
-        };
-        let (wave, key) = place(&strategy, &saved.boundaries, &view).unwrap();
-        let online = !canary.contains(&cluster);
-        restored.insert(cluster, wave, key, None, BundleState::Ready, online);
-    }
+    let mut restored = restore(
+        &strategy,
+        fleet.run.saved(),
+        &clusters,
+        BundleState::Ready,
+        |c| (None, !canary.contains(&c)),
+    );
     restored.settle(fleet.now);
     assert_eq!(restored.counts(0).unwrap().failures, 0);
     assert_eq!(restored.counts(0).unwrap().done, canary.len() as u64);
@@ -970,18 +983,9 @@ fn a_started_cluster_relabelled_keeps_its_place_across_a_restart() {
     // kill -9: the restored run, placed by today's labels and the saved overrides.
     let saved = run.saved();
     let overrides: BTreeMap<ClusterId, Override> = run.overrides().collect();
-    let mut restored = Run::restore(strategy.clone(), saved);
-    for &c in clusters.keys() {
-        let (wave, key) = placed(&clusters, c);
-        restored.insert(
-            c,
-            wave,
-            key,
-            overrides.get(&c).cloned(),
-            BundleState::Pending,
-            true,
-        );
-    }
+    let mut restored = restore(&strategy, saved, &clusters, BundleState::Pending, |c| {
+        (overrides.get(&c).cloned(), true)
+    });
     restored.settle(0);
     let pinned: Vec<ClusterId> = (0..10).filter(|&c| restored.pinned(c)).collect();
     assert_eq!(

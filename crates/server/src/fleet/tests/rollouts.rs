@@ -245,15 +245,42 @@ fn follow(leader: &Fleet, bundle: u32, follower: &mut Fleet, strategy: &Strategy
     assert_consistent(follower);
 }
 
-#[test]
-fn a_replica_that_takes_over_a_followed_run_keeps_its_deadlines() {
-    let strategy = canary_then_rest(0);
+/// Two replicas of a 20-cluster fleet: the leader started a run of `strategy` and took its
+/// first step; the follower followed its record.
+struct Replicas {
+    leader: Fleet,
+    bundle: u32,
+    follower: Fleet,
+    followed: u32,
+    clusters: Vec<u32>,
+}
+
+fn replicas(strategy: &Strategy) -> Replicas {
     let (mut leader, clusters) = fleet_of(20);
     let bundle = start_candidate(&mut leader, "web", "v2", strategy.clone(), 0);
     let (mut follower, _) = fleet_of(20);
     let followed = put_candidate(&mut follower, "web", "v2");
     step(&mut leader, bundle, 0);
-    follow(&leader, bundle, &mut follower, &strategy);
+    follow(&leader, bundle, &mut follower, strategy);
+    Replicas {
+        leader,
+        bundle,
+        follower,
+        followed,
+        clusters,
+    }
+}
+
+#[test]
+fn a_replica_that_takes_over_a_followed_run_keeps_its_deadlines() {
+    let strategy = canary_then_rest(0);
+    let Replicas {
+        mut leader,
+        bundle,
+        mut follower,
+        followed,
+        clusters,
+    } = replicas(&strategy);
     let canary = pinned(&leader, bundle, &clusters);
     for &cluster in &canary {
         report(&mut leader, cluster, "web", BundleState::Ready);
@@ -277,12 +304,13 @@ fn a_replica_that_takes_over_a_followed_run_keeps_its_deadlines() {
 #[test]
 fn a_follower_places_late_joiners_as_the_record_says() {
     let strategy = canary_then_rest(60 * SECOND);
-    let (mut leader, clusters) = fleet_of(20);
-    let bundle = start_candidate(&mut leader, "web", "v2", strategy.clone(), 0);
-    let (mut follower, _) = fleet_of(20);
-    let followed = put_candidate(&mut follower, "web", "v2");
-    step(&mut leader, bundle, 0);
-    follow(&leader, bundle, &mut follower, &strategy);
+    let Replicas {
+        leader,
+        bundle,
+        mut follower,
+        followed,
+        clusters,
+    } = replicas(&strategy);
     // The leader's record holds a rest-wave cluster on stable (as a late joiner it saw);
     // this replica did not see it join that way.
     let canary = pinned(&leader, bundle, &clusters);
