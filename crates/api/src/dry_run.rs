@@ -46,3 +46,39 @@ pub fn masked_secret_view(mut view: Value) -> Value {
     }
     view
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_set_fields_are_left_out_of_both_sides() {
+        let document = serde_json::json!({
+            "kind": "Bundle",
+            "metadata": {"name": "web", "resourceVersion": "7", "generation": 2,
+                         "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"a": "b"}},
+            "spec": {},
+            "status": {"ready": 1},
+        });
+        let kept = without_server_fields(document);
+        assert_eq!(
+            kept,
+            serde_json::json!({"kind": "Bundle", "metadata": {"name": "web", "labels": {"a": "b"}}, "spec": {}})
+        );
+    }
+
+    #[test]
+    fn a_secrets_view_shows_its_keys_masked_and_never_a_value() {
+        let view = serde_json::json!({
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "spec": {"type": "basic-auth"},
+            "status": {"keys": ["password", "username"]},
+        });
+        let masked = masked_secret_view(view);
+        assert_eq!(
+            masked["spec"]["stringData"],
+            serde_json::json!({"password": SECRET_VALUE_KEPT, "username": SECRET_VALUE_KEPT})
+        );
+    }
+}

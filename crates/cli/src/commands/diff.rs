@@ -131,3 +131,19 @@ pub fn unified(live: &str, planned: &str, label: &str) -> Option<String> {
 fn yaml(document: Value) -> anyhow::Result<String> {
     serde_saphyr::to_string(&document).context("render YAML")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_documents_have_no_diff_and_a_changed_field_is_one_hunk() {
+        assert_eq!(unified("a: 1\n", "a: 1\n", "bundle/web"), None);
+        let text = unified("a: 1\nb: 2\n", "a: 1\nb: 3\n", "bundle/web").expect("a diff");
+        assert!(
+            text.starts_with("--- live/bundle/web\n+++ merged/bundle/web\n"),
+            "{text}"
+        );
+        assert!(text.contains("-b: 2\n+b: 3\n"), "{text}");
+    }
+}
