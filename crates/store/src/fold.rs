@@ -119,6 +119,8 @@ pub fn fold<'a>(requests: impl IntoIterator<Item = (u64, &'a [Op])>) -> Folded<'
                 Op::DeleteCounter { counter } => {
                     counters.insert(counter, CounterState::Deleted(revision));
                 }
+                // Chained by the backend in request order, beside the folded writes.
+                Op::Audit(_) => {}
             }
         }
     }

@@ -13,12 +13,19 @@
 //! writes with [`Store::changes`], a feed of every key's latest state in revision order. Revisions
 //! become visible in order: once a revision is readable, every lower one is too.
 
+pub mod audit;
 mod fold;
 mod pg;
 mod sqlite;
 
 use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
 
+#[cfg(any(test, feature = "testing"))]
+pub use audit::AuditTamper;
+pub use audit::{
+    AuditAppend, AuditEntry, AuditMark, AuditQuery, ChainBreak, ChainVerifier, verify_chain,
+    verify_stored,
+};
 #[cfg(any(test, feature = "testing"))]
 pub use pg::testing as pg_testing;
 pub use pg::{PgOptions, PgStore};
@@ -70,6 +77,10 @@ pub enum Op {
     Increment { counter: String, by: i64 },
     /// Removes a counter.
     DeleteCounter { counter: String },
+    /// Appends a record to the audit trail, chained by the writer in this commit's transaction
+    /// (see [`audit`]): it is stored exactly when the rest of the commit is. Not part of the
+    /// bulk load nor the change feed.
+    Audit(AuditAppend),
 }
 
 /// One stored document as the bulk load visits it, borrowed from the backend's read buffer (no
@@ -301,6 +312,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Visit(VisitError),
+    /// The stored audit trail does not verify where an operation needed it to (a prune never
+    /// deletes records that do not verify, so the evidence stays).
+    #[error("{0}")]
+    AuditBroken(#[from] ChainBreak),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -386,6 +401,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives the lease up at once if `holder` holds it (a clean shutdown hands over quickly).
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Audit records matching `query` (see [`AuditQuery`]), by seq.
+    fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+
+    /// The newest audit record's mark ([`AuditMark::GENESIS`] while there is none).
+    fn audit_head(&self) -> Result<AuditMark>;
+
+    /// Where the kept trail starts: the last pruned record's mark ([`AuditMark::GENESIS`] until a
+    /// prune).
+    fn audit_anchor(&self) -> Result<AuditMark>;
+
+    /// Deletes the oldest audit records, from the anchor on, while their time is before
+    /// `older_than_ms` (stopping at the first newer one), at most `max` (capped at
+    /// [`audit::MAX_AUDIT_PRUNE`]), and moves the anchor to the last one deleted, atomically.
+    /// Records are verified before they go: a stretch that does not verify is kept and the call
+    /// fails with [`StoreError::AuditBroken`]. Returns how many were deleted.
+    fn prune_audit(&self, older_than_ms: u64, max: usize) -> Result<usize>;
 }
 
 /// How long deletions stay in the change feed.
