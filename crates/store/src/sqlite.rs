@@ -8,12 +8,14 @@ use std::{
 };
 
 use read_connection::ReadConnection;
+
+mod audit;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
     AuditEntry, AuditMark, AuditQuery, BatchObserver, BatchStats, CommitFuture, Op, Record,
-    Request, Result, Snapshot, Store, StoreError, StoredContent, audit,
+    Request, Result, Snapshot, Store, StoreError, StoredContent,
 };
 
 const SCHEMA_VERSION: i64 = 5;
@@ -342,10 +344,11 @@ fn apply_batch(
                     Op::Audit(append) => {
                         let head = match &mut audit_head {
                             Some(head) => head,
-                            None => audit_head.insert(read_marks(&transaction, false)?),
+                            None => audit_head
+                                .insert(audit::read_mark(&transaction, audit::Mark::Head)?),
                         };
-                        for entry in audit::chain(head, [(*revision, append)]) {
-                            insert_audit(&transaction, &entry)?;
+                        for entry in crate::audit::chain(head, [(*revision, append)]) {
+                            audit::insert(&transaction, &entry)?;
                         }
                     }
                 }
@@ -360,7 +363,7 @@ fn apply_batch(
         if let Some(head) = audit_head {
             transaction.execute(
                 "UPDATE audit_meta SET head_seq = ?1, head_hash = ?2 WHERE id = 1",
-                params![audit::to_column(head.seq), &head.hash[..]],
+                params![crate::audit::to_column(head.seq), &head.hash[..]],
             )?;
         }
     }
@@ -371,98 +374,6 @@ fn apply_batch(
         return Err(error);
     }
     Ok(revisions)
-}
-
-fn insert_audit(connection: &Connection, entry: &AuditEntry) -> rusqlite::Result<()> {
-    connection
-        .prepare_cached(
-            "INSERT INTO audit (seq, revision, time_ms, actor, object, project, doc, prev, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?
-        .execute(params![
-            audit::to_column(entry.seq),
-            audit::to_column(entry.revision),
-            audit::to_column(entry.time_ms),
-            entry.actor,
-            entry.object,
-            entry.project,
-            entry.doc,
-            &entry.prev[..],
-            &entry.hash[..],
-        ])?;
-    Ok(())
-}
-
-/// The head (`anchor` false) or the anchor. A damaged hash column reads as a hash no record
-/// has, so verification fails rather than the read.
-fn read_marks(connection: &Connection, anchor: bool) -> rusqlite::Result<AuditMark> {
-    let sql = if anchor {
-        "SELECT anchor_seq, anchor_hash FROM audit_meta WHERE id = 1"
-    } else {
-        "SELECT head_seq, head_hash FROM audit_meta WHERE id = 1"
-    };
-    connection
-        .query_row(sql, [], |row| {
-            Ok(AuditMark {
-                seq: row.get::<_, i64>(0)? as u64,
-                hash: row.get_ref(1)?.as_bytes()?.try_into().unwrap_or([0xff; 32]),
-            })
-        })
-        .optional()
-        .map(|mark| mark.unwrap_or(AuditMark::GENESIS))
-}
-
-fn audit_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(audit::StoredColumns {
-        seq: row.get(0)?,
-        revision: row.get(1)?,
-        time_ms: row.get(2)?,
-        actor: row.get(3)?,
-        object: row.get(4)?,
-        project: row.get(5)?,
-        doc: row.get_ref(6)?.as_bytes()?.to_vec(),
-        prev: row.get_ref(7)?.as_bytes()?,
-        hash: row.get_ref(8)?.as_bytes()?,
-    }
-    .into_entry())
-}
-
-/// Deletes the oldest records that are older than `older_than_ms` and verify, and moves the
-/// anchor; one immediate transaction (waits for the writer like a lease does).
-fn prune_audit(connection: &Connection, older_than_ms: u64, max: usize) -> Result<usize> {
-    let transaction =
-        rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate)?;
-    let anchor = read_marks(&transaction, true)?;
-    let mut walk = audit::PruneWalk::new(&anchor, older_than_ms);
-    {
-        let mut statement = transaction.prepare(&format!(
-            "SELECT {} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            audit::ENTRY_COLUMNS
-        ))?;
-        let max = max.min(audit::MAX_AUDIT_PRUNE) as i64;
-        let mut rows = statement.query(params![audit::to_column(anchor.seq), max])?;
-        while let Some(row) = rows.next()? {
-            if !walk.take(&audit_entry(row)?)? {
-                break;
-            }
-        }
-    }
-    let (new_anchor, count) = walk.end();
-    if count > 0 {
-        transaction.execute(
-            "DELETE FROM audit WHERE seq > ?1 AND seq <= ?2",
-            params![
-                audit::to_column(anchor.seq),
-                audit::to_column(new_anchor.seq)
-            ],
-        )?;
-        transaction.execute(
-            "UPDATE audit_meta SET anchor_seq = ?1, anchor_hash = ?2 WHERE id = 1",
-            params![audit::to_column(new_anchor.seq), &new_anchor.hash[..]],
-        )?;
-    }
-    transaction.commit()?;
-    Ok(count as usize)
 }
 
 fn counters_and_revision(connection: &Connection) -> Result<(Vec<(String, i64)>, u64)> {
@@ -691,69 +602,23 @@ impl Store for SqliteStore {
     }
 
     fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        let (sql, page_params) = audit::page_sql(query, |n| format!("?{n}"));
-        let values: Vec<rusqlite::types::Value> = page_params
-            .into_iter()
-            .map(|param| match param {
-                audit::PageParam::Int(value) => rusqlite::types::Value::Integer(value),
-                audit::PageParam::Text(text) => rusqlite::types::Value::Text(text.into_owned()),
-            })
-            .collect();
-        self.reader.with(|connection| {
-            let mut statement = connection.prepare_cached(&sql)?;
-            let rows = statement.query_map(rusqlite::params_from_iter(values), audit_entry)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        self.reader
+            .with(|connection| audit::page(connection, query))
     }
 
     fn audit_head(&self) -> Result<AuditMark> {
         self.reader
-            .with(|connection| Ok(read_marks(connection, false)?))
+            .with(|connection| Ok(audit::read_mark(connection, audit::Mark::Head)?))
     }
 
     fn audit_anchor(&self) -> Result<AuditMark> {
         self.reader
-            .with(|connection| Ok(read_marks(connection, true)?))
+            .with(|connection| Ok(audit::read_mark(connection, audit::Mark::Anchor)?))
     }
 
     fn prune_audit(&self, older_than_ms: u64, max: usize) -> Result<usize> {
         self.reader
-            .with(|connection| prune_audit(connection, older_than_ms, max))
-    }
-}
-
-#[cfg(any(test, feature = "testing"))]
-impl SqliteStore {
-    /// Damages the stored audit record `seq` behind the store's back, as someone with write
-    /// access to the database file could (tests of verification).
-    pub fn tamper_audit_for_tests(&self, seq: u64, tamper: crate::AuditTamper) -> Result<()> {
-        let seq = audit::to_column(seq);
-        self.reader.with(|connection| {
-            match tamper {
-                crate::AuditTamper::AlterDoc => {
-                    let mut doc: Vec<u8> =
-                        connection.query_row("SELECT doc FROM audit WHERE seq = ?1", [seq], |row| {
-                            row.get(0)
-                        })?;
-                    match doc.first_mut() {
-                        Some(byte) => *byte ^= 1,
-                        None => doc.push(0),
-                    }
-                    connection.execute("UPDATE audit SET doc = ?2 WHERE seq = ?1", params![seq, doc])?;
-                }
-                crate::AuditTamper::Delete => {
-                    connection.execute("DELETE FROM audit WHERE seq = ?1", [seq])?;
-                }
-                crate::AuditTamper::Occupy => {
-                    connection.execute(
-                        "INSERT INTO audit (seq, revision, time_ms, actor, object, project, doc, prev, hash)
-                         VALUES (?1, 0, 0, '', '', '', x'', zeroblob(32), zeroblob(32))",
-                        [seq],
-                    )?;
-                }
-            }
-            Ok(())
-        })
+            .with(|connection| audit::prune(connection, older_than_ms, max))
     }
 }
 
